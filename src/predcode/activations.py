@@ -1,0 +1,48 @@
+"""Activation functions with the derivatives the settling dynamics use."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class Activation(NamedTuple):
+    """A nonlinearity ``fn`` and its elementwise derivative ``deriv`` (both of the pre-activation)."""
+
+    name: str
+    fn: Callable[[Array], Array]
+    deriv: Callable[[Array], Array]
+
+
+def _relu_deriv(z: Array) -> Array:
+    # Legacy ngc-learn convention: the derivative is 1 at z = 0. With JAX's 0 at 0 the states of
+    # GNCN-t1-Sigma, which start at exactly 0, would never move.
+    return (z >= 0).astype(z.dtype)
+
+
+def _sigmoid_deriv(z: Array) -> Array:
+    s = jax.nn.sigmoid(z)
+    return s * (1 - s)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": Activation("identity", lambda z: z, jnp.ones_like),
+    "relu": Activation("relu", jax.nn.relu, _relu_deriv),
+    "tanh": Activation("tanh", jnp.tanh, lambda z: 1 - jnp.tanh(z) ** 2),
+    "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_deriv),
+    "softplus": Activation("softplus", jax.nn.softplus, jax.nn.sigmoid),
+}
+
+
+def get_activation(name: str, *, parameter: str = "activation") -> Activation:
+    """Look up an activation by name; ``parameter`` names the setting in the error message."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"{parameter}: expected one of {sorted(ACTIVATIONS)}, got {name!r}"
+        ) from None

@@ -1,0 +1,34 @@
+"""Dataset loading: MNIST, Fashion-MNIST and KMNIST from verified IDX files."""
+
+from predcode.data.datasets import (
+    NAMES,
+    SPLITS,
+    binarize,
+    cache_dir,
+    flatten,
+    load,
+    load_binarized,
+    locate,
+    search_dirs,
+    to_float,
+    train_val_split,
+)
+from predcode.data.idx import DatasetError, read_idx_images, read_idx_labels, read_idx_pair
+
+__all__ = [
+    "NAMES",
+    "SPLITS",
+    "DatasetError",
+    "binarize",
+    "cache_dir",
+    "flatten",
+    "load",
+    "load_binarized",
+    "locate",
+    "read_idx_images",
+    "read_idx_labels",
+    "read_idx_pair",
+    "search_dirs",
+    "to_float",
+    "train_val_split",
+]

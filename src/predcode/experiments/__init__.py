@@ -1,0 +1,1 @@
+"""Experiment machinery: data handling, training loops, checkpoints, metrics and analysis."""

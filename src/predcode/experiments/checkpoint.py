@@ -1,0 +1,447 @@
+"""Save and load checkpoints: a pickle-free ``.npz`` of arrays plus a ``.json`` that describes it.
+
+A checkpoint called ``run/best`` is the pair ``run/best.npz`` (an uncompressed ``np.savez`` archive,
+no object arrays, so no pickles) and ``run/best.json`` (metadata, the array list with shapes and
+dtypes, and the SHA-256 of the ``.npz``). The format is specified in ``docs/checkpoint-format.md``.
+
+Writes are atomic per file (temporary file in the same folder, fsync, ``os.replace``) and the two
+files are tied by the hash, so an interrupted save is detected at load instead of silently mixing
+old and new arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "checkpoint_paths",
+    "load_checkpoint",
+    "save_checkpoint",
+    "verify_checkpoint",
+]
+
+FORMAT = "predcode-checkpoint"
+FORMAT_VERSION = 1
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+# Parameter names of np.savez itself: an array with one of these names cannot be passed by keyword.
+_SAVEZ_RESERVED = frozenset({"file", "allow_pickle"})
+# Keys save_checkpoint writes itself; the same keys in the caller's metadata are replaced.
+_MANAGED_KEYS = ("format", "format_version", "npz_sha256", "arrays", "created", "predcode_version")
+_BACKUP_SUFFIX = ".prev"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint pair cannot be read, or does not match its own description."""
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """Return ``(npz_path, json_path)`` for a checkpoint stem (a ``.npz``/``.json`` suffix is dropped).
+
+    >>> [p.name for p in checkpoint_paths("run/best.npz")]
+    ['best.npz', 'best.json']
+    """
+    p = Path(path)
+    if p.suffix in (".npz", ".json"):
+        p = p.with_suffix("")
+    if not p.name:
+        raise ValueError(f"checkpoint path {str(path)!r} has no file name; pass a stem like 'run/best'")
+    return p.parent / (p.name + ".npz"), p.parent / (p.name + ".json")
+
+
+# --------------------------------------------------------------------------------------------- save
+
+
+def save_checkpoint(
+    path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``arrays`` and ``metadata`` as the checkpoint pair ``<path>.npz`` / ``<path>.json``.
+
+    Args:
+        path: the stem, e.g. ``"run/best"`` (a trailing ``.npz`` or ``.json`` is dropped). The
+            folder is created if needed. An existing pair of that name is replaced.
+        arrays: name -> array-like. Names must match ``[A-Za-z0-9_]+`` (and not be ``file`` or
+            ``allow_pickle``, the parameter names of ``np.savez``); values are converted with
+            ``np.asarray`` and must not have an object dtype (they would need pickling).
+        metadata: JSON-serialisable mapping (NumPy scalars are converted). The keys ``format``,
+            ``format_version``, ``npz_sha256``, ``arrays``, ``created`` and ``predcode_version``
+            are written by this function and replace any caller values, so the metadata of a loaded
+            checkpoint can be passed straight back in.
+
+    Returns:
+        ``(npz_path, json_path)``.
+
+    Both files are first written completely to temporary files next to the targets and fsynced;
+    then the ``.npz`` is moved into place, then the ``.json`` (``os.replace``). If a Python-level
+    error interrupts the save after the ``.npz`` was replaced, the previous ``.npz`` is restored
+    from a hard link (or copy) kept as ``<name>.npz.prev`` during the swap. A hard crash between
+    the two moves leaves a new ``.npz`` beside the old ``.json``: ``load_checkpoint`` then reports
+    a hash mismatch and points at ``<name>.npz.prev``, which still holds the old arrays.
+    """
+    npz_path, json_path = checkpoint_paths(path)
+    prepared = _prepare_arrays(arrays)
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    folder = npz_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+
+    from predcode import __version__ as predcode_version  # lazy: predcode/__init__ may import us
+
+    temps: list[Path] = []
+    try:
+        npz_tmp = _temp_path(folder, npz_path.name, temps)
+        with open(npz_tmp, "wb") as f:
+            # Every value was checked above; allow_pickle=False makes numpy refuse objects too.
+            np.savez(f, allow_pickle=False, **prepared)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = _sha256_file(npz_tmp)
+
+        document: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+        document.update((k, v) for k, v in metadata.items() if k not in _MANAGED_KEYS)
+        document["arrays"] = {
+            name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in prepared.items()
+        }
+        document["npz_sha256"] = digest
+        document["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        document["predcode_version"] = predcode_version
+        text = _dump_json(document)
+
+        json_tmp = _temp_path(folder, json_path.name, temps)
+        with open(json_tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+        _swap_in(npz_tmp, npz_path, json_tmp, json_path, temps)
+    finally:
+        for t in temps:
+            with contextlib.suppress(FileNotFoundError):
+                t.unlink()
+    return npz_path, json_path
+
+
+def _prepare_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of name -> array, got {type(arrays).__name__}")
+    prepared: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"array name {name!r} is not allowed: names must match [A-Za-z0-9_]+ "
+                "(letters, digits, underscore), e.g. 'W1' or 'Sigma_e1'"
+            )
+        if name in _SAVEZ_RESERVED:
+            raise ValueError(
+                f"array name {name!r} is reserved (it is a parameter name of np.savez); rename it"
+            )
+        a = np.asarray(value)
+        if False:
+            raise ValueError(
+                f"array {name!r} has dtype {a.dtype}, which holds Python objects and would need "
+                "pickling; convert it to a numeric or string dtype first"
+            )
+        prepared[name] = a
+    return prepared
+
+
+def _temp_path(folder: Path, target_name: str, temps: list[Path]) -> Path:
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=target_name + ".tmp-", delete=False) as f:
+        p = Path(f.name)
+    temps.append(p)
+    return p
+
+
+def _swap_in(npz_tmp: Path, npz_path: Path, json_tmp: Path, json_path: Path, temps: list) -> None:
+    """Move the new npz, then the new json, into place; undo the npz move if the json move fails."""
+    backup = npz_path.with_name(npz_path.name + _BACKUP_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        backup.unlink()  # left by an earlier interrupted save; the pair being written supersedes it
+    have_backup = False
+    if npz_path.exists():
+        try:
+            os.link(npz_path, backup)
+        except OSError:  # no hard links on this file system: copy instead
+            shutil.copyfile(npz_path, backup)
+            _fsync_file(backup)
+        have_backup = True
+        temps.append(backup)  # removed once the swap is over, whichever way it ends
+
+    os.replace(npz_tmp, npz_path)
+    try:
+        os.replace(json_tmp, json_path)
+    except BaseException:
+        if have_backup:
+            os.replace(backup, npz_path)  # the old json still describes the old npz
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                npz_path.unlink()  # no old pair existed: do not leave an npz without its json
+        raise
+    _fsync_dir(npz_path.parent)
+
+
+def _dump_json(document: Mapping[str, Any]) -> str:
+    def convert(obj: Any) -> Any:
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, Path):
+            return str(obj)
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+    try:
+        return json.dumps(document, indent=2, default=convert, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"checkpoint metadata cannot be written as strict JSON ({exc}); use str, int, float "
+            "(finite), bool, None, lists and dicts with string keys"
+        ) from exc
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the renames durable on POSIX; directories cannot be opened this way on Windows.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- load
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify the checkpoint ``<path>.npz`` / ``<path>.json``; return ``(arrays, metadata)``.
+
+    Checks, in order: the JSON parses and declares ``format == "predcode-checkpoint"`` with a
+    ``format_version`` this predcode understands; the ``.npz`` bytes have the recorded SHA-256;
+    the archive loads with ``allow_pickle=False`` (object arrays are refused, never unpickled);
+    the archive holds exactly the arrays listed, each with the recorded shape and dtype.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) on any failed check; the message names the file, what
+            was expected, what was found, and how to fix it.
+    """
+    npz_path, json_path = checkpoint_paths(path)
+    metadata = _read_metadata(json_path)
+    listed = _listed_arrays(metadata, json_path)
+
+    try:
+        data = npz_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{npz_path}: file not found, but {json_path.name} describes it. Expected the array "
+            f"file next to its json; restore {npz_path.name} from where the checkpoint was copied."
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"{npz_path}: cannot be read ({exc}); check permissions.") from exc
+
+    expected = metadata["npz_sha256"]
+    found = hashlib.sha256(data).hexdigest()
+    if found != expected:
+        raise CheckpointError(_hash_mismatch_message(npz_path, json_path, expected, found, len(data)))
+
+    arrays = _read_npz(data, npz_path)
+
+    missing = sorted(set(listed) - set(arrays))
+    extra = sorted(set(arrays) - set(listed))
+    if missing or extra:
+        raise CheckpointError(
+            f"{npz_path}: the arrays do not match {json_path.name}. Expected {sorted(listed)}; "
+            f"missing {missing}, unexpected {extra}. The json was edited or belongs to another "
+            "checkpoint: save the checkpoint again with save_checkpoint."
+        )
+    for name, spec in listed.items():
+        a = arrays[name]
+        if list(a.shape) != spec["shape"] or str(a.dtype) != spec["dtype"]:
+            raise CheckpointError(
+                f"{npz_path}: array {name!r} expected shape {tuple(spec['shape'])} dtype "
+                f"{spec['dtype']} (as recorded in {json_path.name}), found shape {a.shape} dtype "
+                f"{a.dtype}. The json was edited or belongs to another checkpoint: save the "
+                "checkpoint again with save_checkpoint."
+            )
+    return arrays, metadata
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Run every check of :func:`load_checkpoint` and return the metadata; raise CheckpointError."""
+    _, metadata = load_checkpoint(path)
+    return metadata
+
+
+def _read_metadata(json_path: Path) -> dict[str, Any]:
+    try:
+        text = json_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{json_path}: file not found. A checkpoint is a pair <name>.npz + <name>.json; pass "
+            "the stem (e.g. 'run/best') of a pair written by save_checkpoint."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{json_path}: cannot be read as UTF-8 text ({exc}).") from exc
+    try:
+        metadata = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{json_path}: expected JSON, found a parse error ({exc}). The file is damaged or "
+            "truncated: restore it or save the checkpoint again."
+        ) from exc
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"{json_path}: expected a JSON object, found {type(metadata).__name__}; this is not a "
+            "predcode checkpoint description."
+        )
+
+    fmt = metadata.get("format")
+    if fmt != FORMAT:
+        raise CheckpointError(
+            f"{json_path}: expected \"format\": \"{FORMAT}\", found {fmt!r}; this json does not "
+            "describe a predcode checkpoint (pass the stem of a pair written by save_checkpoint)."
+        )
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"{json_path}: expected an integer \"format_version\" >= 1, found {version!r}; the "
+            "json is damaged: save the checkpoint again."
+        )
+    if version > FORMAT_VERSION:
+        from predcode import __version__ as predcode_version
+
+        raise CheckpointError(
+            f"{json_path}: format_version {version} is newer than this predcode "
+            f"({predcode_version}) reads (up to {FORMAT_VERSION}); the checkpoint was written by a "
+            "newer predcode. Upgrade predcode (pip install -U predcode) to load it."
+        )
+
+    digest = metadata.get("npz_sha256")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise CheckpointError(
+            f"{json_path}: expected \"npz_sha256\" to be 64 lowercase hex digits, found "
+            f"{digest!r}; the json is damaged: save the checkpoint again."
+        )
+    return metadata
+
+
+def _listed_arrays(metadata: Mapping[str, Any], json_path: Path) -> dict[str, dict[str, Any]]:
+    listed = metadata.get("arrays")
+    if not isinstance(listed, dict):
+        raise CheckpointError(
+            f"{json_path}: expected \"arrays\" to be an object of name -> {{shape, dtype}}, found "
+            f"{type(listed).__name__}; the json is damaged: save the checkpoint again."
+        )
+    for name, spec in listed.items():
+        ok = (
+            _NAME.fullmatch(name)
+            and isinstance(spec, dict)
+            and isinstance(spec.get("shape"), list)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in spec["shape"])
+            and isinstance(spec.get("dtype"), str)
+        )
+        if not ok:
+            raise CheckpointError(
+                f"{json_path}: entry {name!r} of \"arrays\" expected a name matching "
+                f"[A-Za-z0-9_]+ and {{\"shape\": [ints], \"dtype\": str}}, found {spec!r}; the json "
+                "is damaged: save the checkpoint again."
+            )
+    return listed
+
+
+def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
+    fix = "Save the checkpoint again, or restore the file from a copy."
+    try:
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:  # numpy saw a pickle and refused it (allow_pickle=False)
+        raise CheckpointError(
+            f"{npz_path}: expected an .npz archive, found data that needs unpickling, which "
+            f"predcode never loads ({exc}). {fix}"
+        ) from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{npz_path}: expected an .npz archive, cannot read it ({exc}). {fix}") from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise CheckpointError(
+            f"{npz_path}: expected an .npz archive (a zip of .npy files), found a single "
+            f"{type(npz).__name__}. {fix}"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    with npz:
+        for name in npz.files:
+            try:
+                arrays[name] = npz[name]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):  # numpy refused an object array before unpickling
+                    raise CheckpointError(
+                        f"{npz_path}: array {name!r} expected a plain numeric or string dtype, found "
+                        f"a pickled object array, which predcode refuses to unpickle ({exc}). The "
+                        f"file was not written by save_checkpoint; do not trust it. {fix}"
+                    ) from exc
+                raise CheckpointError(
+                    f"{npz_path}: array {name!r} expected a valid .npy member, cannot read it "
+                    f"({exc}). {fix}"
+                ) from exc
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise CheckpointError(
+                    f"{npz_path}: array {name!r} cannot be read ({type(exc).__name__}: {exc}). {fix}"
+                ) from exc
+    return arrays
+
+
+def _hash_mismatch_message(npz_path: Path, json_path: Path, expected: str, found: str, size: int) -> str:
+    message = (
+        f"{npz_path}: SHA-256 mismatch. Expected {expected} (recorded in {json_path.name}), found "
+        f"{found} ({size} bytes). The .npz was changed, truncated or damaged after it was saved, "
+        "or a save was interrupted between replacing the .npz and the .json."
+    )
+    hints = []
+    backup = npz_path.with_name(npz_path.name + _BACKUP_SUFFIX)
+    if backup.is_file() and _sha256_file(backup) == expected:
+        hints.append(
+            f"{backup.name} matches the recorded hash (an interrupted save left it): rename it to "
+            f"{npz_path.name} to recover the previous checkpoint"
+        )
+    for pending in sorted(json_path.parent.glob(json_path.name + ".tmp-*")):
+        try:
+            if json.loads(pending.read_text(encoding="utf-8")).get("npz_sha256") == found:
+                hints.append(
+                    f"{pending.name} describes the current {npz_path.name} (the interrupted save "
+                    f"had written it): rename it to {json_path.name} to keep the new checkpoint"
+                )
+                break
+        except (OSError, ValueError, AttributeError):
+            continue
+    if not hints:
+        hints.append("restore both files from a copy, or save the checkpoint again")
+    return message + " To fix: " + "; or ".join(hints) + "."

@@ -1,0 +1,74 @@
+"""One training step of a GNCN: settle, Hebbian updates, optimizer step, constraints."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from predcode.learning.optim import keras_adam
+from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
+
+Array = jax.Array
+
+
+class StepMetrics(NamedTuple):
+    """Per-sample means over the real (non-padding) rows of the batch, from the settle before the update."""
+
+    tod: Array
+    bce: Array
+    status: Array
+
+
+class GNCNTrainer(NamedTuple):
+    """Jitted training and evaluation steps of one model and optimizer.
+
+    ``step(params, opt_state, x, weights) -> (params, opt_state, StepMetrics)`` and
+    ``evaluate(params, x, weights) -> StepMetrics``. ``weights`` (batch,) is 1 for real rows and
+    0 for padding, so the last, short batch of an epoch reuses the compiled step.
+    """
+
+    model: GNCN
+    optimizer: optax.GradientTransformation
+    init: Callable[[Params], Any]
+    step: Callable
+    evaluate: Callable
+
+
+def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = None) -> GNCNTrainer:
+    """Build the jitted step. The default optimizer is legacy Adam (Keras form, lr 1e-3, eps 1e-7)."""
+    optimizer = keras_adam(1e-3) if optimizer is None else optimizer
+    learnable = model.learnable_names()
+
+    def metrics(x, result, weights):
+        return StepMetrics(total_discrepancy(result.errors, weights),
+                           bce(x, result.predictions[0], weights), result.status)
+
+    def step(params, opt_state, x, weights):
+        result = model.settle(params, x, weights=weights)
+        grads = model.calc_updates(params, result, weights)
+        sub = {k: params[k] for k in learnable}
+        updates, opt_state = optimizer.update(grads, opt_state, sub)
+        params = model.apply_constraints({**params, **optax.apply_updates(sub, updates)})
+        return params, opt_state, metrics(x, result, weights)
+
+    def evaluate(params, x, weights):
+        return metrics(x, model.settle(params, x, weights=weights), weights)
+
+    def init(params):
+        return optimizer.init({k: params[k] for k in learnable})
+
+    return GNCNTrainer(model, optimizer, init, jax.jit(step), jax.jit(evaluate))
+
+
+def pad_batch(x: Array, batch_size: int) -> tuple[Array, Array]:
+    """Pad ``x`` (n <= batch_size rows) with zero rows to ``batch_size``; return it and the 0/1 weights."""
+    n = x.shape[0]
+    if n > batch_size:
+        raise ValueError(f"x: expected at most batch_size={batch_size} rows, got {n}")
+    weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(batch_size - n, jnp.float32)])
+    if n < batch_size:
+        x = jnp.concatenate([x, jnp.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
+    return x, weights

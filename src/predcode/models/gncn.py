@@ -1,0 +1,313 @@
+"""The generative neural coding networks (GNCN) of Ororbia & Kifer (2022), Nat. Commun. 13:2064.
+
+One class, :class:`GNCN`, computes all four museum models; :data:`MUSEUM` holds what tells them
+apart. Row-vector convention (a batch is ``B x n``), layer 0 is the clamped data ``x``, layers
+``1..L`` are latent states ``z_l``::
+
+    mu_l  = g_l( phi(z_{l+1}) W_{l+1}  [+ phi(z_{l+2}) M_{l+2}   PDH only] )
+    e_l   = target_l - mu_l,  target_0 = x,  target_l = phi(z_l) (t2, PDH) or z_l (t1 models)
+    e~_l  = e_l P_l  with a learned covariance (P_l = (R_l^{-1})^T, R_l = cholesky(Sigma_l)), else e_l
+    dz_l  = [e~_{l-1} E_l] * phi'(z_l)^{t1 only} - e~_l - phi(z_l) V_l - lmbda sign(z_l) - leak z_l
+    z_l  <- z_l + beta dz_l       (K steps from zero states; E_l = W_l^T for the t1 models)
+
+Arrays (names used in checkpoints, shapes (n_from, n_to)): ``W{l}`` (d_l, d_{l-1}); ``M{l}``
+(d_l, d_{l-2}); ``E{l}`` (d_{l-1}, d_l); ``Sigma{l}``, ``Prec{l}`` (d_l, d_l) for l < L;
+``V{l}`` (d_l, d_l). See ``../shared/reference/GNCN.md`` and ``docs/checkpoint-format.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from predcode.activations import get_activation
+from predcode.cells import whiten
+from predcode.dynamics.settle import Euler, SettleResult, settle
+from predcode.learning.constraints import clip_column_norms
+from predcode.learning.covariance import (
+    gaussian_nll_sigma_grad,
+    init_covariance,
+    legacy_precision,
+    legacy_sigma_update,
+)
+from predcode.learning.hebbian import hebbian
+
+Array = jax.Array
+Params = dict[str, Array]
+
+# What distinguishes the four museum models (GNCN.md, "The four models").
+MUSEUM: dict[str, dict[str, Any]] = {
+    "gncn_t1": dict(phi="tanh", g_hidden="identity", tied_feedback=True, use_dfx=True,
+                    error_on_phi=False, lmbda=0.01, learn_sigma=False, lateral=False, skip=False),
+    "gncn_t1_sigma": dict(phi="relu", g_hidden="identity", tied_feedback=True, use_dfx=True,
+                          error_on_phi=False, lmbda=0.01, learn_sigma=True, lateral=False, skip=False),
+    "gncn_t2_lsigma": dict(phi="relu", g_hidden="relu", tied_feedback=False, use_dfx=False,
+                           error_on_phi=True, lmbda=0.0, learn_sigma=True, lateral=True, skip=False),
+    "gncn_pdh": dict(phi="relu", g_hidden="relu", tied_feedback=False, use_dfx=False,
+                     error_on_phi=True, lmbda=0.0, learn_sigma=True, lateral=True, skip=True),
+}
+SIGMA_RULES = ("legacy", "nll")
+
+
+def _check(cond: bool, parameter: str, expected: str, got: Any) -> None:
+    if not cond:
+        raise ValueError(f"{parameter}: expected {expected}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class GNCNConfig:
+    """Architecture and settling hyper-parameters. ``None`` fields take the museum model's default."""
+
+    kind: str = "gncn_pdh"
+    x_dim: int = 784
+    z_dims: tuple[int, ...] = (360, 360, 360)
+    K: int = 50
+    beta: float = 0.1
+    leak: float = 0.001
+    lmbda: float | None = None
+    phi: str | None = None
+    g_hidden: str | None = None
+    g_out: str = "sigmoid"
+    n_group: int = 12
+    n_top_group: int = 18
+    alpha_scale: float = 0.15
+    beta_scale: float = 0.1
+    wght_sd: float = 0.05
+    sigma_rule: str = "legacy"
+    flags: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check(self.kind in MUSEUM, "kind", f"one of {sorted(MUSEUM)}", self.kind)
+        defaults = MUSEUM[self.kind]
+        object.__setattr__(self, "z_dims", tuple(int(d) for d in self.z_dims))
+        for name in ("lmbda", "phi", "g_hidden"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[name])
+        object.__setattr__(self, "flags", dict(defaults))
+        _check(isinstance(self.x_dim, int) and self.x_dim >= 1, "x_dim", "an integer >= 1", self.x_dim)
+        _check(len(self.z_dims) >= 1 and all(d >= 1 for d in self.z_dims), "z_dims",
+               "one or more layer sizes >= 1", self.z_dims)
+        _check(isinstance(self.K, int) and self.K >= 1, "K", "an integer >= 1", self.K)
+        _check(self.beta > 0, "beta", "a positive Euler step", self.beta)
+        _check(self.leak >= 0, "leak", "a number >= 0", self.leak)
+        _check(self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
+        _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
+        _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
+        for name in ("phi", "g_hidden", "g_out"):
+            get_activation(getattr(self, name), parameter=name)
+        if self.flags["lateral"]:
+            *lower, top = self.z_dims
+            for i, d in enumerate(lower, start=1):
+                _check(d % self.n_group == 0, f"z_dims[{i - 1}]",
+                       f"a multiple of n_group={self.n_group}", d)
+            _check(top % self.n_top_group == 0, f"z_dims[{len(self.z_dims) - 1}]",
+                   f"a multiple of n_top_group={self.n_top_group}", top)
+
+    @property
+    def L(self) -> int:
+        return len(self.z_dims)
+
+    def dims(self) -> tuple[int, ...]:
+        """``(d_0, d_1, ..., d_L)`` with ``d_0 = x_dim``."""
+        return (self.x_dim, *self.z_dims)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("flags")
+        d["z_dims"] = list(self.z_dims)
+        return d
+
+
+def lateral_matrix(n: int, group: int, alpha_scale: float, beta_scale: float) -> np.ndarray:
+    """Fixed lateral competition ``V = beta_s (same group, i != j) - alpha_s I`` (groups of consecutive units).
+
+    The drive subtracts ``phi(z) V``: each unit excites itself and is inhibited by its group-mates.
+    """
+    g = np.arange(n) // group
+    same = (g[:, None] == g[None, :]).astype(np.float32)
+    eye = np.eye(n, dtype=np.float32)
+    return (beta_scale * (same - eye) - alpha_scale * eye).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class GNCN:
+    """A GNCN model: pure functions of a flat ``params`` dict. ``GNCN(GNCNConfig(kind="gncn_t1"))``."""
+
+    config: GNCNConfig
+
+    # ----- parameters -----------------------------------------------------------------------
+    def learnable_names(self) -> tuple[str, ...]:
+        c, f = self.config, self.config.flags
+        names = [f"W{l}" for l in range(1, c.L + 1)]
+        if f["skip"]:
+            names += [f"M{l}" for l in range(2, c.L + 1)]
+        if not f["tied_feedback"]:
+            names += [f"E{l}" for l in range(1, c.L + 1)]
+        if f["learn_sigma"]:
+            names += [f"Sigma{l}" for l in range(1, c.L)]
+        return tuple(names)
+
+    def fixed_names(self) -> tuple[str, ...]:
+        c, f = self.config, self.config.flags
+        names = [f"Prec{l}" for l in range(1, c.L)] if f["learn_sigma"] else []
+        if f["lateral"]:
+            names += [f"V{l}" for l in range(1, c.L + 1)]
+        return tuple(names)
+
+    def param_shapes(self) -> dict[str, tuple[int, int]]:
+        d = self.config.dims()
+        shapes = {}
+        for name in self.learnable_names() + self.fixed_names():
+            kind, l = name.rstrip("0123456789"), int(name.lstrip("WMESigmaPrecV"))
+            shapes[name] = {
+                "W": (d[l], d[l - 1]), "M": (d[l], d[l - 2]), "E": (d[l - 1], d[l]),
+                "Sigma": (d[l], d[l]), "Prec": (d[l], d[l]), "V": (d[l], d[l]),
+            }[kind]
+        return shapes
+
+    def init(self, key: Array) -> Params:
+        """Weights ``N(0, wght_sd^2)``, covariances ``I + U(-0.01, 0.01)``, then the constraints once."""
+        c = self.config
+        params: Params = {}
+        for i, (name, shape) in enumerate(sorted(self.param_shapes().items())):
+            k = jax.random.fold_in(key, i)
+            if name.startswith("Sigma"):
+                params[name] = init_covariance(k, shape[0])
+            elif name[0] in "WME":
+                params[name] = c.wght_sd * jax.random.normal(k, shape, jnp.float32)
+        for l in range(1, c.L + 1):
+            if c.flags["lateral"]:
+                group = c.n_top_group if l == c.L else c.n_group
+                params[f"V{l}"] = jnp.asarray(lateral_matrix(c.z_dims[l - 1], group, c.alpha_scale, c.beta_scale))
+        return self.apply_constraints(params)
+
+    def apply_constraints(self, params: Params) -> Params:
+        """Legacy ``apply_constraints``: covariance floor and precision, then column-norm clip of W, M, E, Sigma."""
+        out = dict(params)
+        for name in self.learnable_names():
+            if name.startswith("Sigma"):
+                l = name[len("Sigma"):]
+                cov, out[f"Prec{l}"] = legacy_precision(out[name])
+                out[name] = clip_column_norms(cov)
+            else:
+                out[name] = clip_column_norms(out[name])
+        return out
+
+    # ----- dynamics ---------------------------------------------------------------------------
+    def _predict(self, params: Params, x: Array, mask, states):
+        c, f = self.config, self.config.flags
+        phi, g_hidden, g_out = (get_activation(n).fn for n in (c.phi, c.g_hidden, c.g_out))
+        phis = [phi(z) for z in states]
+        preds, errs, sigs = [], [], []
+        for l in range(c.L):  # prediction and error of layer l (0 = data)
+            a = phis[l] @ params[f"W{l + 1}"]
+            if f["skip"] and l + 2 <= c.L:
+                a = a + phis[l + 1] @ params[f"M{l + 2}"]
+            mu = (g_out if l == 0 else g_hidden)(a)
+            target = x if l == 0 else (phis[l - 1] if f["error_on_phi"] else states[l - 1])
+            e = target - mu
+            if l == 0 and mask is not None:
+                e = e * mask
+            preds.append(mu)
+            errs.append(e)
+            sigs.append(whiten(e, params[f"Prec{l}"]) if (l >= 1 and f["learn_sigma"]) else e)
+        return tuple(preds), tuple(errs), tuple(sigs)
+
+    def _drive(self, params: Params, states, sigs):
+        c, f = self.config, self.config.flags
+        act = get_activation(c.phi)
+        dz = []
+        for l in range(1, c.L + 1):
+            z = states[l - 1]
+            feedback = params[f"W{l}"].T if f["tied_feedback"] else params[f"E{l}"]
+            d = sigs[l - 1] @ feedback
+            if f["use_dfx"]:
+                d = d * act.deriv(z)
+            if l < c.L:
+                d = d - sigs[l]
+            if f["lateral"]:
+                d = d - act.fn(z) @ params[f"V{l}"]
+            if c.lmbda > 0:
+                d = d - c.lmbda * jnp.sign(z)
+            dz.append(d - c.leak * z)
+        return tuple(dz)
+
+    def settle(self, params: Params, x: Array, *, mask: Array | None = None,
+               weights: Array | None = None, steps: int | None = None) -> SettleResult:
+        """Settle the latent states on ``x`` (batch, x_dim) from zero for ``steps`` (default K) steps.
+
+        ``mask`` (batch, x_dim) hides pixels from the bottom error. The energy trace is the total
+        discrepancy per sample (``weights``-averaged) after each step.
+        """
+        c = self.config
+        states0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in c.z_dims)
+        return settle(
+            lambda s: self._predict(params, x, mask, s),
+            lambda s, sig: self._drive(params, s, sig),
+            lambda s, errs: total_discrepancy(errs, weights),
+            states0,
+            steps=c.K if steps is None else steps,
+            solver=Euler(c.beta),
+        )
+
+    def calc_updates(self, params: Params, result: SettleResult, weights: Array | None = None) -> Params:
+        """Gradients for the optimizer (negated Hebbian updates) from the settled states and errors."""
+        c, f = self.config, self.config.flags
+        phi = get_activation(c.phi).fn
+        phis = [phi(z) for z in result.states]
+        sigs = result.signals
+        grads: Params = {}
+        for l in range(1, c.L + 1):
+            grads[f"W{l}"] = -hebbian(phis[l - 1], sigs[l - 1], weights)
+            if f["skip"] and l >= 2:
+                grads[f"M{l}"] = -hebbian(phis[l - 1], sigs[l - 2], weights)
+            if not f["tied_feedback"]:
+                grads[f"E{l}"] = grads[f"W{l}"].T
+            if f["learn_sigma"] and l < c.L:
+                if c.sigma_rule == "legacy":
+                    grads[f"Sigma{l}"] = legacy_sigma_update(sigs[l], params[f"Prec{l}"], weights)
+                else:
+                    grads[f"Sigma{l}"] = gaussian_nll_sigma_grad(result.errors[l], params[f"Sigma{l}"], weights)
+        return grads
+
+    def project(self, params: Params, z_top: Array, *, apply_phi: bool = True) -> Array:
+        """Ancestral sampling: run the top-down predictions from ``z_top`` (batch, d_L) to ``mu_0``.
+
+        ``s_L = phi(z_top)`` (or ``z_top`` itself with ``apply_phi=False``, for samples already in
+        ``phi`` space such as draws from a prior fitted to ``phi(z_L)``), ``s_l = phi(s_{l+1} W_{l+1}
+        [+ s_{l+2} M_{l+2}])``, ``mu_0 = g_out(s_1 W_1 [+ s_2 M_2])``. Hidden layers use ``phi``,
+        as the legacy ``project`` does.
+        """
+        c, f = self.config, self.config.flags
+        phi, g_out = get_activation(c.phi).fn, get_activation(c.g_out).fn
+        s: dict[int, Array] = {c.L: phi(z_top) if apply_phi else z_top}
+        for l in range(c.L - 1, -1, -1):
+            a = s[l + 1] @ params[f"W{l + 1}"]
+            if f["skip"] and l + 2 <= c.L:
+                a = a + s[l + 2] @ params[f"M{l + 2}"]
+            s[l] = g_out(a) if l == 0 else phi(a)
+        return s[0]
+
+
+def _weighted_mean(per_sample: Array, weights: Array | None) -> Array:
+    if weights is None:
+        return jnp.mean(per_sample)
+    return jnp.sum(per_sample * weights) / jnp.sum(weights)
+
+
+def total_discrepancy(errors, weights: Array | None = None) -> Array:
+    """ToD: ``sum_l sum_units e_l^2`` of the un-whitened errors, averaged over samples (positive; no 1/2)."""
+    return _weighted_mean(sum(jnp.sum(e * e, axis=-1) for e in errors), weights)
+
+
+def bce(x: Array, p: Array, weights: Array | None = None, eps: float = 1e-7) -> Array:
+    """Binary cross-entropy summed over pixels, averaged over samples (nats per image); ``p`` clipped."""
+    p = jnp.clip(p, eps, 1 - eps)
+    per = -jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log(1 - p), axis=-1)
+    return _weighted_mean(per, weights)

@@ -1,0 +1,16 @@
+"""Shared test set-up: point the dataset loaders at the verified offline copies when they exist."""
+
+import os
+import sys
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", False)
+
+TESTS = Path(__file__).resolve().parent
+SHARED = TESTS.parents[1] / "shared"
+sys.path.insert(0, str(TESTS))
+
+if (SHARED / "data").is_dir() and not os.environ.get("PREDCODE_DATA"):
+    os.environ["PREDCODE_DATA"] = str(SHARED / "data")
