@@ -119,10 +119,10 @@ def _download(name: str, filename: str, folder: Path) -> tuple[Path | None, list
         return None, [f"cannot create {folder}: {e}"]
     errors = []
     for mirror in MIRRORS[name]:
-        url = mirror + filename
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=filename + ".part-")
-        os.close(fd)
+        url, tmp = mirror + filename, None
         try:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=filename + ".part-")
+            os.close(fd)
             _fetch(url, tmp)
             actual, expected = _sha256(Path(tmp)), SHA256[name][filename]
             if actual != expected:
@@ -133,7 +133,8 @@ def _download(name: str, filename: str, folder: Path) -> tuple[Path | None, list
         except (OSError, http.client.HTTPException) as e:
             errors.append(f"{url}: {type(e).__name__}: {e}")
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
     return None, errors
 
 
