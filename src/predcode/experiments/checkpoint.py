@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from predcode.experiments.atomic import _umask
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -53,7 +55,7 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """Return ``(npz_path, json_path)`` for a checkpoint stem (a ``.npz``/``.json`` suffix is dropped).
+    """Return ``(npz_path, json_path)`` for a checkpoint stem; a ``.npz``/``.json`` suffix is dropped.
 
     >>> [p.name for p in checkpoint_paths("run/best.npz")]
     ['best.npz', 'best.json']
@@ -62,7 +64,9 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".npz", ".json"):
         p = p.with_suffix("")
     if not p.name:
-        raise ValueError(f"checkpoint path {str(path)!r} has no file name; pass a stem like 'run/best'")
+        raise ValueError(
+            f"checkpoint path {str(path)!r} has no file name; pass a stem like 'run/best'"
+        )
     return p.parent / (p.name + ".npz"), p.parent / (p.name + ".json")
 
 
@@ -153,7 +157,7 @@ def _prepare_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
                 f"array name {name!r} is reserved (it is a parameter name of np.savez); rename it"
             )
         a = np.asarray(value)
-        if False:
+        if a.dtype.hasobject:
             raise ValueError(
                 f"array {name!r} has dtype {a.dtype}, which holds Python objects and would need "
                 "pickling; convert it to a numeric or string dtype first"
@@ -165,6 +169,7 @@ def _prepare_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
 def _temp_path(folder: Path, target_name: str, temps: list[Path]) -> Path:
     with tempfile.NamedTemporaryFile(dir=folder, prefix=target_name + ".tmp-", delete=False) as f:
         p = Path(f.name)
+    os.chmod(p, 0o666 & ~_umask())  # NamedTemporaryFile makes 0600; a checkpoint is an ordinary file
     temps.append(p)
     return p
 
@@ -245,7 +250,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read and verify the checkpoint ``<path>.npz`` / ``<path>.json``; return ``(arrays, metadata)``.
+    """Read and verify the pair ``<path>.npz`` / ``<path>.json``; return ``(arrays, metadata)``.
 
     Checks, in order: the JSON parses and declares ``format == "predcode-checkpoint"`` with a
     ``format_version`` this predcode understands; the ``.npz`` bytes have the recorded SHA-256;
@@ -273,7 +278,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     expected = metadata["npz_sha256"]
     found = hashlib.sha256(data).hexdigest()
     if found != expected:
-        raise CheckpointError(_hash_mismatch_message(npz_path, json_path, expected, found, len(data)))
+        raise CheckpointError(
+            _hash_mismatch_message(npz_path, json_path, expected, found, len(data))
+        )
 
     arrays = _read_npz(data, npz_path)
 
@@ -368,7 +375,7 @@ def _listed_arrays(metadata: Mapping[str, Any], json_path: Path) -> dict[str, di
             _NAME.fullmatch(name)
             and isinstance(spec, dict)
             and isinstance(spec.get("shape"), list)
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in spec["shape"])
+            and all(type(n) is int and n >= 0 for n in spec["shape"])
             and isinstance(spec.get("dtype"), str)
         )
         if not ok:
@@ -390,7 +397,9 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
             f"predcode never loads ({exc}). {fix}"
         ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{npz_path}: expected an .npz archive, cannot read it ({exc}). {fix}") from exc
+        raise CheckpointError(
+            f"{npz_path}: expected an .npz archive, cannot read it ({exc}). {fix}"
+        ) from exc
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise CheckpointError(
             f"{npz_path}: expected an .npz archive (a zip of .npy files), found a single "
@@ -419,7 +428,9 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _hash_mismatch_message(npz_path: Path, json_path: Path, expected: str, found: str, size: int) -> str:
+def _hash_mismatch_message(
+    npz_path: Path, json_path: Path, expected: str, found: str, size: int
+) -> str:
     message = (
         f"{npz_path}: SHA-256 mismatch. Expected {expected} (recorded in {json_path.name}), found "
         f"{found} ({size} bytes). The .npz was changed, truncated or damaged after it was saved, "
