@@ -193,6 +193,10 @@ class GNCN:
         for name in self.learnable_names():
             if name.startswith("Sigma"):
                 l = name[len("Sigma"):]
+                if self.config.sigma_rule == "nll":
+                    # Over general matrices the sample covariance is only a saddle point of the
+                    # Gaussian NLL: keep Sigma symmetric so descent converges to it.
+                    out[name] = 0.5 * (out[name] + out[name].T)
                 cov, out[f"Prec{l}"] = legacy_precision(out[name])
                 out[name] = clip_column_norms(cov)
             else:
@@ -273,7 +277,8 @@ class GNCN:
                 if c.sigma_rule == "legacy":
                     grads[f"Sigma{l}"] = legacy_sigma_update(sigs[l], params[f"Prec{l}"], weights)
                 else:
-                    grads[f"Sigma{l}"] = gaussian_nll_sigma_grad(result.errors[l], params[f"Sigma{l}"], weights)
+                    g = gaussian_nll_sigma_grad(result.errors[l], params[f"Sigma{l}"], weights)
+                    grads[f"Sigma{l}"] = 0.5 * (g + g.T)
         return grads
 
     def project(self, params: Params, z_top: Array, *, apply_phi: bool = True) -> Array:
