@@ -35,7 +35,7 @@ def _commit() -> str:
 def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_train: int = 5000,
              n_val: int = 1000, epochs: int = 5, batch_size: int = 200, seed: int = 69,
              n_components: int = 10, on_batch: Callable | None = None,
-             on_epoch: Callable[[EpochRecord], None] | None = None) -> dict:
+             on_epoch: Callable[[EpochRecord, object], None] | None = None) -> dict:
     """Train on the first ``n_train + n_val`` training images (seeded split), write everything to ``out``."""
     out = Path(out)
     started = time.time()

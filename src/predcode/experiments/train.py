@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,13 +28,29 @@ class EpochRecord:
 
 
 @dataclass
-class TrainResult:
+class TrainState:
+    """Everything needed to continue training after ``epoch`` (saved by ``predcode fit`` each epoch)."""
+
+    params: Params
+    opt_state: Any
+    epoch: int
     best_params: Params
-    last_params: Params
     best_epoch: int  # 0 = the untrained model was never beaten
     best_val_bce: float
     initial: EpochRecord
     history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def last_params(self) -> Params:
+        return self.params
+
+
+TrainResult = TrainState
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The sample order of one epoch, a function of (seed, epoch) alone, so a resumed run repeats it."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
@@ -61,58 +77,74 @@ def train(
     *,
     epochs: int,
     batch_size: int,
+    eval_batch_size: int | None = None,
     seed: int = 0,
     params: Params | None = None,
     optimizer: optax.GradientTransformation | None = None,
     patience: int | None = None,
+    state: TrainState | None = None,
     on_batch: Callable[[int, int, float, float], None] | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> TrainResult:
+    on_epoch: Callable[[EpochRecord, TrainState], None] | None = None,
+) -> TrainState:
     """Train ``model`` on ``x_train`` (n, x_dim) in {0, 1}; keep the parameters of the best validation BCE.
 
     As in ngc-learn's walkthrough the best model starts as the untrained one and is replaced
     whenever validation BCE improves; training stops after ``patience`` epochs without improvement.
     The last, short batch of an epoch is padded and weighted out, so it reuses the compiled step.
+    Pass a saved ``state`` to continue a run; ``on_epoch(record, state)`` runs after every epoch
+    (epoch 0 is the evaluation of the starting model) and is where a caller saves checkpoints.
     """
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     if patience is not None and patience < 1:
         raise ValueError(f"patience: expected an integer >= 1 or None, got {patience!r}")
+    eval_batch_size = eval_batch_size or batch_size
     trainer = make_trainer(model, optimizer)
-    params = model.init(jax.random.key(seed)) if params is None else params
-    opt_state = trainer.init(params)
-    rng = np.random.default_rng(seed)
-
-    start = time.perf_counter()
-    val_bce, val_tod = evaluate(trainer, params, x_val, batch_size)
-    train_bce, train_tod = evaluate(trainer, params, x_train, batch_size)
-    initial = EpochRecord(0, train_bce, train_tod, val_bce, val_tod, time.perf_counter() - start)
-    result = TrainResult(params, params, 0, val_bce, initial)
-    if on_epoch:
-        on_epoch(initial)
+    if state is None:
+        params = model.init(jax.random.key(seed)) if params is None else params
+        start = time.perf_counter()
+        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size)
+        train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size)
+        initial = EpochRecord(0, train_bce, train_tod, val_bce, val_tod, time.perf_counter() - start)
+        state = TrainState(params, trainer.init(params), 0, params, 0, val_bce, initial)
+        if on_epoch:
+            on_epoch(initial, state)
     n_batches = -(-len(x_train) // batch_size)
-    for epoch in range(1, epochs + 1):
+    while state.epoch < epochs and not (patience is not None and state.epoch - state.best_epoch >= patience):
+        epoch = state.epoch + 1
+        params, opt_state = state.params, state.opt_state
         start = time.perf_counter()
         sums = np.zeros(2)
-        for b, rows in enumerate(_batches(len(x_train), batch_size, rng.permutation(len(x_train)))):
+        for b, rows in enumerate(_batches(len(x_train), batch_size, epoch_order(len(x_train), seed, epoch))):
             xb, w = pad_batch(jnp.asarray(x_train[rows]), batch_size)
             params, opt_state, m = trainer.step(params, opt_state, xb, w)
             if int(m.status) != 0:
                 raise FloatingPointError(
-                    f"training diverged (non-finite energy) in epoch {epoch}, batch {b + 1}; "
-                    "lower the learning rate or the settling step beta")
+                    f"training diverged in epoch {epoch}, batch {b + 1} of {n_batches}: "
+                    f"{describe_nonfinite(model, params, m)}; the best checkpoint on disk is intact. "
+                    "Lower the learning rate or the settling step beta.")
             sums += np.array([float(m.bce), float(m.tod)]) * len(rows)
             if on_batch:
                 on_batch(b + 1, n_batches, float(m.bce), float(m.tod))
-        val_bce, val_tod = evaluate(trainer, params, x_val, batch_size)
+        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size)
         record = EpochRecord(epoch, *(sums / len(x_train)), val_bce, val_tod, time.perf_counter() - start)
-        result.history.append(record)
-        result.last_params = params
-        if val_bce < result.best_val_bce:
-            result.best_params, result.best_epoch, result.best_val_bce = params, epoch, val_bce
+        state.history.append(record)
+        state.params, state.opt_state, state.epoch = params, opt_state, epoch
+        if val_bce < state.best_val_bce:
+            state.best_params, state.best_epoch, state.best_val_bce = params, epoch, val_bce
         if on_epoch:
-            on_epoch(record)
-        if patience is not None and epoch - result.best_epoch >= patience:
-            break
-    return result
+            on_epoch(record, state)
+    return state
+
+
+def describe_nonfinite(model: GNCN, params: Params, metrics) -> str:
+    """Say which layer's states or which parameter first became NaN or infinite."""
+    layers = [f"z{l + 1}" for l, ok in enumerate(np.asarray(metrics.finite_states)) if not ok]
+    arrays = [k for k, v in sorted(params.items()) if not bool(jnp.all(jnp.isfinite(v)))]
+    parts = []
+    if layers:
+        parts.append(f"non-finite states in layer(s) {', '.join(layers)}")
+    if arrays:
+        parts.append(f"non-finite weights in {', '.join(arrays)}")
+    return "; ".join(parts) or "a non-finite energy"

@@ -19,7 +19,8 @@ class StepMetrics(NamedTuple):
 
     tod: Array
     bce: Array
-    status: Array
+    status: Array  # 0 ok, 1 non-finite energy, states or updated weights
+    finite_states: Array  # (L,) bool, one per latent layer
 
 
 class GNCNTrainer(NamedTuple):
@@ -42,9 +43,13 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
     optimizer = keras_adam(1e-3) if optimizer is None else optimizer
     learnable = model.learnable_names()
 
-    def metrics(x, result, weights):
+    def metrics(x, result, weights, params=None):
+        finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
+        ok = jnp.all(finite) & (result.status == 0)
+        if params is not None:
+            ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
         return StepMetrics(total_discrepancy(result.errors, weights),
-                           bce(x, result.predictions[0], weights), result.status)
+                           bce(x, result.predictions[0], weights), (~ok).astype(jnp.int32), finite)
 
     def step(params, opt_state, x, weights):
         result = model.settle(params, x, weights=weights)
@@ -52,7 +57,7 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
         sub = {k: params[k] for k in learnable}
         updates, opt_state = optimizer.update(grads, opt_state, sub)
         params = model.apply_constraints({**params, **optax.apply_updates(sub, updates)})
-        return params, opt_state, metrics(x, result, weights)
+        return params, opt_state, metrics(x, result, weights, params)
 
     def evaluate(params, x, weights):
         return metrics(x, model.settle(params, x, weights=weights), weights)

@@ -1,0 +1,187 @@
+"""``predcode fit``: train a museum model from a config, with trials, checkpoints and resume.
+
+A run folder holds, for each trial ``t``::
+
+    Lx{t}.npy, ToD{t}.npy, vLx{t}.npy, vToD{t}.npy   per-epoch train/validation BCE and ToD
+                                                      (entry 0 is the untrained model, as in the walkthrough)
+    best{t}.npz + best{t}.json                        the best model by validation BCE (checkpoint format)
+    state{t}.npz + state{t}.json                      everything needed to resume after the last epoch
+
+and, once: ``config.toml`` (the resolved config), ``metrics.csv`` (all trials, wall time per epoch),
+``curves.png`` and ``summary.json`` (mean and standard deviation over trials of the best validation
+BCE and ToD).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import predcode
+from predcode.data import load_binarized, train_val_split
+from predcode.experiments.atomic import write_json, write_text
+from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
+from predcode.experiments.config import ConfigError, FitConfig, dump_toml
+from predcode.experiments.plots import training_curves
+from predcode.experiments.train import EpochRecord, TrainState, train
+from predcode.learning.step import make_trainer
+from predcode.models.gncn import GNCN
+
+
+class RunFolderError(ValueError):
+    """The output folder holds another run (use ``--resume`` or ``--force``) or no run to resume."""
+
+
+def _read_design_matrix(path: str, x_dim: int, what: str) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: file {path} does not exist; fix the path in the config") from None
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{what}: {path} is not a readable .npy array without pickles ({err})") from None
+    if x.ndim != 2 or x.shape[1] != x_dim:
+        raise ConfigError(f"{what}: expected a design matrix of shape (n, {x_dim}) (one image a row, "
+                          f"model.x_dim = {x_dim}), got shape {x.shape} in {path}")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+        raise ConfigError(f"{what}: expected finite values in [0, 1] in {path}, got range "
+                          f"[{np.nanmin(x)}, {np.nanmax(x)}]")
+    return x
+
+
+def load_fit_data(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation design matrices (n, x_dim) in {0, 1} (or [0, 1] without binarize)."""
+    d, x_dim = cfg.data, cfg.model.x_dim
+    if d.train_file:
+        x_tr = _read_design_matrix(d.train_file, x_dim, "data.train_file")
+        if d.val_file:
+            x_val = _read_design_matrix(d.val_file, x_dim, "data.val_file")
+        else:
+            x_tr, _, x_val, _ = train_val_split(x_tr, np.zeros(len(x_tr)), d.n_val, seed=cfg.train.seed)
+        if d.binarize:
+            x_tr, x_val = (x_tr >= 0.5).astype(np.float32), (x_val >= 0.5).astype(np.float32)
+    else:
+        if x_dim != 784:
+            raise ConfigError(f"model.x_dim: expected 784 for dataset {d.dataset!r}, got {x_dim}")
+        images, labels = load_binarized(d.dataset, "train")
+        x_tr, _, x_val, _ = train_val_split(images, labels, d.n_val, seed=cfg.train.seed)
+    if d.n_train is not None:
+        x_tr = x_tr[: d.n_train]
+    return x_tr, x_val
+
+
+def _model_metadata(model: GNCN, **extra) -> dict:
+    return {"model": model.config.kind, **model.config.to_dict(), **extra}
+
+
+def _save_state(path: Path, model: GNCN, state: TrainState, trial: int) -> None:
+    leaves = jax.tree.leaves(state.opt_state)
+    arrays = {f"p_{k}": np.asarray(v) for k, v in state.params.items()}
+    arrays.update({f"opt_{i}": np.asarray(v) for i, v in enumerate(leaves)})
+    meta = _model_metadata(model, trial=trial, epoch=state.epoch, best_epoch=state.best_epoch,
+                           best_val_bce=state.best_val_bce, initial=asdict(state.initial),
+                           history=[asdict(r) for r in state.history])
+    save_checkpoint(path, arrays, meta)
+
+
+def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
+    arrays, meta = load_checkpoint(folder / f"state{trial}")
+    best, _ = load_checkpoint(folder / f"best{trial}")
+    if meta.get("kind") != model.config.kind:
+        raise RunFolderError(f"state{trial}: it was written for model {meta.get('kind')!r}, "
+                             f"the config asks for {model.config.kind!r}; use another --out")
+    params = {k[2:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("p_")}
+    treedef = jax.tree.structure(trainer.init(params))
+    leaves = [jnp.asarray(arrays[f"opt_{i}"]) for i in range(treedef.num_leaves)]
+    return TrainState(
+        params=params, opt_state=jax.tree.unflatten(treedef, leaves), epoch=int(meta["epoch"]),
+        best_params={k: jnp.asarray(v) for k, v in best.items()}, best_epoch=int(meta["best_epoch"]),
+        best_val_bce=float(meta["best_val_bce"]), initial=EpochRecord(**meta["initial"]),
+        history=[EpochRecord(**r) for r in meta["history"]])
+
+
+def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
+    has_run = (out / "config.toml").exists()
+    if resume and not has_run:
+        raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
+    if has_run and not resume and not force:
+        raise RunFolderError(f"--out: {out} already holds a run; pass --resume to continue it or "
+                             "--force to overwrite it")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, force: bool = False,
+        on_batch: Callable | None = None,
+        on_epoch: Callable[[int, EpochRecord], None] | None = None) -> dict:
+    """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``."""
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    out = Path(out)
+    x_tr, x_val = load_fit_data(cfg)  # fail on data before touching the run folder
+    _prepare_folder(out, resume, force)
+    if not resume:
+        write_text(out / "config.toml", dump_toml(cfg))
+    model = GNCN(cfg.model)
+    optimizer = cfg.optimizer.build()
+    trainer = make_trainer(model, optimizer)
+    summaries = []
+    for trial in range(n_trials):
+        seed = cfg.train.seed + trial
+        state = None
+        if resume and (out / f"state{trial}.json").exists():
+            state = _load_state(out, model, trainer, trial)
+
+        def on_epoch_end(record: EpochRecord, state: TrainState, trial=trial) -> None:
+            if state.best_epoch == record.epoch:
+                save_checkpoint(out / f"best{trial}", {k: np.asarray(v) for k, v in state.best_params.items()},
+                                _model_metadata(model, trial=trial, epoch=record.epoch,
+                                                val_bce=record.val_bce, val_tod=record.val_tod))
+            _save_state(out / f"state{trial}", model, state, trial)
+            records = [state.initial, *state.history]
+            for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
+                np.save(out / f"{name}{trial}.npy", np.array([getattr(r, key) for r in records], np.float32))
+            if on_epoch:
+                on_epoch(trial, record)
+
+        state = train(model, x_tr, x_val, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                      eval_batch_size=cfg.train.eval_batch_size, seed=seed, optimizer=optimizer,
+                      patience=cfg.train.patience, state=state, on_batch=on_batch, on_epoch=on_epoch_end)
+        best = [state.initial, *state.history][state.best_epoch]
+        summaries.append({"trial": trial, "seed": seed, "epochs_run": state.epoch,
+                          "best_epoch": state.best_epoch, "best_val_bce": best.val_bce,
+                          "best_val_tod": best.val_tod, "history": [asdict(r) for r in [state.initial, *state.history]]})
+    return _write_summary(out, cfg, summaries, len(x_tr), len(x_val))
+
+
+def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int) -> dict:
+    rows = [{"trial": t["trial"], **r} for t in trials for r in t["history"]]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "metrics.csv", buf.getvalue())
+    training_curves(trials[0]["history"], out / "curves.png")
+    bces = np.array([t["best_val_bce"] for t in trials])
+    tods = np.array([t["best_val_tod"] for t in trials])
+    summary = {
+        "predcode_version": predcode.__version__, "model": cfg.model.kind, "n_trials": len(trials),
+        "n_train": n_train, "n_val": n_val,
+        "best_val_bce_mean": float(bces.mean()), "best_val_bce_std": float(bces.std()),
+        "best_val_tod_mean": float(tods.mean()), "best_val_tod_std": float(tods.std()),
+        "seconds_per_epoch": float(np.mean([r["seconds"] for t in trials for r in t["history"][1:]] or [0.0])),
+        "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+__all__ = ["RunFolderError", "fit", "load_fit_data"]
