@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", False)
 
@@ -14,3 +15,10 @@ sys.path.insert(0, str(TESTS))
 
 if (SHARED / "data").is_dir() and not os.environ.get("PREDCODE_DATA"):
     os.environ["PREDCODE_DATA"] = str(SHARED / "data")
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (exact comparisons against NumPy oracles)."""
+    with jax.enable_x64(True):
+        yield

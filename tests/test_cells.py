@@ -27,16 +27,6 @@ B, N = 5, 4
 TOL = dict(rtol=1e-9, atol=1e-10)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
 def _spd(rng, n):
     a = rng.normal(size=(n, n))
     return a @ a.T + n * np.eye(n)
@@ -122,7 +112,7 @@ KINDS = ("fixed", "scalar", "diagonal", "full")
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_gaussian_energy_matches_scipy_logpdf(kind, x64):
-    rng = _rng(1)
+    rng = np.random.default_rng(1)
     sigma, cov = _sigma_for(kind, rng)
     target, mu = rng.normal(size=(B, N)), rng.normal(size=(B, N))
     out = _call(_make_cell(kind), kind, jnp.asarray(target), jnp.asarray(mu), sigma)
@@ -134,7 +124,7 @@ def test_gaussian_energy_matches_scipy_logpdf(kind, x64):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_gaussian_dmu_dtarget_match_autodiff(kind, x64):
-    rng = _rng(2)
+    rng = np.random.default_rng(2)
     sigma, _ = _sigma_for(kind, rng)
     cell = _make_cell(kind)
     target, mu = jnp.asarray(rng.normal(size=(B, N))), jnp.asarray(rng.normal(size=(B, N)))
@@ -148,7 +138,7 @@ def test_gaussian_dmu_dtarget_match_autodiff(kind, x64):
 
 
 def test_gaussian_learnable_scalar_sigma_grad_closed_form(x64):
-    rng = _rng(3)
+    rng = np.random.default_rng(3)
     e = rng.normal(size=(B, N))
     s = 0.8
     cell = GaussianErrorCell("scalar")
@@ -159,7 +149,7 @@ def test_gaussian_learnable_scalar_sigma_grad_closed_form(x64):
 
 
 def test_gaussian_learnable_diagonal_sigma_grad_closed_form(x64):
-    rng = _rng(4)
+    rng = np.random.default_rng(4)
     e = rng.normal(size=(B, N))
     d = rng.uniform(0.4, 2.0, size=N)
     cell = GaussianErrorCell("diagonal")
@@ -170,7 +160,7 @@ def test_gaussian_learnable_diagonal_sigma_grad_closed_form(x64):
 
 
 def test_gaussian_learnable_full_sigma_grad_closed_form(x64):
-    rng = _rng(5)
+    rng = np.random.default_rng(5)
     e = rng.normal(size=(B, N))
     cov = _spd(rng, N)
     cell = GaussianErrorCell("full")
@@ -184,7 +174,7 @@ def test_gaussian_learnable_full_sigma_grad_closed_form(x64):
 
 @pytest.mark.parametrize("kind", ("fixed", "scalar", "diagonal"))
 def test_gaussian_mask_equals_subvector_energy(kind, x64):
-    rng = _rng(6)
+    rng = np.random.default_rng(6)
     sigma, cov = _sigma_for(kind, rng)
     cell = _make_cell(kind)
     target, mu = rng.normal(size=(B, N)), rng.normal(size=(B, N))
@@ -211,7 +201,7 @@ def test_gaussian_mask_equals_subvector_energy(kind, x64):
 
 def test_gaussian_full_mask_zeroes_hidden_units_and_follows_documented_energy(x64):
     # For a full covariance the mask hides units from the error, not from Sigma's determinant.
-    rng = _rng(7)
+    rng = np.random.default_rng(7)
     cov = _spd(rng, N)
     target, mu = rng.normal(size=(B, N)), rng.normal(size=(B, N))
     mask = np.ones((B, N))
@@ -233,7 +223,7 @@ def test_gaussian_full_mask_zeroes_hidden_units_and_follows_documented_energy(x6
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_gaussian_modulator_scales_signals_not_energy(kind, x64):
-    rng = _rng(8)
+    rng = np.random.default_rng(8)
     sigma, _ = _sigma_for(kind, rng)
     cell = _make_cell(kind)
     target, mu = jnp.asarray(rng.normal(size=(B, N))), jnp.asarray(rng.normal(size=(B, N)))
@@ -259,7 +249,7 @@ def test_gaussian_invalid_arguments_raise_naming_parameter():
 
 
 def test_gaussian_fixed_default_is_unit_variance(x64):
-    rng = _rng(9)
+    rng = np.random.default_rng(9)
     target, mu = rng.normal(size=(B, N)), rng.normal(size=(B, N))
     out = GaussianErrorCell()(jnp.asarray(target), jnp.asarray(mu))
     want = 0.5 * np.sum((target - mu) ** 2, 1) + 0.5 * N * math.log(2 * math.pi)
@@ -274,7 +264,7 @@ def test_gaussian_fixed_default_is_unit_variance(x64):
 
 @pytest.mark.parametrize("scale", (0.5, 1.0, 2.3))
 def test_laplacian_energy_and_dmu(scale, x64):
-    rng = _rng(10)
+    rng = np.random.default_rng(10)
     target, mu = rng.normal(size=(B, N)), rng.normal(size=(B, N))
     cell = LaplacianErrorCell(scale)
     out = cell(jnp.asarray(target), jnp.asarray(mu))
@@ -291,7 +281,7 @@ def test_laplacian_energy_and_dmu(scale, x64):
 
 
 def test_laplacian_mask_and_modulator(x64):
-    rng = _rng(11)
+    rng = np.random.default_rng(11)
     target, mu = rng.normal(size=(B, N)), rng.normal(size=(B, N))
     mask = (rng.uniform(size=(B, N)) < 0.5).astype(float)
     mod = rng.uniform(0.2, 2.0, size=(B, N))
@@ -330,7 +320,7 @@ def _bernoulli_data(rng, binary=True):
 
 @pytest.mark.parametrize("binary", (True, False))
 def test_bernoulli_energy_is_bce(binary, x64):
-    target, mu = _bernoulli_data(_rng(12), binary)
+    target, mu = _bernoulli_data(np.random.default_rng(12), binary)
     out = BernoulliErrorCell()(jnp.asarray(target), jnp.asarray(mu))
     want = -np.sum(target * np.log(mu) + (1 - target) * np.log(1 - mu), axis=1)
     np.testing.assert_allclose(np.asarray(out.energy), want, **TOL)
@@ -347,7 +337,7 @@ def test_bernoulli_energy_clips_saturated_predictions(x64):
 
 @pytest.mark.parametrize("binary", (True, False))
 def test_bernoulli_dmu_dtarget_match_autodiff(binary, x64):
-    target, mu = _bernoulli_data(_rng(13), binary)
+    target, mu = _bernoulli_data(np.random.default_rng(13), binary)
     cell = BernoulliErrorCell()
 
     def loglik(t, m):
@@ -360,7 +350,7 @@ def test_bernoulli_dmu_dtarget_match_autodiff(binary, x64):
 
 
 def test_bernoulli_e_is_logit_gradient(x64):
-    rng = _rng(14)
+    rng = np.random.default_rng(14)
     logit = jnp.asarray(rng.normal(scale=2.0, size=(B, N)))
     target = jnp.asarray((rng.uniform(size=(B, N)) < 0.5).astype(float))
     cell = BernoulliErrorCell()
@@ -373,7 +363,7 @@ def test_bernoulli_e_is_logit_gradient(x64):
 
 
 def test_bernoulli_mask_and_modulator(x64):
-    rng = _rng(15)
+    rng = np.random.default_rng(15)
     target, mu = _bernoulli_data(rng)
     mask = (rng.uniform(size=(B, N)) < 0.5).astype(float)
     mod = rng.uniform(0.2, 2.0, size=(B, N))
@@ -400,7 +390,7 @@ def test_bernoulli_mask_and_modulator(x64):
 
 
 def test_whiten_with_legacy_precision_symmetric_sigma(x64):
-    rng = _rng(16)
+    rng = np.random.default_rng(16)
     a = rng.normal(scale=0.2, size=(N, N))
     sigma = np.eye(N) * 1.5 + (a + a.T) / 2
     cov, prec = legacy_precision(jnp.asarray(sigma))
@@ -414,7 +404,7 @@ def test_whiten_with_legacy_precision_symmetric_sigma(x64):
 def test_whiten_with_legacy_precision_reads_lower_triangle(x64):
     # A non-symmetric Sigma (as the legacy initialiser makes): whitening uses the symmetric matrix
     # built from the lower triangle of Sigma', since that is all the legacy Cholesky reads.
-    rng = _rng(17)
+    rng = np.random.default_rng(17)
     sigma = np.eye(N) + rng.uniform(-0.3, 0.3, size=(N, N)) * (1 - np.eye(N))
     cov, prec = legacy_precision(jnp.asarray(sigma))
     cov = np.asarray(cov)

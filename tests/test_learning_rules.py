@@ -25,23 +25,13 @@ from predcode.learning import (
 TOL = dict(rtol=1e-9, atol=1e-11)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
 # ----------------------------------------------------------------------------------------------
 # hebbian
 # ----------------------------------------------------------------------------------------------
 
 
 def test_hebbian_is_batch_mean_of_outer_products():
-    rng = _rng(1)
+    rng = np.random.default_rng(1)
     pre, post = rng.normal(size=(7, 3)), rng.normal(size=(7, 5))
     want = np.mean([np.outer(pre[b], post[b]) for b in range(7)], axis=0)
     got = hebbian(jnp.asarray(pre, jnp.float32), jnp.asarray(post, jnp.float32))
@@ -50,7 +40,7 @@ def test_hebbian_is_batch_mean_of_outer_products():
 
 
 def test_hebbian_zero_one_weights_ignore_padding():
-    rng = _rng(2)
+    rng = np.random.default_rng(2)
     pre, post = rng.normal(size=(8, 3)), rng.normal(size=(8, 4))
     w = np.array([1, 1, 0, 1, 1, 0, 0, 1], float)
     # Padding rows hold large junk: any leak would show.
@@ -65,7 +55,7 @@ def test_hebbian_zero_one_weights_ignore_padding():
 
 
 def test_hebbian_all_ones_weights_equal_unweighted(x64):
-    rng = _rng(3)
+    rng = np.random.default_rng(3)
     pre, post = jnp.asarray(rng.normal(size=(6, 2))), jnp.asarray(rng.normal(size=(6, 3)))
     np.testing.assert_allclose(np.asarray(hebbian(pre, post, jnp.ones(6))), np.asarray(hebbian(pre, post)),
                                **TOL)
@@ -84,7 +74,7 @@ def test_hebbian_all_ones_weights_equal_unweighted(x64):
     seed=st.integers(0, 2**31 - 1),
 )
 def test_clip_column_norms_property(n_from, n_to, log_scale, seed):
-    w = _rng(seed).normal(size=(n_from, n_to)) * 10.0**log_scale
+    w = np.random.default_rng(seed).normal(size=(n_from, n_to)) * 10.0**log_scale
     w32 = jnp.asarray(w, jnp.float32)
     out = np.asarray(clip_column_norms(w32), np.float64)
     w_in = np.asarray(w32, np.float64)
@@ -124,7 +114,7 @@ def _legacy_sigma(rng, n, spread=0.3):
 
 
 def test_legacy_precision_floor_and_jitter(x64):
-    rng = _rng(4)
+    rng = np.random.default_rng(4)
     n = 5
     sigma = _legacy_sigma(rng, n)
     cov, _ = legacy_precision(jnp.asarray(sigma))
@@ -137,7 +127,7 @@ def test_legacy_precision_floor_and_jitter(x64):
 
 
 def test_legacy_precision_factor_reads_lower_triangle(x64):
-    rng = _rng(5)
+    rng = np.random.default_rng(5)
     n = 6
     sigma = _legacy_sigma(rng, n)
     cov, prec = legacy_precision(jnp.asarray(sigma))
@@ -150,7 +140,7 @@ def test_legacy_precision_factor_reads_lower_triangle(x64):
 
 
 def test_legacy_precision_jitter_accumulates_when_fed_back(x64):
-    rng = _rng(6)
+    rng = np.random.default_rng(6)
     sigma = _legacy_sigma(rng, 3)
     sigma[np.diag_indices(3)] = 1.5
     cov1, _ = legacy_precision(jnp.asarray(sigma))
@@ -164,7 +154,7 @@ def test_legacy_precision_jitter_accumulates_when_fed_back(x64):
 
 
 def test_legacy_sigma_update_formula(x64):
-    rng = _rng(7)
+    rng = np.random.default_rng(7)
     b, n = 6, 4
     e = rng.normal(size=(b, n))
     p = np.triu(rng.normal(size=(n, n)))
@@ -173,7 +163,7 @@ def test_legacy_sigma_update_formula(x64):
 
 
 def test_legacy_sigma_update_weights_ignore_padding(x64):
-    rng = _rng(8)
+    rng = np.random.default_rng(8)
     b, n = 7, 3
     e = rng.normal(size=(b, n))
     p = np.triu(rng.normal(size=(n, n)))
@@ -198,7 +188,7 @@ def _nll(sigma, e):
 
 
 def test_gaussian_nll_sigma_grad_matches_autodiff_nonsymmetric(x64):
-    rng = _rng(9)
+    rng = np.random.default_rng(9)
     b, n = 8, 4
     e = jnp.asarray(rng.normal(size=(b, n)))
     sigma = np.eye(n) * 2.0 + rng.uniform(-0.4, 0.4, size=(n, n))
@@ -211,7 +201,7 @@ def test_gaussian_nll_sigma_grad_matches_autodiff_nonsymmetric(x64):
 
 
 def test_gaussian_nll_sigma_grad_weights_match_subset(x64):
-    rng = _rng(10)
+    rng = np.random.default_rng(10)
     b, n = 9, 3
     e = rng.normal(size=(b, n))
     w = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1], float)
@@ -223,7 +213,7 @@ def test_gaussian_nll_sigma_grad_weights_match_subset(x64):
 
 
 def test_gaussian_nll_sigma_grad_descent_reaches_empirical_covariance(x64):
-    rng = _rng(11)
+    rng = np.random.default_rng(11)
     b, n = 200, 3
     a = np.array([[1.0, 0.0, 0.0], [0.5, 0.8, 0.0], [-0.3, 0.2, 0.6]])
     e = rng.normal(size=(b, n)) @ a.T
@@ -272,7 +262,7 @@ def _run(opt, p0, grads):
 
 
 def test_keras_adam_matches_float64_replay():
-    rng = _rng(12)
+    rng = np.random.default_rng(12)
     p0 = {"w": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(4,)).astype(np.float32)}
     grads = [{k: rng.normal(size=v.shape).astype(np.float32) * 10.0 ** rng.uniform(-3, 1)
               for k, v in p0.items()} for _ in range(5)]
@@ -286,7 +276,7 @@ def test_keras_adam_matches_float64_replay():
 
 
 def test_keras_adam_eps_placement_differs_from_optax_with_tiny_gradients():
-    rng = _rng(13)
+    rng = np.random.default_rng(13)
     p0 = {"w": np.zeros(6, np.float32)}
     grads = [{"w": (rng.normal(size=6) * 1e-8).astype(np.float32)} for _ in range(5)]
     lr = 1e-3
