@@ -95,24 +95,33 @@ def test_naive_monte_carlo_matches_quadrature_within_its_standard_error(tiny):
     assert np.all((est.ess > 1) & (est.ess <= 20000 + 1e-3))
 
 
-@pytest.mark.parametrize("centre", ["settled", "far"])
-def test_importance_sampling_matches_quadrature_and_is_tighter(tiny, centre):
+@pytest.mark.parametrize("centre, proposal", [("far", "laplace"), ("settled", "component"), ("far", "component")])
+def test_importance_sampling_matches_quadrature(tiny, centre, proposal):
     model, params, w, x, prior, exact = tiny
     centres = extract_latents(model, params, x, batch_size=8)
-    if centre == "far":  # a poor proposal: unbiased still, thanks to the defensive prior part
+    if centre == "far":  # a poor start: unbiased still, thanks to the defensive prior part
         centres = centres + np.array([3.0, -2.0], np.float32)
-    est = is_log_likelihood(model, params, prior, x, centres, n_samples=4000, seed=5, batch_size=3, chunk=100)
+    est = is_log_likelihood(model, params, prior, x, centres, n_samples=2000, seed=5, batch_size=3, chunk=100,
+                            proposal=proposal)
     z = (est.log_px - exact) / np.maximum(est.se, 1e-4)
     assert np.all(np.abs(z) < 4.5), f"IS {est.log_px} vs quadrature {exact}, z = {z}"
-    if centre == "settled":
-        naive = mc_log_likelihood(model, params, prior, x, n_samples=4000, seed=5, batch_size=3)
-        z_naive = (naive.log_px - exact) / naive.se
-        assert np.all(np.abs(z_naive) < 4.5), z_naive
-        if x.shape[1] > D:  # a narrow posterior: a proposal centred near it pays off
-            good = is_log_likelihood(model, params, prior, x, _posterior_means(w, x), n_samples=4000, seed=5)
-            assert np.all(np.abs(good.log_px - exact) < 4.5 * good.se + 1e-3), (good.log_px, exact)
-            assert np.all(good.se < 0.5 * naive.se), (good.se, naive.se)
-            assert np.all(good.ess > 3 * naive.ess), (good.ess, naive.ess)
+
+
+def test_laplace_proposal_beats_the_naive_estimate(tiny):
+    model, params, w, x, prior, exact = tiny
+    centres = extract_latents(model, params, x, batch_size=8)
+    naive = mc_log_likelihood(model, params, prior, x, n_samples=2000, seed=5)
+    z_naive = (naive.log_px - exact) / naive.se
+    assert np.all(np.abs(z_naive) < 4.5), z_naive
+    est = is_log_likelihood(model, params, prior, x, centres, n_samples=2000, seed=5)
+    assert np.all(np.abs(est.log_px - exact) < 4.5 * est.se + 1e-3), (est.log_px, exact)
+    assert np.all(est.se < 0.5 * naive.se), (est.se, naive.se)
+    assert np.all(est.ess > np.minimum(3 * naive.ess, 0.8 * 2000)), (est.ess, naive.ess)
+    # with a narrow posterior the settled latent alone is a poor centre; the mode search fixes it
+    if x.shape[1] > D:
+        good = is_log_likelihood(model, params, prior, x, _posterior_means(w, x), n_samples=2000, seed=5,
+                                 proposal="component", scales=(0.3,))
+        assert np.mean(est.ess) > 0.5 * np.mean(good.ess)
 
 
 def test_log_s_has_the_right_sign_for_a_constant_likelihood():

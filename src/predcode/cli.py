@@ -12,7 +12,7 @@ import predcode
 
 app = typer.Typer(help="predcode: predictive-coding networks in JAX.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-console = Console()
+console = Console(soft_wrap=True)  # log lines stay whole when the output is a file
 
 
 def _version(value: bool) -> None:
@@ -123,3 +123,65 @@ def demo(
     console.print(f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "
                   f"(best epoch {summary['best_epoch']}); test BCE {summary['test_bce_first_2000']:.2f}")
     console.print(f"wrote {', '.join(summary['files'])} to [bold]{out.resolve()}[/bold]")
+
+
+def _analysis_errors(run):
+    """Run ``run()``; print a one-line message and exit 2 (bad folder or option) or 1 (bad data) on errors."""
+    from predcode.data import DatasetError
+    from predcode.experiments.analyze import AnalyzeError
+    from predcode.experiments.checkpoint import CheckpointError
+    from predcode.experiments.config import ConfigError
+    from predcode.experiments.density import PriorFileError
+
+    try:
+        return run()
+    except (AnalyzeError, ConfigError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    except (CheckpointError, PriorFileError, DatasetError, FloatingPointError, ValueError, OSError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def analyze(
+    run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit`."),
+    trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
+    n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
+    n_latents: int = typer.Option(18000, "--n-latents", help="Class-balanced training latents for the prior and probes."),
+    n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
+    n_is_samples: int = typer.Option(None, "--n-is-samples", help="Importance samples per test image (default: --n-samples)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the latent sample, the mixture fit and the estimators."),
+    n_test: int = typer.Option(None, "--n-test", help="First N test images (default: all)."),
+    batch_size: int = typer.Option(500, "--batch-size", help="Images per settle / estimator batch."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: <run>/analysis<trial>)."),
+) -> None:
+    """Density (log p(x)), BCE, ToD, masked MSE, probes and figures of a trained run."""
+    from predcode.experiments.analyze import analyze as run_analyze
+
+    report = _analysis_errors(lambda: run_analyze(
+        run, trial=trial, n_components=n_components, n_latents=n_latents, n_samples=n_samples,
+        n_is_samples=n_is_samples, seed=seed, n_test=n_test, batch_size=batch_size, out=out,
+        on_stage=lambda msg: console.print(msg)))
+    mc, imp = report["log_px_mc"], report["log_px_is"]
+    console.print(f"test BCE {report['test_bce']:.2f}  ToD {report['test_tod']:.2f}  "
+                  f"masked MSE {report['masked_mse']:.2f}")
+    console.print(f"log p(x): naive MC {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} (S = {mc['n_samples']}), "
+                  f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}; legacy (+log S) figure "
+                  f"{report['log_px_legacy_plus_log_s']['mean']:.2f}")
+    console.print(f"linear probe error {report['linear_probe']['error_pct']}%, 5-NN error {report['knn']['error_pct']}%")
+
+
+@app.command()
+def sample(
+    run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit`."),
+    n: int = typer.Option(64, "-n", help="Number of samples."),
+    out: Path = typer.Option(None, "--out", help="PNG file (default: <run>/samples<trial>.png)."),
+    trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Ancestral samples from the run's prior (analysis<trial>/prior.npz, else a quick 10-component fit)."""
+    from predcode.experiments.analyze import sample as run_sample
+
+    result = _analysis_errors(lambda: run_sample(run, n=n, out=out, trial=trial, seed=seed))
+    console.print(f"wrote {result['path']} (prior: {result['prior']})")
