@@ -169,7 +169,10 @@ def analyze(
     console.print(f"log p(x): naive MC {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} (S = {mc['n_samples']}), "
                   f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}; legacy (+log S) figure "
                   f"{report['log_px_legacy_plus_log_s']['mean']:.2f}")
-    console.print(f"linear probe error {report['linear_probe']['error_pct']}%, 5-NN error {report['knn']['error_pct']}%")
+    errors = [report[k]["error_pct"] for k in ("linear_probe", "knn")]
+    console.print("linear probe error " + ", 5-NN error ".join(
+        "n/a" if e is None else f"{e:.2f}%" for e in errors))
+    console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
 
 
 @app.command()

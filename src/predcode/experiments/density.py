@@ -323,6 +323,8 @@ class LogLikelihoodEstimate(NamedTuple):
             "se_of_mean_over_images": float(np.std(self.log_px, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
             "mean_ess": float(np.mean(self.ess)),
             "min_ess": float(np.min(self.ess)),
+            # where one weight dominates (ESS near 1) the delta-method se is meaningless (capped near 1)
+            "frac_images_ess_below_10": float(np.mean(self.ess < 10)),
             "n_samples": int(self.n_samples),
             "n_images": int(n),
         }
@@ -417,6 +419,7 @@ def _run_batches(fn, params, prior: MixturePrior, x: np.ndarray, batch_size: int
 
 
 PROPOSALS = ("laplace", "component")
+_PROPOSAL_SUB_BATCH = 50
 _DEFAULT_SCALES = {"laplace": (1.0,), "component": (0.1, 0.3, 1.0)}
 
 
@@ -542,8 +545,13 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
 
     def run(params, pj, xb, mb, key):
         b = xb.shape[0]
-        centre, cov_factor, prec_factor, log_det = _proposal(
-            model, params, pj, xb, mb, kind=proposal, steps=int(refine_steps), lr=refine_lr, clip=clip)
+        # built a few images at a time: the Laplace proposal's Jacobians and Hessians are (sub, D, d)
+        sub = next(n for n in range(min(_PROPOSAL_SUB_BATCH, b), 0, -1) if b % n == 0)
+        built = jax.lax.map(
+            lambda a: _proposal(model, params, pj, a[0], a[1], kind=proposal, steps=int(refine_steps),
+                                lr=refine_lr, clip=clip),
+            (xb.reshape(b // sub, sub, -1), mb.reshape(b // sub, sub, d)))
+        centre, cov_factor, prec_factor, log_det = (a.reshape(b, *a.shape[2:]) for a in built)
 
         def body(carry, i):
             a1, a2 = carry
