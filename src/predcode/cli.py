@@ -72,6 +72,7 @@ def fit(
         try:
             summary = run_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
                               on_batch=on_batch, on_epoch=on_epoch)
+            progress.remove_task(task)  # the bar of the epoch that never started
         except (ConfigError, RunFolderError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(2) from None
@@ -117,6 +118,7 @@ def demo(
             summary = run_demo(out, kind=kind, dataset=dataset, n_train=n_train, n_val=n_val,
                                epochs=epochs, batch_size=batch_size, seed=seed,
                                on_batch=on_batch, on_epoch=on_epoch)
+            progress.remove_task(task)
         except (DatasetError, ValueError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(1) from None
