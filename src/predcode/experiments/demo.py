@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-import platform
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import jax
 import numpy as np
 
-import predcode
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import write_json, write_text
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.density import extract_latents, fit_prior, sample_images
+from predcode.experiments.provenance import provenance
 from predcode.experiments.plots import image_grid, training_curves
 from predcode.experiments.train import EpochRecord, train
 from predcode.models.gncn import GNCN, GNCNConfig
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_train: int = 5000,
@@ -68,10 +57,7 @@ def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_tra
     save_checkpoint(out / "model", {k: np.asarray(v) for k, v in params.items()},
                     {"model": kind, **model.config.to_dict(), "best_epoch": result.best_epoch})
     summary = {
-        "command": "predcode demo", "predcode_version": predcode.__version__, "commit": _commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
-        "jax": jax.__version__, "model": kind, "dataset": dataset, "n_train": len(x_tr),
+        **provenance(), "model": kind, "dataset": dataset, "n_train": len(x_tr),
         "n_val": len(x_val), "epochs_run": len(result.history), "batch_size": batch_size, "seed": seed,
         "initial_val_bce": result.initial.val_bce, "best_val_bce": result.best_val_bce,
         "best_epoch": result.best_epoch, "test_bce_first_2000": test_bce, "test_tod_first_2000": test_tod,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -25,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import predcode
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import write_json, write_text
 from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.plots import training_curves
+from predcode.experiments.provenance import provenance
 from predcode.experiments.train import EpochRecord, TrainState, train
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
@@ -172,13 +171,12 @@ def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, 
     bces = np.array([t["best_val_bce"] for t in trials])
     tods = np.array([t["best_val_tod"] for t in trials])
     summary = {
-        "predcode_version": predcode.__version__, "model": cfg.model.kind, "n_trials": len(trials),
+        **provenance(), "model": cfg.model.kind, "n_trials": len(trials),
         "n_train": n_train, "n_val": n_val,
         "best_val_bce_mean": float(bces.mean()), "best_val_bce_std": float(bces.std()),
         "best_val_tod_mean": float(tods.mean()), "best_val_tod_std": float(tods.std()),
         "seconds_per_epoch": float(np.mean([r["seconds"] for t in trials for r in t["history"][1:]] or [0.0])),
         "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials],
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     write_json(out / "summary.json", summary)
     return summary
