@@ -17,7 +17,8 @@ from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.density import extract_latents, fit_prior, sample_images
 from predcode.experiments.provenance import provenance
 from predcode.experiments.plots import image_grid, training_curves
-from predcode.experiments.train import EpochRecord, train
+from predcode.experiments.train import EpochRecord, evaluate, train
+from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN, GNCNConfig
 
 
@@ -45,8 +46,6 @@ def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_tra
     write_text(out / "metrics.csv", buf.getvalue())
     training_curves(history, out / "curves.png")
 
-    from predcode.experiments.train import evaluate
-    from predcode.learning.step import make_trainer
     test_bce, test_tod = evaluate(make_trainer(model), params, x_test[:2000], batch_size)
 
     latents = extract_latents(model, params, x_tr[:2000])

@@ -68,8 +68,6 @@ def load_fit_data(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
         if d.binarize:
             x_tr, x_val = (x_tr >= 0.5).astype(np.float32), (x_val >= 0.5).astype(np.float32)
     else:
-        if x_dim != 784:
-            raise ConfigError(f"model.x_dim: expected 784 for dataset {d.dataset!r}, got {x_dim}")
         images, labels = load_binarized(d.dataset, "train")
         x_tr, _, x_val, _ = train_val_split(images, labels, d.n_val, seed=cfg.train.seed)
     if d.n_train is not None:
