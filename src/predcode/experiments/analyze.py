@@ -29,7 +29,6 @@ The test set is the first ``n_test`` images of the dataset's test split.
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import math
 import platform
 import time
@@ -41,12 +40,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import predcode
-from predcode.activations import get_activation
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import load_checkpoint
 from predcode.experiments.config import FitConfig, load_config
 from predcode.experiments.density import (
+    Settled,
+    settle_batches,
     PROB_CLIP,
     MixturePrior,
     fit_prior,
@@ -57,7 +57,6 @@ from predcode.experiments.density import (
 )
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
-from predcode.learning.step import pad_batch
 from predcode.models.gncn import GNCN, Params
 
 __all__ = [
@@ -91,15 +90,6 @@ class LoadedRun(NamedTuple):
     model: GNCN
     params: Params
     metadata: dict
-
-
-class Settled(NamedTuple):
-    """Per-image results of settling: top latents ``phi(z_L)``, ``mu_0``, BCE and ToD."""
-
-    latents: np.ndarray
-    recon: np.ndarray
-    bce: np.ndarray
-    tod: np.ndarray
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -186,38 +176,6 @@ def masked_mse(x: np.ndarray, recon: np.ndarray, mask: np.ndarray) -> np.ndarray
     x, recon = np.asarray(x, np.float64), np.asarray(recon, np.float64)
     hidden = 1.0 - np.broadcast_to(np.asarray(mask, np.float64), x.shape)
     return np.sum(hidden * (recon - x) ** 2, axis=-1)
-
-
-@functools.lru_cache(maxsize=8)
-def _settle_fn(model: GNCN):
-    phi = get_activation(model.config.phi).fn
-
-    @jax.jit
-    def run(params, xb, mb):
-        r = model.settle(params, xb * mb, mask=mb)
-        mu0 = r.predictions[0]
-        p = jnp.clip(mu0, BCE_CLIP, 1 - BCE_CLIP)
-        bce = -jnp.sum(xb * jnp.log(p) + (1 - xb) * jnp.log(1 - p), axis=-1)
-        tod = sum(jnp.sum(e * e, axis=-1) for e in r.errors)
-        return phi(r.states[-1]), mu0, bce, tod
-
-    return run
-
-
-def settle_batches(model: GNCN, params: Params, x: np.ndarray, *, batch_size: int = 500,
-                   mask: np.ndarray | None = None) -> Settled:
-    """Settle every row of ``x`` (``mask``, (x_dim,), 0 hides a pixel's error); per-image results."""
-    x = np.asarray(x, np.float32)
-    batch_size = min(batch_size, max(len(x), 1))
-    run = _settle_fn(model)
-    m = jnp.ones(x.shape[1], jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
-    parts = []
-    for start in range(0, len(x), batch_size):
-        rows = x[start:start + batch_size]
-        xb, _ = pad_batch(jnp.asarray(rows), batch_size)
-        out = run(params, xb, jnp.broadcast_to(m, xb.shape))
-        parts.append([np.asarray(o)[: len(rows)] for o in out])
-    return Settled(*(np.concatenate(cols) for cols in zip(*parts)))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

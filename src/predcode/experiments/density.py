@@ -34,6 +34,7 @@ the log-density (``score_samples`` equals scikit-learn's).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,13 +51,15 @@ from sklearn.mixture import GaussianMixture
 from predcode.activations import get_activation
 from predcode.experiments.atomic import atomic_path
 from predcode.learning.step import pad_batch
-from predcode.models.gncn import GNCN, Params
+from predcode.models.gncn import GNCN, Params, bce_per_sample, discrepancy_per_sample
 
 __all__ = [
     "LogLikelihoodEstimate",
     "MixturePrior",
     "PriorFileError",
+    "Settled",
     "extract_latents",
+    "settle_batches",
     "fit_prior",
     "is_log_likelihood",
     "legacy_plus_log_s",
@@ -272,20 +275,47 @@ def fit_prior(latents: np.ndarray, *, n_components: int = 75, seed: int = 0,
 # --------------------------------------------------------------------------------------------- latents, samples
 
 
-def extract_latents(model: GNCN, params: Params, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
-    """Settle every row of ``x`` and return the top layer's ``phi(z_L)`` (n, d_L)."""
+class Settled(NamedTuple):
+    """Per-image results of settling: top latents ``phi(z_L)``, ``mu_0``, BCE and ToD."""
+
+    latents: np.ndarray
+    recon: np.ndarray
+    bce: np.ndarray
+    tod: np.ndarray
+
+
+@functools.lru_cache(maxsize=8)  # one compiled settle per model
+def _settle_fn(model: GNCN):
     phi = get_activation(model.config.phi).fn
 
     @jax.jit
-    def top(params, xb):
-        return phi(model.settle(params, xb).states[-1])
+    def run(params, xb, mb):
+        r = model.settle(params, xb * mb, mask=mb)
+        mu0 = r.predictions[0]
+        return phi(r.states[-1]), mu0, bce_per_sample(xb, mu0), discrepancy_per_sample(r.errors)
 
-    out = []
+    return run
+
+
+def settle_batches(model: GNCN, params: Params, x: np.ndarray, *, batch_size: int = 500,
+                   mask: np.ndarray | None = None) -> Settled:
+    """Settle every row of ``x`` (``mask``, (x_dim,), 0 hides a pixel's error); per-image results."""
+    x = np.asarray(x, np.float32)
+    batch_size = min(batch_size, max(len(x), 1))
+    run = _settle_fn(model)
+    m = jnp.ones(x.shape[1], jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
+    parts = []
     for start in range(0, len(x), batch_size):
         rows = x[start:start + batch_size]
         xb, _ = pad_batch(jnp.asarray(rows), batch_size)
-        out.append(np.asarray(top(params, xb))[: len(rows)])
-    return np.concatenate(out)
+        out = run(params, xb, jnp.broadcast_to(m, xb.shape))
+        parts.append([np.asarray(o)[: len(rows)] for o in out])
+    return Settled(*(np.concatenate(cols) for cols in zip(*parts)))
+
+
+def extract_latents(model: GNCN, params: Params, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+    """Settle every row of ``x`` and return the top layer's ``phi(z_L)`` (n, d_L)."""
+    return settle_batches(model, params, x, batch_size=batch_size).latents
 
 
 def sample_images(model: GNCN, params: Params, prior: MixturePrior | GaussianMixture, n: int, *,

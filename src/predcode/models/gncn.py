@@ -306,13 +306,22 @@ def _weighted_mean(per_sample: Array, weights: Array | None) -> Array:
     return jnp.sum(per_sample * weights) / jnp.sum(weights)
 
 
+def discrepancy_per_sample(errors) -> Array:
+    """``sum_l sum_units e_l^2`` of the un-whitened errors for each sample, shape (batch,)."""
+    return sum(jnp.sum(e * e, axis=-1) for e in errors)
+
+
 def total_discrepancy(errors, weights: Array | None = None) -> Array:
     """ToD: ``sum_l sum_units e_l^2`` of the un-whitened errors, averaged over samples (positive; no 1/2)."""
-    return _weighted_mean(sum(jnp.sum(e * e, axis=-1) for e in errors), weights)
+    return _weighted_mean(discrepancy_per_sample(errors), weights)
+
+
+def bce_per_sample(x: Array, p: Array, eps: float = 1e-7) -> Array:
+    """Binary cross-entropy summed over pixels for each sample (nats per image); ``p`` clipped to [eps, 1 - eps]."""
+    p = jnp.clip(p, eps, 1 - eps)
+    return -jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log(1 - p), axis=-1)
 
 
 def bce(x: Array, p: Array, weights: Array | None = None, eps: float = 1e-7) -> Array:
     """Binary cross-entropy summed over pixels, averaged over samples (nats per image); ``p`` clipped."""
-    p = jnp.clip(p, eps, 1 - eps)
-    per = -jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log(1 - p), axis=-1)
-    return _weighted_mean(per, weights)
+    return _weighted_mean(bce_per_sample(x, p, eps), weights)
