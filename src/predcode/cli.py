@@ -152,7 +152,7 @@ def analyze(
     n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
     n_latents: int = typer.Option(18000, "--n-latents", help="Class-balanced training latents for the prior and probes."),
     n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
-    n_is_samples: int = typer.Option(None, "--n-is-samples", help="Importance samples per test image (default: --n-samples)."),
+    n_is_samples: int = typer.Option(None, "--n-is-samples", help="Importance samples per test image (default: --n-samples; 0 skips the estimate)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the latent sample, the mixture fit and the estimators."),
     n_test: int = typer.Option(None, "--n-test", help="First N test images (default: all)."),
     batch_size: int = typer.Option(500, "--batch-size", help="Images per settle / estimator batch."),
@@ -168,9 +168,10 @@ def analyze(
     mc, imp = report["log_px_mc"], report["log_px_is"]
     console.print(f"test BCE {report['test_bce']:.2f}  ToD {report['test_tod']:.2f}  "
                   f"masked MSE {report['masked_mse']:.2f}")
+    is_text = (f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}" if "mean" in imp
+               else "importance sampling skipped")
     console.print(f"log p(x): naive MC {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} (S = {mc['n_samples']}), "
-                  f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}; legacy (+log S) figure "
-                  f"{report['log_px_legacy_plus_log_s']['mean']:.2f}")
+                  f"{is_text}; legacy (+log S) figure {report['log_px_legacy_plus_log_s']['mean']:.2f}")
     errors = [report[k]["error_pct"] for k in ("linear_probe", "knn")]
     console.print("linear probe error " + ", 5-NN error ".join(
         "n/a" if e is None else f"{e:.2f}%" for e in errors))

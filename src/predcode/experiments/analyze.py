@@ -215,7 +215,7 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
                     ("--batch-size", batch_size)):
         _check_int(name, v)
     n_is_samples = n_samples if n_is_samples is None else n_is_samples
-    _check_int("--n-is-samples", n_is_samples)
+    _check_int("--n-is-samples", n_is_samples, 0)  # 0 skips the importance-sampled estimate
     _check_int("--seed", seed, 0)
     if n_components > n_latents:
         raise AnalyzeError(f"--n-components: expected at most --n-latents = {n_latents}, got {n_components}")
@@ -271,16 +271,19 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
     say(f"naive Monte Carlo log p(x): {n_samples} prior samples per image")
     mc = mc_log_likelihood(model, params, prior, test_x, n_samples=n_samples, seed=seed, batch_size=batch_size)
     lap("log_px_mc", t0)
-    t0 = time.time()
-    say(f"importance-sampled log p(x): {n_is_samples} samples per image")
-    centres = np.where(np.isfinite(full.latents), full.latents, 0.0)  # any centre keeps IS unbiased
-    imp = is_log_likelihood(model, params, prior, test_x, centres, n_samples=n_is_samples, seed=seed + 1,
-                            batch_size=batch_size, proposal=IS_PROPOSAL, scales=IS_SCALES, defensive=IS_DEFENSIVE,
-                            refine_steps=IS_REFINE_STEPS, refine_lr=IS_REFINE_LR)
-    lap("log_px_is", t0)
+    imp = None
+    if n_is_samples > 0:
+        t0 = time.time()
+        say(f"importance-sampled log p(x): {n_is_samples} samples per image")
+        centres = np.where(np.isfinite(full.latents), full.latents, 0.0)  # any centre keeps IS unbiased
+        imp = is_log_likelihood(model, params, prior, test_x, centres, n_samples=n_is_samples, seed=seed + 1,
+                                batch_size=batch_size, proposal=IS_PROPOSAL, scales=IS_SCALES,
+                                defensive=IS_DEFENSIVE, refine_steps=IS_REFINE_STEPS, refine_lr=IS_REFINE_LR)
+        lap("log_px_is", t0)
     legacy = legacy_plus_log_s(mc)
-    _save_npz(out / "log_px.npz", mc=mc.log_px, mc_se=mc.se, mc_ess=mc.ess, importance=imp.log_px,
-              importance_se=imp.se, importance_ess=imp.ess, labels=test_y.astype(np.int64))
+    is_arrays = {} if imp is None else dict(importance=imp.log_px, importance_se=imp.se, importance_ess=imp.ess)
+    _save_npz(out / "log_px.npz", mc=mc.log_px, mc_se=mc.se, mc_ess=mc.ess, labels=test_y.astype(np.int64),
+              **is_arrays)
 
     # ----- probes -----------------------------------------------------------------------------
     t0 = time.time()
@@ -355,7 +358,7 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
         "masked_mse": mean(mmse),
         "masked_mse_per_pixel": mean(mmse) / float(np.sum(mask == 0)),
         "log_px_mc": mc.summary(),
-        "log_px_is": imp.summary(),
+        "log_px_is": imp.summary() if imp is not None else {"skipped": "--n-is-samples 0"},
         "log_px_legacy_plus_log_s": {
             "mean": mean(legacy),
             "note": "the naive estimate as legacy ngc-learn would print it, with its +log S sign error "
