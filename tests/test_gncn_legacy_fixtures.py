@@ -84,3 +84,25 @@ def test_project_matches_legacy_ancestral_samples(case):
     z = jnp.asarray(fx["z_sample"])
     np.testing.assert_allclose(model.project(_params(fx, "param0_"), z), fx["proj0_x"], RTOL, ATOL)
     np.testing.assert_allclose(model.project(_params(fx, "param1_"), z), fx["proj1_x"], RTOL, ATOL)
+
+
+@pytest.mark.parametrize("kind", [k for k in FIXTURE_KINDS if k != "gncn_t1"])
+def test_legacy_frozen_precision_reproduces_legacy_graph_mode_second_settle(kind):
+    # Legacy >= 0.2 traced the settling graph once and kept the first precision in it (GNCN.md):
+    # with legacy_frozen_precision the second settle matches legacy's graph mode, not its eager mode.
+    fx = _load(kind)
+    model = GNCN(GNCNConfig(kind=kind, z_dims=(24, 24, 36), legacy_frozen_precision=True))
+    x = jnp.asarray(fx["x"])
+    trainer = make_trainer(model)
+    params0 = _params(fx, "param0_")
+    params1, _, _ = trainer.step(dict(params0), trainer.init(params0), x, jnp.ones(8))
+    for name, want in _params(fx, "param1_").items():
+        if name.startswith("Prec"):  # the stored variable moved on; the graph's copy did not
+            np.testing.assert_array_equal(params1[name], params0[name])
+            assert not np.allclose(want, params0[name], rtol=RTOL, atol=ATOL)
+        else:
+            np.testing.assert_allclose(params1[name], want, rtol=RTOL, atol=1e-6, err_msg=name)
+    result = model.settle(params1, x)
+    _check_settle(model, result, fx, "settle1g_")
+    np.testing.assert_allclose(total_discrepancy(result.errors), -fx["tod1"], rtol=1e-5)
+    np.testing.assert_allclose(bce(x, result.predictions[0]), fx["bce1"], rtol=1e-5)

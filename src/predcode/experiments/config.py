@@ -153,6 +153,9 @@ SPECS: dict[str, _Spec] = {
     "model.beta_scale": _float("a number >= 0", lambda v: v >= 0),
     "model.wght_sd": _float("a number > 0", lambda v: v > 0, hint="the initial weights' standard deviation"),
     "model.sigma_rule": _choice(SIGMA_RULES),
+    "model.legacy_frozen_precision": _Spec("bool", "true or false",
+                                           hint="true reproduces legacy ngc-learn >= 0.2, whose settling "
+                                                "kept the first precision (GNCN.md); the default uses the current one"),
     "data.dataset": _Spec("str", "a dataset name", hint="one of " + ", ".join(map(repr, NAMES))),
     "data.n_train": _int("an integer >= 1 or \"all\"", optional=True, none_words=("all", "none")),
     "data.n_val": _int(hint="validation images split from the training set"),

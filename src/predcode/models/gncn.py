@@ -80,6 +80,7 @@ class GNCNConfig:
     beta_scale: float = 0.1
     wght_sd: float = 0.05
     sigma_rule: str = "legacy"
+    legacy_frozen_precision: bool = False
     flags: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,8 @@ class GNCNConfig:
         _check(self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
         _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
         _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
+        _check(isinstance(self.legacy_frozen_precision, bool), "legacy_frozen_precision", "true or false",
+               self.legacy_frozen_precision)
         for name in ("phi", "g_hidden", "g_out"):
             get_activation(getattr(self, name), parameter=name)
         if self.flags["lateral"]:
@@ -197,7 +200,12 @@ class GNCN:
                     # Over general matrices the sample covariance is only a saddle point of the
                     # Gaussian NLL: keep Sigma symmetric so descent converges to it.
                     out[name] = 0.5 * (out[name] + out[name].T)
-                cov, out[f"Prec{l}"] = legacy_precision(out[name])
+                cov, prec = legacy_precision(out[name])
+                # legacy_frozen_precision: legacy ngc-learn >= 0.2 captured P once, when the settling
+                # graph was traced, so the learned Sigma never reached inference (GNCN.md). Parity
+                # studies keep the first precision; Sigma itself still learns.
+                if not (self.config.legacy_frozen_precision and f"Prec{l}" in params):
+                    out[f"Prec{l}"] = prec
                 out[name] = clip_column_norms(cov)
             else:
                 out[name] = clip_column_norms(out[name])
