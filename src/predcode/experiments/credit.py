@@ -1,0 +1,378 @@
+"""Credit-assignment experiments: backprop, FA, DFA and PC on MNIST, and the online product demo.
+
+``python -m predcode.experiments.credit mnist --out results/credit_assignment`` trains the same MLP
+with every rule and writes ``<out>.json`` and ``<out>.md`` (test accuracy, seconds per epoch, the
+angle between each rule's update and backprop's gradient over training) plus one checkpoint per
+rule (weights and, for FA and DFA, the fixed feedback matrices). ``... online --out results/online.png``
+runs the Nengo worked example (seed 004: FA and backprop learned online, biases included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from predcode.experiments.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from predcode.learning.rules import (
+    BackProp,
+    DirectFeedbackAlignment,
+    FeedbackAlignment,
+    PredictiveCoding,
+    alignment_angles,
+)
+from predcode.learning.streaming import make_rule_trainer, online
+from predcode.models.mlp import MLP, Layer, MLPParams
+
+RULES = ("backprop", "fa", "dfa", "pc")
+TARGETS = {"backprop": 98.0, "fa": 97.0, "dfa": 96.5, "pc": 98.0}
+
+
+def make_rule(name: str, *, seed: int = 0, pc_steps: int = 20, pc_rate: float = 0.1):
+    """The rule called ``name`` (``backprop``, ``fa``, ``dfa``, ``pc``); FA/DFA keys from ``seed``."""
+    if name == "backprop":
+        return BackProp()
+    if name == "fa":
+        return FeedbackAlignment(key=jax.random.key(seed + 1000))
+    if name == "dfa":
+        return DirectFeedbackAlignment(key=jax.random.key(seed + 2000))
+    if name == "pc":
+        return PredictiveCoding(steps=pc_steps, inference_rate=pc_rate)
+    raise ValueError(f"rule: expected one of {list(RULES)}, got {name!r}")
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def save_rule_checkpoint(path, model: MLP, rule, params: MLPParams, rule_state, metadata=None):
+    """Save weights, biases and the rule's fixed feedback matrices as one predcode checkpoint."""
+    arrays: dict[str, Any] = {}
+    for l, (W, b) in enumerate(params, 1):
+        arrays[f"W{l}"], arrays[f"b{l}"] = np.asarray(W), np.asarray(b)
+    if hasattr(rule, "state_arrays"):
+        arrays.update({f"feedback_{k}": v for k, v in rule.state_arrays(model, rule_state).items()})
+    meta = {"kind": "credit-mlp", "rule": rule.name, "sizes": list(model.sizes),
+            "activation": model.activation, "loss": model.loss, **(metadata or {})}
+    return save_checkpoint(path, arrays, meta)
+
+
+def load_rule_checkpoint(path, rule=None):
+    """Load ``(model, rule, params, rule_state, metadata)`` written by :func:`save_rule_checkpoint`.
+
+    ``rule`` defaults to a fresh rule of the recorded kind (its feedback matrices come from the
+    file, never from a new key). Raises CheckpointError when a weight or feedback matrix has a
+    shape the recorded network cannot use.
+    """
+    arrays, meta = load_checkpoint(path)
+    if meta.get("kind") != "credit-mlp":
+        raise CheckpointError(f"{path}: expected a credit-assignment MLP checkpoint "
+                              f"(kind 'credit-mlp'), found kind {meta.get('kind')!r}")
+    try:
+        model = MLP(tuple(meta["sizes"]), activation=meta["activation"], loss=meta["loss"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the recorded network description is invalid ({err})") from err
+    rule = make_rule(meta["rule"]) if rule is None else rule
+    if rule.name != meta["rule"]:
+        raise CheckpointError(f"{path}: holds a {meta['rule']!r} run, but rule {rule.name!r} was given")
+    try:
+        params = tuple(Layer(jnp.asarray(arrays[f"W{l}"]), jnp.asarray(arrays[f"b{l}"]))
+                       for l in range(1, model.n_layers + 1))
+        model.check_params(params, parameter=f"{path} weights")
+        if hasattr(rule, "state_from_arrays"):
+            fb = {k.removeprefix("feedback_"): v for k, v in arrays.items() if k.startswith("feedback_")}
+            state = rule.state_from_arrays(model, fb, source=f"{path} feedback matrices")
+        else:
+            state = rule.init(model, params)
+    except KeyError as err:
+        raise CheckpointError(f"{path}: array {err} missing for sizes {model.sizes}") from None
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    return model, rule, params, state, meta
+
+
+# ---------------------------------------------------------------------------------------- MNIST
+
+
+def load_mnist(n_val: int = 5000, seed: int = 0):
+    """Standardised MNIST rows: ``(x_train, y_train, x_val, y_val, x_test, y_test)``."""
+    from predcode.data import flatten, load, to_float
+
+    xtr, ytr = load("mnist", "train")
+    xte, yte = load("mnist", "test")
+    xtr, xte = flatten(to_float(xtr)), flatten(to_float(xte))
+    mean, std = xtr.mean(), xtr.std()
+    xtr, xte = (xtr - mean) / std, (xte - mean) / std
+    perm = np.random.default_rng(seed).permutation(len(xtr))
+    val, train = perm[:n_val], perm[n_val:]
+    return (xtr[train], ytr[train].astype(np.int32), xtr[val], ytr[val].astype(np.int32),
+            xte, yte.astype(np.int32))
+
+
+def _accuracy(model, params, x, y, batch=2000):
+    acc = jax.jit(lambda p, xb, yb: jnp.sum(jnp.argmax(model.apply(p, xb), -1) == yb))
+    return float(sum(acc(params, x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch))) / len(x)
+
+
+def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu", epochs=20,
+               batch_size=128, learning_rate=1e-3, seed=0, pc_steps=20, pc_rate=0.1,
+               angle_batch=1000, checkpoint=None, log: Callable[[str], None] = print) -> dict:
+    """Train one rule with Adam (cosine-decayed learning rate) and return its history.
+
+    Every epoch records validation and test accuracy, the training-time seconds (compilation
+    excluded) and the per-layer angle between the rule's update and backprop's gradient on a fixed
+    batch of ``angle_batch`` training rows, at the rule's current weights.
+    """
+    xtr, ytr, xval, yval, xte, yte = data
+    model = MLP(tuple(sizes), activation=activation, loss="cross_entropy")
+    rule = make_rule(name, seed=seed, pc_steps=pc_steps, pc_rate=pc_rate)
+    params = model.init(jax.random.key(seed))
+    steps_per_epoch = len(xtr) // batch_size
+    schedule = optax.cosine_decay_schedule(learning_rate, epochs * steps_per_epoch)
+    trainer = make_rule_trainer(model, rule, optax.adam(schedule))
+    rule_state, opt_state = trainer.init(params)
+
+    xa, ya = jnp.asarray(xtr[:angle_batch]), jnp.asarray(ytr[:angle_batch])
+    angle_fn = jax.jit(lambda p, s: alignment_angles(rule.update(model, p, s, xa, ya)[0],
+                                                     BackProp().update(model, p, (), xa, ya)[0]))
+    rng = np.random.default_rng(seed)
+    # Compile outside the timed epochs (on a throwaway copy of the state).
+    jax.block_until_ready(trainer.step(params, rule_state, opt_state, xa[:batch_size], ya[:batch_size]))
+
+    history = {"angles": [], "epochs": []}
+
+    def record_angle(step):
+        history["angles"].append({"step": step, "epoch": step / steps_per_epoch,
+                                  "degrees": [float(a) for a in angle_fn(params, rule_state)]})
+
+    record_angle(0)
+    early = {10, 30, 100, 300}
+    step = 0
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(xtr))
+        losses = []
+        t0 = time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            params, rule_state, opt_state, loss = trainer.step(params, rule_state, opt_state,
+                                                               xtr[idx], ytr[idx])
+            losses.append(loss)
+            step += 1
+            if step in early and step < steps_per_epoch:
+                jax.block_until_ready(params)
+                pause = time.perf_counter()
+                record_angle(step)
+                t0 += time.perf_counter() - pause  # the angle probe is not training time
+        jax.block_until_ready(params)
+        seconds = time.perf_counter() - t0
+        record_angle(step)
+        train_loss = float(jnp.mean(jnp.stack(losses)))
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"rule {name}: the training loss became {train_loss} in epoch {epoch}")
+        val, test = _accuracy(model, params, xval, yval), _accuracy(model, params, xte, yte)
+        history["epochs"].append({"epoch": epoch, "seconds": seconds, "train_loss": train_loss,
+                                  "val_accuracy": val, "test_accuracy": test})
+        angles = ", ".join(f"{a:.1f}" for a in history["angles"][-1]["degrees"])
+        log(f"{name:8s} epoch {epoch:2d}  loss {train_loss:.4f}  val {100 * val:.2f}%  "
+            f"test {100 * test:.2f}%  {seconds:.1f} s  angle to backprop [{angles}] deg")
+    if checkpoint is not None:
+        save_rule_checkpoint(checkpoint, model, rule, params, rule_state,
+                             {"epochs": epochs, "test_accuracy": history["epochs"][-1]["test_accuracy"]})
+    last = history["epochs"][-1]
+    return {"rule": name, "test_accuracy": last["test_accuracy"], "val_accuracy": last["val_accuracy"],
+            "seconds_per_epoch": float(np.median([e["seconds"] for e in history["epochs"]])),
+            **history}
+
+
+def run_mnist(out: Path, *, rules=RULES, checkpoints: Path | None = Path("runs/credit"),
+              log: Callable[[str], None] = print, **options) -> dict:
+    """Train each rule in ``rules`` on MNIST; write ``<out>/<rule>.json`` per rule as it finishes.
+
+    ``options`` go to :func:`train_rule` (sizes, epochs, learning_rate, ...). Per-rule files let
+    the four runs go one at a time; :func:`write_report` joins them.
+    """
+    from predcode.experiments.atomic import write_json
+    from predcode.experiments.provenance import provenance
+
+    for name in rules:
+        make_rule(name)  # a misspelt rule fails before the data load and the first run
+    data = load_mnist(seed=options.get("seed", 0))
+    out = Path(out)
+    results = {}
+    for name in rules:
+        ckpt = None if checkpoints is None else Path(checkpoints) / name
+        res = train_rule(name, data, checkpoint=ckpt, log=log, **options)
+        res.update(settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
+                   provenance=provenance(), checkpoint=None if ckpt is None else str(ckpt))
+        write_json(out / f"{name}.json", res)
+        results[name] = res
+    return results
+
+
+def write_report(folder: Path, md_path: Path, json_path: Path) -> dict:
+    """Join the per-rule results in ``folder`` into one JSON and a markdown table."""
+    from predcode.experiments.atomic import write_json, write_text
+    import json
+
+    runs = {}
+    for name in RULES:
+        p = Path(folder) / f"{name}.json"
+        if p.exists():
+            runs[name] = json.loads(p.read_text())
+    if not runs:
+        raise FileNotFoundError(f"folder: no per-rule results ({', '.join(r + '.json' for r in RULES)}) in {folder}")
+    write_json(json_path, runs)
+    labels = {"backprop": "BackProp()", "fa": "FeedbackAlignment", "dfa": "DirectFeedbackAlignment",
+              "pc": "PredictiveCoding"}
+    lines = ["| rule | test accuracy | target | met | val accuracy | s / epoch | final angle to backprop (deg, per layer) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        acc, target = 100 * r["test_accuracy"], TARGETS[name]
+        angle = ", ".join(f"{a:.1f}" for a in r["angles"][-1]["degrees"])
+        lines.append(f"| {labels[name]} | {acc:.2f}% | >= {target}% | {'yes' if acc >= target else f'no ({acc - target:+.2f})'} "
+                     f"| {100 * r['val_accuracy']:.2f}% | {r['seconds_per_epoch']:.1f} | {angle} |")
+    angle_rows = ["| rule | " + " | ".join(f"{a['epoch']:.2f}" for a in next(iter(runs.values()))["angles"]) + " |"]
+    angle_rows.append("|---" * (1 + len(next(iter(runs.values()))["angles"])) + "|")
+    for name, r in runs.items():
+        if name == "backprop":
+            continue
+        for layer in range(len(r["angles"][0]["degrees"]) - 1):
+            angle_rows.append(f"| {name} layer {layer + 1} | "
+                              + " | ".join(f"{a['degrees'][layer]:.1f}" for a in r["angles"]) + " |")
+    text = "\n".join(["# Credit assignment on MNIST: backprop, FA, DFA, predictive coding", "",
+                      *lines, "", "Angle between each rule's update and backprop's gradient, hidden layers, "
+                      "by epoch (fractions are steps within the first epoch):", "", *angle_rows, ""])
+    write_text(md_path, text)
+    return runs
+
+
+# -------------------------------------------------------------------------------------- online
+
+
+def product_signal(seconds: float = 60.0, dt: float = 1e-3):
+    """Seed 004's signal: ``x(t) = (sin(2 pi t / 2), sin(2 pi 0.7 t / 2))``, target ``x0 * x1``."""
+    t = np.arange(int(round(seconds / dt)), dtype=np.float64) * dt
+    xs = np.stack([np.sin(2 * np.pi * t / 2), np.sin(2 * np.pi * 0.7 * t / 2)], axis=1)
+    return t, xs.astype(np.float32), (xs[:, :1] * xs[:, 1:]).astype(np.float32)
+
+
+def run_online(*, seconds: float = 60.0, dt: float = 1e-3, hidden: int = 100,
+               learning_rate: float = 1e-3, seed: int = 0, rules=("backprop", "fa")) -> dict:
+    """Learn the product online (one SGD update per time step) with each rule; return the traces.
+
+    The ReLU layer gets random biases (uniform in [-1, 1]) so its units tile the input range, as
+    a Nengo ensemble's intercepts do; both layers and all biases learn.
+    """
+    t, xs, ys = product_signal(seconds, dt)
+    model = MLP((2, hidden, 1), activation="relu", loss="squared_error")
+    k_w, k_b = jax.random.split(jax.random.key(seed))
+    params = model.init(k_w)
+    params = (Layer(params[0].W, jax.random.uniform(k_b, (hidden,), jnp.float32, -1.0, 1.0)), params[1])
+    variance = float(np.var(ys))
+    last = t >= t[-1] - 10.0 + dt / 2
+    runs = {}
+    for name in rules:
+        rule = make_rule(name, seed=seed)
+        res = online(model, rule, optax.sgd(learning_rate), params, xs, ys)
+        out = np.asarray(res.outputs)
+        mse = float(np.mean((out[last] - ys[last]) ** 2))
+        runs[name] = {"outputs": out[:, 0], "mse_last_10s": mse, "relative_mse": mse / variance}
+    return {"t": t, "target": ys[:, 0], "variance": variance, "runs": runs}
+
+
+def plot_online(result: dict, path: Path) -> Path:
+    """Target and output over time for each rule (full run and the last 5 s)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from predcode.experiments.atomic import atomic_path
+
+    t, target = result["t"], result["target"]
+    names = list(result["runs"])
+    fig, axes = plt.subplots(len(names), 2, figsize=(12, 2.8 * len(names)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for row, name in zip(axes, names):
+        r = result["runs"][name]
+        label = {"backprop": "backprop", "fa": "feedback alignment"}.get(name, name)
+        for ax, window in zip(row, (t >= 0, t >= t[-1] - 5)):
+            ax.plot(t[window], target[window], color="0.6", lw=1.2, label="target x0*x1")
+            ax.plot(t[window], r["outputs"][window], color="C0" if name == "backprop" else "C3",
+                    lw=0.8, label=f"output ({label})")
+            ax.set_xlabel("time (s)")
+        row[0].set_title(f"{label}: MSE over the last 10 s = {r['mse_last_10s']:.2e} "
+                         f"({100 * r['relative_mse']:.2f}% of the target variance)", fontsize=10)
+        row[0].legend(loc="upper right", fontsize=8)
+        row[1].set_title("last 5 s", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    """``python -m predcode.experiments.credit {mnist,report,online} ...``"""
+    parser = argparse.ArgumentParser(prog="python -m predcode.experiments.credit", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="task", required=True)
+    m = sub.add_parser("mnist", help="train the MLP with each rule; per-rule JSON in --out")
+    m.add_argument("--out", type=Path, default=Path("results/credit"))
+    m.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    m.add_argument("--epochs", type=int, default=20)
+    m.add_argument("--sizes", type=int, nargs="+", default=[784, 256, 256, 10])
+    m.add_argument("--activation", default="relu")
+    m.add_argument("--batch-size", type=int, default=128)
+    m.add_argument("--learning-rate", type=float, default=1e-3)
+    m.add_argument("--pc-steps", type=int, default=20)
+    m.add_argument("--pc-rate", type=float, default=0.1)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"))
+    r = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
+    r.add_argument("--folder", type=Path, default=Path("results/credit"))
+    r.add_argument("--out", type=Path, default=Path("results/credit_assignment"))
+    o = sub.add_parser("online", help="the seed-004 online product demo; writes the figure and JSON")
+    o.add_argument("--out", type=Path, default=Path("results/online.png"))
+    o.add_argument("--seconds", type=float, default=60.0)
+    o.add_argument("--learning-rate", type=float, default=1e-3)
+    o.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.task == "mnist":
+        run_mnist(args.out, rules=args.rules, checkpoints=args.checkpoints,
+                  log=lambda s: print(s, flush=True), sizes=tuple(args.sizes),
+                  activation=args.activation, epochs=args.epochs, batch_size=args.batch_size,
+                  learning_rate=args.learning_rate, seed=args.seed, pc_steps=args.pc_steps,
+                  pc_rate=args.pc_rate)
+    elif args.task == "report":
+        write_report(args.folder, args.out.with_suffix(".md"), args.out.with_suffix(".json"))
+    else:
+        from predcode.experiments.atomic import write_json
+        from predcode.experiments.provenance import provenance
+
+        t0 = time.perf_counter()
+        result = run_online(seconds=args.seconds, learning_rate=args.learning_rate, seed=args.seed)
+        seconds = time.perf_counter() - t0
+        plot_online(result, args.out)
+        summary = {name: {k: v for k, v in r.items() if k != "outputs"} for name, r in result["runs"].items()}
+        write_json(args.out.with_suffix(".json"), {
+            "target_variance": result["variance"], "runs": summary, "seconds": seconds,
+            "settings": {"seconds": args.seconds, "dt": 1e-3, "hidden": 100, "optimizer": "sgd",
+                         "learning_rate": args.learning_rate, "seed": args.seed},
+            "provenance": provenance()})
+        for name, r in summary.items():
+            print(f"{name}: MSE over the last 10 s {r['mse_last_10s']:.3e} = "
+                  f"{100 * r['relative_mse']:.2f}% of the target variance")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Credit-assignment rules for an MLP as init/update pairs: backprop, FA, DFA and predictive coding.
+
+Every rule has the shape of an optax transform, with the network and the batch in place of the
+incoming gradients::
+
+    state = rule.init(model, params)
+    grads, state = rule.update(model, params, state, x, y)   # a descent direction shaped like params
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+
+so a training step takes ``rule=BackProp()``, ``FeedbackAlignment(key=...)``,
+``DirectFeedbackAlignment(key=...)`` or ``PredictiveCoding(steps=T)`` and any optax optimizer
+without other changes. Every rule returns updates for the biases as well as the weights.
+
+With the MLP of :mod:`predcode.models.mlp` (``z_l = W_l h_{l-1} + b_l``, ``h_l = f(z_l)``, linear
+output ``z_L``), the output error is ``e = dLoss/dz_L`` and the layer errors ``delta_l`` give
+``dW_l = delta_l^T h_{l-1}``, ``db_l = sum_batch delta_l``:
+
+- backprop:  ``delta_l = f'(z_l) * (delta_{l+1} W_{l+1})``, the exact gradient;
+- FA (Lillicrap et al. 2016): ``delta_l = f'(z_l) * (delta_{l+1} B_{l+1}^T)`` with fixed random
+  ``B_{l+1}: (n_l, n_{l+1})``, the shape of ``W_{l+1}^T`` (``B = W^T`` is backprop);
+- DFA (Nokland 2016): ``delta_l = f'(z_l) * (e D_l^T)`` with fixed random ``D_l: (n_l, n_L)``;
+- PC (Whittington & Bogacz 2017): hidden states ``s_l`` start at the forward pass ``z_l`` and
+  descend the energy ``E = sum_{l<L} 1/2 ||s_l - mu_l||^2 + Loss(mu_L, y)``,
+  ``mu_l = W_l f(s_{l-1}) + b_l`` (``f(s_0) = x``), for ``steps`` Euler steps of size
+  ``inference_rate``; the weights then follow ``-dE/dW`` at the settled states, which only needs
+  each layer's own error and input (a local, Hebbian update).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from predcode.models.mlp import MLP, Layer, MLPParams
+
+Array = jax.Array
+
+__all__ = [
+    "BackProp",
+    "DirectFeedbackAlignment",
+    "FeedbackAlignment",
+    "FeedbackState",
+    "PredictiveCoding",
+    "alignment_angles",
+]
+
+
+class FeedbackState(NamedTuple):
+    """The fixed random feedback matrices of FA or DFA, drawn once by ``init``."""
+
+    B: tuple[Array, ...]
+
+
+def _check_model(rule: str, model: Any) -> MLP:
+    if not isinstance(model, MLP):
+        raise TypeError(
+            f"model: {rule} serves a feedforward predcode.models.mlp.MLP, got "
+            f"{type(model).__name__}; describe the network as MLP(sizes=(...), activation=...)"
+        )
+    return model
+
+
+def _backward(model: MLP, params: MLPParams, x: Array, y: Array, feedback) -> MLPParams:
+    """Layer errors from the output error and a feedback map, then ``dW = delta^T h``, ``db``.
+
+    ``feedback(l, delta_next, e)`` returns the signal reaching hidden layer ``l`` (before the
+    nonlinearity's derivative) from the error ``delta_next`` of layer ``l + 1`` or the output
+    error ``e``.
+    """
+    fw = model.forward(params, x)
+    e = jax.grad(model.output_loss)(fw.output, y)  # (batch, n_L), already divided by the batch
+    deriv = model.act.deriv
+    deltas = {model.n_layers: e}
+    for l in range(model.n_layers - 1, 0, -1):
+        deltas[l] = deriv(fw.z[l]) * feedback(l, deltas[l + 1], e)
+    return tuple(
+        Layer(deltas[l].T @ fw.h[l - 1], jnp.sum(deltas[l], axis=0))
+        for l in range(1, model.n_layers + 1)
+    )
+
+
+@dataclass(frozen=True)
+class BackProp:
+    """Exact backpropagation: the gradient of the batch-mean loss, built layer by layer."""
+
+    name: str = field(default="backprop", init=False)
+
+    def init(self, model: MLP, params: MLPParams) -> tuple:
+        """No state: backprop reads the forward weights themselves."""
+        _check_model("BackProp", model).check_params(params)
+        return ()
+
+    def update(self, model: MLP, params: MLPParams, state: tuple, x: Array, y: Array):
+        """Return ``(grads, state)``; ``grads`` equals ``jax.grad(model.loss_fn)(params, x, y)``."""
+        _check_model("BackProp", model)
+        grads = _backward(model, params, x, y, lambda l, d, e: d @ params[l][0])
+        return grads, state
+
+
+def _as_key(key: Any, rule: str) -> Array:
+    if key is None:
+        raise ValueError(
+            f"key: {rule} draws its fixed random feedback matrices from a key; pass "
+            f"{rule}(key=jax.random.key(0)) (or feedback=[...] with the matrices themselves)"
+        )
+    if isinstance(key, int) and not isinstance(key, bool):
+        return jax.random.key(key)
+    return key
+
+
+def _uniform(key: Array, shape: tuple[int, int], fan: int, scale: float) -> Array:
+    # Variance scale^2 / fan: the backward map keeps the error's magnitude, as He/LeCun do forwards.
+    limit = scale * float(np.sqrt(3.0 / fan))
+    return jax.random.uniform(key, shape, jnp.float32, -limit, limit)
+
+
+class _FixedFeedback:
+    """Shared machinery of FA and DFA: draw, validate, save and load the feedback matrices."""
+
+    key: Any
+    scale: float
+    feedback: Any
+
+    def shapes(self, model: MLP) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def names(self, model: MLP) -> list[str]:
+        raise NotImplementedError
+
+    def _check_network(self, model: MLP) -> MLP:
+        rule = type(self).__name__
+        _check_model(rule, model)
+        if model.n_layers < 2:
+            raise ValueError(
+                f"model: {rule} sends errors to hidden layers, but sizes {model.sizes} has none; "
+                "with no hidden layer every rule is the delta rule, so use BackProp()"
+            )
+        return model
+
+    def init(self, model: MLP, params: MLPParams) -> FeedbackState:
+        """Draw the fixed feedback matrices (or take ``feedback``), checked against the network."""
+        self._check_network(model).check_params(params)
+        shapes = self.shapes(model)
+        if self.feedback is not None:
+            state = FeedbackState(tuple(jnp.asarray(B, jnp.float32) for B in self.feedback))
+            self.check_state(model, state, parameter="feedback")
+            return state
+        keys = jax.random.split(_as_key(self.key, type(self).__name__), len(shapes))
+        return FeedbackState(tuple(_uniform(k, s, s[1], self.scale) for k, s in zip(keys, shapes)))
+
+    def check_state(self, model: MLP, state: Any, *, parameter: str = "state") -> None:
+        """Raise ValueError unless ``state`` holds one matrix of the right shape per feedback path."""
+        rule = type(self).__name__
+        shapes, names = self.shapes(model), self.names(model)
+        B = state.B if isinstance(state, FeedbackState) else state
+        if not isinstance(B, (tuple, list)) or len(B) != len(shapes):
+            got = len(B) if isinstance(B, (tuple, list)) else type(B).__name__
+            raise ValueError(
+                f"{parameter}: {rule} on sizes {model.sizes} expected {len(shapes)} feedback "
+                f"matrices {dict(zip(names, shapes))}, got {got}; draw them with "
+                f"{rule}(key=...).init(model, params)"
+            )
+        for name, M, shape in zip(names, B, shapes):
+            if tuple(np.shape(M)) != shape:
+                raise ValueError(
+                    f"{parameter}: {rule} feedback matrix {name} expected shape {shape} for sizes "
+                    f"{model.sizes}, got {tuple(np.shape(M))}; the matrices belong to another "
+                    "network: draw them again with init(model, params)"
+                )
+
+    def state_arrays(self, model: MLP, state: FeedbackState) -> dict[str, np.ndarray]:
+        """The feedback matrices by name (``B2``, ``B3``, ... for FA; ``D1``, ... for DFA)."""
+        self.check_state(model, state)
+        return {n: np.asarray(M) for n, M in zip(self.names(model), state.B)}
+
+    def state_from_arrays(self, model: MLP, arrays: dict[str, Any], *, source: str = "arrays") -> FeedbackState:
+        """Rebuild the state from :meth:`state_arrays`' mapping, checking names and shapes."""
+        names = self.names(model)
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise ValueError(
+                f"{source}: {type(self).__name__} on sizes {model.sizes} expected feedback "
+                f"matrices {names}, missing {missing}"
+            )
+        state = FeedbackState(tuple(jnp.asarray(arrays[n]) for n in names))
+        self.check_state(model, state, parameter=source)
+        return state
+
+
+@dataclass(frozen=True, eq=False)
+class FeedbackAlignment(_FixedFeedback):
+    """Feedback alignment: errors travel back through fixed random ``B_l`` instead of ``W_l^T``.
+
+    Args:
+        key: draws the matrices ``B_l: (n_{l-1}, n_l)``, ``l = 2..L`` (uniform, variance
+            ``scale^2 / n_l``) once, at ``init``; an int is taken as a seed.
+        scale: multiplies the matrices.
+        feedback: the matrices themselves instead of a key (e.g. ``[W.T for W, b in params[1:]]``,
+            which turns FA into backprop).
+    """
+
+    key: Any = None
+    scale: float = 1.0
+    feedback: Any = None
+    name: str = field(default="fa", init=False)
+
+    def shapes(self, model: MLP) -> list[tuple[int, int]]:
+        return [(model.sizes[l - 1], model.sizes[l]) for l in range(2, model.n_layers + 1)]
+
+    def names(self, model: MLP) -> list[str]:
+        return [f"B{l}" for l in range(2, model.n_layers + 1)]
+
+    def update(self, model: MLP, params: MLPParams, state: FeedbackState, x: Array, y: Array):
+        """Return ``(updates, state)``: backprop's form with ``B_{l+1}`` in place of ``W_{l+1}^T``."""
+        self._check_network(model)
+        self.check_state(model, state)
+        grads = _backward(model, params, x, y, lambda l, d, e: d @ state.B[l - 1].T)
+        return grads, state
+
+
+@dataclass(frozen=True, eq=False)
+class DirectFeedbackAlignment(_FixedFeedback):
+    """Direct feedback alignment: the output error reaches every hidden layer through fixed ``D_l``.
+
+    Args:
+        key: draws ``D_l: (n_l, n_L)``, ``l = 1..L-1`` (uniform, variance ``scale^2 / n_L``) once.
+        scale: multiplies the matrices.
+        feedback: the matrices themselves instead of a key.
+    """
+
+    key: Any = None
+    scale: float = 1.0
+    feedback: Any = None
+    name: str = field(default="dfa", init=False)
+
+    def shapes(self, model: MLP) -> list[tuple[int, int]]:
+        return [(model.sizes[l], model.sizes[-1]) for l in range(1, model.n_layers)]
+
+    def names(self, model: MLP) -> list[str]:
+        return [f"D{l}" for l in range(1, model.n_layers)]
+
+    def update(self, model: MLP, params: MLPParams, state: FeedbackState, x: Array, y: Array):
+        """Return ``(updates, state)`` with ``delta_l = f'(z_l) * (e D_l^T)``."""
+        self._check_network(model)
+        self.check_state(model, state)
+        grads = _backward(model, params, x, y, lambda l, d, e: e @ state.B[l - 1].T)
+        return grads, state
+
+
+@dataclass(frozen=True)
+class PredictiveCoding:
+    """Predictive coding's local learning (Whittington & Bogacz 2017) on an MLP.
+
+    Args:
+        steps: inference steps ``T`` on the hidden states before the weight update (``T = 0``
+            updates only the output layer, whose error is the loss gradient).
+        inference_rate: Euler step ``gamma`` of ``s <- s - gamma dE/ds``; stable for ``gamma < 1``.
+    """
+
+    steps: int = 20
+    inference_rate: float = 0.1
+    name: str = field(default="pc", init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
+            raise ValueError(f"steps: expected a non-negative integer, got {self.steps!r}")
+        if not 0 < self.inference_rate < 1:
+            raise ValueError(
+                f"inference_rate: expected 0 < gamma < 1 (larger steps overshoot the unit-precision "
+                f"errors and diverge), got {self.inference_rate!r}"
+            )
+
+    def init(self, model: MLP, params: MLPParams) -> tuple:
+        """No state: the hidden states live only within one update."""
+        _check_model("PredictiveCoding", model).check_params(params)
+        return ()
+
+    @staticmethod
+    def energy(model: MLP, params: MLPParams, states: tuple[Array, ...], x: Array, y: Array) -> Array:
+        """Batch-mean energy ``1/2 sum_{l<L} ||s_l - mu_l||^2 + Loss(mu_L, y)``; ``states`` are ``s_1..s_{L-1}``."""
+        f = model.act.fn
+        below = x
+        total = 0.0
+        for l, (W, b) in enumerate(params[:-1], 1):
+            mu = below @ W.T + b
+            total = total + 0.5 * jnp.mean(jnp.sum((states[l - 1] - mu) ** 2, axis=-1))
+            below = f(states[l - 1])
+        W, b = params[-1]
+        return total + model.output_loss(below @ W.T + b, y)
+
+    def settle(self, model: MLP, params: MLPParams, x: Array, y: Array) -> tuple[Array, ...]:
+        """Hidden states after ``steps`` inference steps from the forward pass."""
+        states = model.forward(params, x).z[1:-1]
+        batch = x.shape[0]
+        # Each sample's states descend its own energy: the batch-mean energy's gradient times batch.
+        grad_s = jax.grad(lambda s: batch * self.energy(model, params, s, x, y))
+
+        def step(s, _):
+            g = grad_s(s)
+            return tuple(si - self.inference_rate * gi for si, gi in zip(s, g)), None
+
+        states, _ = jax.lax.scan(step, tuple(states), None, length=self.steps)
+        return states
+
+    def update(self, model: MLP, params: MLPParams, state: tuple, x: Array, y: Array):
+        """Return ``(dE/dparams at the settled states, state)``: local errors times local inputs."""
+        _check_model("PredictiveCoding", model)
+        states = jax.lax.stop_gradient(self.settle(model, params, x, y))
+        grads = jax.grad(lambda p: self.energy(model, p, states, x, y))(params)
+        return tuple(Layer(*g) for g in grads), state
+
+
+def alignment_angles(updates: MLPParams, reference: MLPParams) -> Array:
+    """Angle in degrees between two rules' updates, per layer (``W`` and ``b`` flattened together).
+
+    ``(L,)``; 0 means the same direction, 90 orthogonal. The last layer's update is the same for
+    backprop, FA and DFA, so the hidden layers carry the comparison.
+    """
+    angles = []
+    for u, r in zip(updates, reference):
+        a = jnp.concatenate([u[0].ravel(), u[1].ravel()])
+        b = jnp.concatenate([r[0].ravel(), r[1].ravel()])
+        cos = jnp.dot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-30)
+        angles.append(jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0))))
+    return jnp.stack(angles)
