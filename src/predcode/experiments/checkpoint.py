@@ -57,8 +57,9 @@ class CheckpointError(ValueError):
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """Return ``(npz_path, json_path)`` for a checkpoint stem; a ``.npz``/``.json`` suffix is dropped.
 
-    >>> [p.name for p in checkpoint_paths("run/best.npz")]
-    ['best.npz', 'best.json']
+    Examples:
+        >>> [p.name for p in checkpoint_paths("run/best.npz")]
+        ['best.npz', 'best.json']
     """
     p = Path(path)
     if p.suffix in (".npz", ".json"):
