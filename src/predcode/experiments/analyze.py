@@ -86,6 +86,8 @@ class AnalyzeError(ValueError):
 
 
 class LoadedRun(NamedTuple):
+    """A trained run read back: its resolved config, the rebuilt model, the best parameters and their metadata."""
+
     config: FitConfig
     model: GNCN
     params: Params

@@ -35,10 +35,12 @@ def atomic_path(path: str | Path) -> Iterator[str]:
 
 
 def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file, fsync, then rename); return the path."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return Path(path)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON with sorted keys to ``path`` atomically; return the path."""
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

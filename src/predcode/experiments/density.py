@@ -121,14 +121,17 @@ class MixturePrior:
     # ----- construction, storage --------------------------------------------------------------
     @property
     def n_components(self) -> int:
+        """Number of mixture components."""
         return len(self.weights)
 
     @property
     def dim(self) -> int:
+        """Dimension of the latent space the mixture lives in."""
         return self.means.shape[1]
 
     @classmethod
     def from_sklearn(cls, gmm: GaussianMixture, **metadata: Any) -> MixturePrior:
+        """The prior of a fitted full-covariance scikit-learn ``GaussianMixture`` (its fit diagnostics kept)."""
         if getattr(gmm, "covariance_type", None) != "full":
             raise ValueError(f"prior: expected a full-covariance mixture, got {getattr(gmm, 'covariance_type', None)!r}")
         meta = {"n_iter": int(getattr(gmm, "n_iter_", 0)), "converged": bool(getattr(gmm, "converged_", False)),
@@ -138,6 +141,7 @@ class MixturePrior:
 
     @classmethod
     def coerce(cls, prior: MixturePrior | GaussianMixture) -> MixturePrior:
+        """``prior`` itself if it is a :class:`MixturePrior`, else converted with :meth:`from_sklearn`."""
         return prior if isinstance(prior, MixturePrior) else cls.from_sklearn(prior)
 
     def with_jitter(self, jitter: float) -> MixturePrior:

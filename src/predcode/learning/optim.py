@@ -10,6 +10,8 @@ import optax
 
 
 class KerasAdamState(NamedTuple):
+    """State of :func:`keras_adam`: the step count and the first and second moment estimates."""
+
     count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
