@@ -27,6 +27,9 @@ COVARIANCE_KINDS = ("fixed", "scalar", "diagonal", "full")
 
 
 class CellOutput(NamedTuple):
+    """What an error cell returns: the error ``e``, the drives on the prediction (``dmu``) and on the
+    target (``dtarget``), and the cell's energy per sample."""
+
     e: Array
     dmu: Array
     dtarget: Array

@@ -42,6 +42,7 @@ class TrainState:
 
     @property
     def last_params(self) -> Params:
+        """The parameters after the last finished epoch (``params``; the best ones are ``best_params``)."""
         return self.params
 
 

@@ -114,6 +114,7 @@ class GNCNConfig:
 
     @property
     def L(self) -> int:
+        """Number of latent layers."""
         return len(self.z_dims)
 
     def dims(self) -> tuple[int, ...]:
@@ -121,6 +122,7 @@ class GNCNConfig:
         return (self.x_dim, *self.z_dims)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-ready values (``z_dims`` a list; the derived museum flags left out)."""
         d = dataclasses.asdict(self)
         d.pop("flags")
         d["z_dims"] = list(self.z_dims)
@@ -146,6 +148,7 @@ class GNCN:
 
     # ----- parameters -----------------------------------------------------------------------
     def learnable_names(self) -> tuple[str, ...]:
+        """Names of the learned arrays, in order: ``W{l}``, then ``M{l}``, ``E{l}``, ``Sigma{l}`` where the kind has them."""
         c, f = self.config, self.config.flags
         names = [f"W{l}" for l in range(1, c.L + 1)]
         if f["skip"]:
@@ -157,6 +160,7 @@ class GNCN:
         return tuple(names)
 
     def fixed_names(self) -> tuple[str, ...]:
+        """Names of the arrays that are not learned by gradient: the precisions ``Prec{l}`` and lateral ``V{l}``."""
         c, f = self.config, self.config.flags
         names = [f"Prec{l}" for l in range(1, c.L)] if f["learn_sigma"] else []
         if f["lateral"]:
@@ -164,6 +168,7 @@ class GNCN:
         return tuple(names)
 
     def param_shapes(self) -> dict[str, tuple[int, int]]:
+        """Shape ``(n_from, n_to)`` of every array in ``params``, by name."""
         d = self.config.dims()
         shapes = {}
         for name in self.learnable_names() + self.fixed_names():
