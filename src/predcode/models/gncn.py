@@ -148,7 +148,7 @@ class GNCN:
 
     # ----- parameters -----------------------------------------------------------------------
     def learnable_names(self) -> tuple[str, ...]:
-        """Names of the learned arrays, in order: ``W{l}``, then ``M{l}``, ``E{l}``, ``Sigma{l}`` where the kind has them."""
+        """Names of the learned arrays: ``W{l}``, then ``M{l}``, ``E{l}``, ``Sigma{l}`` where the kind has them."""
         c, f = self.config, self.config.flags
         names = [f"W{l}" for l in range(1, c.L + 1)]
         if f["skip"]:
@@ -160,7 +160,7 @@ class GNCN:
         return tuple(names)
 
     def fixed_names(self) -> tuple[str, ...]:
-        """Names of the arrays that are not learned by gradient: the precisions ``Prec{l}`` and lateral ``V{l}``."""
+        """Names of the arrays not learned by gradient: the precisions ``Prec{l}`` and lateral ``V{l}``."""
         c, f = self.config, self.config.flags
         names = [f"Prec{l}" for l in range(1, c.L)] if f["learn_sigma"] else []
         if f["lateral"]:
