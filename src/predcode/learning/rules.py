@@ -126,9 +126,11 @@ class _FixedFeedback:
     feedback: Any
 
     def shapes(self, model: MLP) -> list[tuple[int, int]]:
+        """Shapes of the fixed feedback matrices for ``model``, in the order of :meth:`names`."""
         raise NotImplementedError
 
     def names(self, model: MLP) -> list[str]:
+        """Names of the fixed feedback matrices (``B{l}`` for FA, ``D{l}`` for DFA), as saved in checkpoints."""
         raise NotImplementedError
 
     def _check_network(self, model: MLP) -> MLP:

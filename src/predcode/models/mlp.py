@@ -45,6 +45,7 @@ class Forward(NamedTuple):
 
     @property
     def output(self) -> Array:
+        """The linear output ``z[L]`` of the last layer, ``(batch, n_out)``."""
         return self.z[-1]
 
 
