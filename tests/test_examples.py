@@ -1,0 +1,88 @@
+"""Every script under examples/ runs on its reduced setting and writes what its page promises.
+
+Each example runs in a fresh interpreter, as a user would run it (``python examples/X.py --out DIR
+--reduced``); a check per example then reads its outputs. A new example without a check fails
+``test_every_example_has_a_check``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
+
+
+def run_example(name: str, out: Path) -> float:
+    """Run ``examples/<name>.py --out out --reduced``; return its wall time in seconds."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(out), "--reduced"],
+                          cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 0, f"examples/{name}.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    print(f"examples/{name}.py --reduced: {seconds:.1f} s")
+    return seconds
+
+
+def _png_shape(path: Path) -> tuple[int, ...]:
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50, f"{path}: not an image figure"
+    return image.shape
+
+
+def check_walkthrough1(out: Path) -> None:
+    """Fit, analyze and sample outputs are there and agree with an independent recomputation."""
+    import jax.numpy as jnp
+
+    from predcode.data import load_binarized
+    from predcode.experiments.analyze import load_run
+
+    figures = json.loads((out / "walkthrough1.json").read_text())
+    assert figures["reduced"] is True
+    metrics = np.genfromtxt(out / "metrics.csv", delimiter=",", names=True)
+    assert list(metrics["epoch"]) == [0, 1]                       # untrained model + 1 epoch
+    assert metrics["val_bce"][1] < metrics["val_bce"][0] - 50     # one epoch of 300 images already learns
+    assert figures["best_val_bce"] == pytest.approx(metrics["val_bce"].min(), rel=1e-6)
+
+    report = json.loads((out / "analysis0" / "report.json").read_text())
+    assert report["settings"]["n_test"] == 100 and report["settings"]["n_latents"] == 200
+    mc = report["log_px_mc"]
+    assert np.isfinite(mc["mean"]) and mc["mean"] < 0 and mc["n_samples"] == 50
+    assert np.load(out / "analysis0" / "latents.npy").shape[0] == 200
+    # test BCE recomputed from the saved best model with the textbook formula, in NumPy
+    run = load_run(out)
+    x_test = load_binarized("mnist", "test")[0][:100]
+    mu0 = np.asarray(run.model.settle(run.params, jnp.asarray(x_test)).predictions[0], np.float64)
+    p = np.clip(mu0, 1e-7, 1 - 1e-7)
+    bce = -np.mean(np.sum(x_test * np.log(p) + (1 - x_test) * np.log(1 - p), axis=1))
+    assert report["test_bce"] == pytest.approx(bce, rel=1e-4)
+    assert figures["test_bce"] == report["test_bce"]
+    _png_shape(out / "samples.png")
+    _png_shape(out / "analysis0" / "samples.png")
+    _png_shape(out / "curves.png")
+
+
+CHECKS = {"walkthrough1": check_walkthrough1}
+
+
+def test_every_example_has_a_check():
+    assert EXAMPLES, "examples/ holds no script"
+    assert set(EXAMPLES) <= set(CHECKS), f"examples without a check in this file: {set(EXAMPLES) - set(CHECKS)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_runs_on_its_reduced_setting(name, tmp_path):
+    out = tmp_path / name
+    run_example(name, out)
+    CHECKS[name](out)
