@@ -18,7 +18,7 @@ import csv
 import io
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +30,13 @@ from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
+from predcode.experiments.tensorboard import EventWriter, epoch_scalars
 from predcode.experiments.train import EpochRecord, TrainState, train
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
+
+
+LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
 
 
 class RunFolderError(ValueError):
@@ -117,10 +121,18 @@ def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
 
 def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, force: bool = False,
         on_batch: Callable | None = None,
-        on_epoch: Callable[[int, EpochRecord], None] | None = None) -> dict:
-    """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``."""
+        on_epoch: Callable[[int, EpochRecord], None] | None = None, log: Sequence[str] = ()) -> dict:
+    """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``.
+
+    ``metrics.csv`` is always written; ``log=("tensorboard",)`` also writes TensorBoard event files
+    to ``out/tb/trial{t}/`` (per epoch: ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod``,
+    ``time/seconds_per_epoch``; step 0 is the untrained model).
+    """
     if not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
+    if unknown:
+        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
     out = Path(out)
     x_tr, x_val = load_fit_data(cfg)  # fail on data before touching the run folder
     _prepare_folder(out, resume, force)
@@ -136,7 +148,9 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         if resume and (out / f"state{trial}.json").exists():
             state = _load_state(out, model, trainer, trial)
 
-        def on_epoch_end(record: EpochRecord, state: TrainState, trial=trial) -> None:
+        writer = EventWriter(out / "tb" / f"trial{trial}") if "tensorboard" in log else None
+
+        def on_epoch_end(record: EpochRecord, state: TrainState, trial=trial, writer=writer) -> None:
             if state.best_epoch == record.epoch:
                 save_checkpoint(out / f"best{trial}", {k: np.asarray(v) for k, v in state.best_params.items()},
                                 _model_metadata(model, trial=trial, epoch=record.epoch,
@@ -145,12 +159,20 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
             records = [state.initial, *state.history]
             for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
                 np.save(out / f"{name}{trial}.npy", np.array([getattr(r, key) for r in records], np.float32))
+            if writer is not None:
+                if record.epoch == 1:  # the first epoch of a fresh run: the untrained model is step 0
+                    writer.add_scalars(0, epoch_scalars(state.initial))
+                writer.add_scalars(record.epoch, epoch_scalars(record))
             if on_epoch:
                 on_epoch(trial, record)
 
-        state = train(model, x_tr, x_val, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                      eval_batch_size=cfg.train.eval_batch_size, seed=seed, optimizer=optimizer,
-                      patience=cfg.train.patience, state=state, on_batch=on_batch, on_epoch=on_epoch_end)
+        try:
+            state = train(model, x_tr, x_val, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                          eval_batch_size=cfg.train.eval_batch_size, seed=seed, optimizer=optimizer,
+                          patience=cfg.train.patience, state=state, on_batch=on_batch, on_epoch=on_epoch_end)
+        finally:
+            if writer is not None:
+                writer.close()
         best = [state.initial, *state.history][state.best_epoch]
         summaries.append({"trial": trial, "seed": seed, "epochs_run": state.epoch,
                           "best_epoch": state.best_epoch, "best_val_bce": best.val_bce,
