@@ -46,13 +46,19 @@ def fit(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Overwrite a finished run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
+    log: list[str] = typer.Option([], "--log", help="Also log to: tensorboard (event files in <out>/tb/trial<t>/); "
+                                  "repeat for several. metrics.csv is always written."),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
     from predcode.data import DatasetError
     from predcode.experiments.checkpoint import CheckpointError
     from predcode.experiments.config import ConfigError, load_config
-    from predcode.experiments.fit import RunFolderError, fit as run_fit
+    from predcode.experiments.fit import LOGGERS, RunFolderError, fit as run_fit
 
+    for name in log:
+        if name not in LOGGERS:
+            console.print(f"[red]error:[/red] --log: expected one of {', '.join(LOGGERS)}, got {name!r}")
+            raise typer.Exit(2)
     try:
         cfg = load_config(config)
     except ConfigError as err:
@@ -71,7 +77,7 @@ def fit(
 
         try:
             summary = run_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
-                              on_batch=on_batch, on_epoch=on_epoch)
+                              on_batch=on_batch, on_epoch=on_epoch, log=tuple(log))
             progress.remove_task(task)  # the bar of the epoch that never started
         except (ConfigError, RunFolderError) as err:
             console.print(f"[red]error:[/red] {err}")
