@@ -159,9 +159,7 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
             records = [state.initial, *state.history]
             for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
                 np.save(out / f"{name}{trial}.npy", np.array([getattr(r, key) for r in records], np.float32))
-            if writer is not None:
-                if record.epoch == 1:  # the first epoch of a fresh run: the untrained model is step 0
-                    writer.add_scalars(0, epoch_scalars(state.initial))
+            if writer is not None:  # a fresh run starts with the untrained model's record, epoch 0
                 writer.add_scalars(record.epoch, epoch_scalars(record))
             if on_epoch:
                 on_epoch(trial, record)
