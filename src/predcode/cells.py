@@ -59,6 +59,10 @@ class GaussianErrorCell:
     variances) or ``"full"`` (an (n, n) positive-definite matrix). The energy is the full Gaussian
     negative log-likelihood ``0.5 e Sigma^{-1} e^T + 0.5 log|Sigma| + n/2 log(2 pi)``, so a learnable
     ``sigma`` gets a correct gradient from ``jax.grad``. ``dmu = e Sigma^{-1}``.
+
+    A full covariance may instead be given by its lower-triangular Cholesky factor ``scale_tril``
+    (``Sigma = L L^T``, positive diagonal), which skips the factorization; learnable full
+    covariances in :mod:`predcode.models.network` are parametrized this way.
     """
 
     covariance: str = "fixed"
@@ -72,7 +76,11 @@ class GaussianErrorCell:
         if not self.sigma > 0:
             raise ValueError(f"sigma: expected a positive variance, got {self.sigma!r}")
 
-    def __call__(self, target: Array, mu: Array, *, sigma=None, mask=None, modulator=None) -> CellOutput:
+    def __call__(self, target: Array, mu: Array, *, sigma=None, scale_tril=None, mask=None,
+                 modulator=None) -> CellOutput:
+        if scale_tril is not None and (self.covariance != "full" or sigma is not None):
+            raise ValueError(f"scale_tril: expected only for covariance='full' without sigma, got it with "
+                             f"covariance={self.covariance!r}" + (" and sigma" if sigma is not None else ""))
         e = target - mu
         if mask is not None:
             e = e * mask
@@ -82,7 +90,7 @@ class GaussianErrorCell:
             sigma = self.sigma if sigma is None else sigma
             scaled = e / sigma
             logdet = n * jnp.log(jnp.asarray(sigma, e.dtype))
-        elif sigma is None:
+        elif sigma is None and scale_tril is None:
             raise ValueError(f"sigma: covariance={kind!r} needs the sigma argument, got None")
         elif kind == "scalar":
             scaled = e / sigma
@@ -92,7 +100,7 @@ class GaussianErrorCell:
             logdet = jnp.sum(jnp.log(sigma) * (1 if mask is None else mask), axis=-1)
         else:
             # Full covariance: the mask hides units from the error, not from Sigma's determinant.
-            chol = jnp.linalg.cholesky(sigma)
+            chol = jnp.linalg.cholesky(sigma) if scale_tril is None else scale_tril
             scaled = jax.scipy.linalg.cho_solve((chol, True), e.T).T
             logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
         energy = 0.5 * jnp.sum(e * scaled, axis=-1) + 0.5 * logdet + 0.5 * n * math.log(2 * math.pi)
