@@ -40,7 +40,8 @@ def _epoch_line(r) -> str:
 
 @app.command()
 def fit(
-    config: Path = typer.Option(..., "--config", "-c", help="Config file: TOML, or ngc-learn 0.x `name = value`."),
+    config: Path = typer.Option(..., "--config", "-c", help="Config file (TOML, or ngc-learn 0.x `name = value`), "
+                                "or a shipped config's name such as mnist/gncn_pdh."),
     out: Path = typer.Option(None, help="Run folder (default: the config's out_dir, else runs/<config name>)."),
     n_trials: int = typer.Option(1, "--n-trials", min=1, help="Independent trials (seeds seed, seed+1, ...)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
