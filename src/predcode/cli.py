@@ -49,11 +49,13 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
     log: list[str] = typer.Option([], "--log", help="Also log to: tensorboard (event files in <out>/tb/trial<t>/); "
                                   "repeat for several. metrics.csv is always written."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set train.epochs=2 "
+                                        "(values as in TOML: --set model.z_dims=[12,12,18]); repeatable."),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
     from predcode.data import DatasetError
     from predcode.experiments.checkpoint import CheckpointError
-    from predcode.experiments.config import ConfigError, load_config
+    from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
     from predcode.experiments.fit import LOGGERS, RunFolderError, fit as run_fit
 
     for name in log:
@@ -62,6 +64,8 @@ def fit(
             raise typer.Exit(2)
     try:
         cfg = load_config(config)
+        if overrides:
+            cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
