@@ -1,6 +1,7 @@
-"""Dynamics: settling as an ODE solve (Euler steps under ``lax.scan``)."""
+"""Dynamics: settling as an ODE solve (``lax.scan`` over the steps of a solver)."""
 
 from predcode.dynamics.inference import InferenceResult, infer
-from predcode.dynamics.settle import Euler, SettleResult, settle
+from predcode.dynamics.settle import SettleResult, settle
+from predcode.dynamics.solvers import SOLVERS, Euler, Heun, Momentum, Nesterov, make_solver
 
-__all__ = ["Euler", "InferenceResult", "SettleResult", "infer", "settle"]
+__all__ = ["Euler", "Heun", "InferenceResult", "infer", "Momentum", "Nesterov", "SOLVERS", "SettleResult", "make_solver", "settle"]

@@ -37,6 +37,7 @@ import optax
 
 from predcode.activations import ACTIVATIONS
 from predcode.data import NAMES
+from predcode.dynamics.solvers import SOLVERS
 from predcode.learning.optim import keras_adam
 from predcode.models.gncn import MUSEUM, SIGMA_RULES, GNCNConfig
 
@@ -157,6 +158,11 @@ SPECS: dict[str, _Spec] = {
     "model.beta_scale": _float("a number >= 0", lambda v: v >= 0),
     "model.wght_sd": _float("a number > 0", lambda v: v > 0, hint="the initial weights' standard deviation"),
     "model.sigma_rule": _choice(SIGMA_RULES),
+    "model.solver": _choice(SOLVERS, hint="the settling solver; the museum uses \"euler\" (docs/config.md)"),
+    "model.momentum": _float("a number in [0, 1)", lambda v: 0 <= v < 1,
+                             hint="state momentum of the \"momentum\" and \"nesterov\" solvers"),
+    "model.settle_tol": _float("a number > 0 or \"none\"", lambda v: v > 0, optional=True,
+                               hint="stop settling once a step moves the states by at most this fraction"),
     "model.legacy_frozen_precision": _Spec("bool", "true or false",
                                            hint="true reproduces legacy ngc-learn >= 0.2, whose settling "
                                                 "kept the first precision (GNCN.md); the default uses the current one"),

@@ -28,7 +28,8 @@ import numpy as np
 
 from predcode.activations import get_activation
 from predcode.cells import whiten
-from predcode.dynamics.settle import Euler, SettleResult, settle
+from predcode.dynamics.settle import SettleResult, settle
+from predcode.dynamics.solvers import SOLVERS, make_solver
 from predcode.learning.constraints import clip_column_norms
 from predcode.learning.covariance import (
     gaussian_nll_sigma_grad,
@@ -81,6 +82,9 @@ class GNCNConfig:
     wght_sd: float = 0.05
     sigma_rule: str = "legacy"
     legacy_frozen_precision: bool = False
+    solver: str = "euler"  # settling solver (predcode.dynamics.solvers); step beta
+    momentum: float = 0.5  # state momentum of the "momentum" and "nesterov" solvers
+    settle_tol: float | None = None  # stop settling early once the states stop moving
     flags: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +104,10 @@ class GNCNConfig:
         _check(self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
         _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
         _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
+        _check(self.solver in SOLVERS, "solver", f"one of {SOLVERS}", self.solver)
+        _check(0 <= self.momentum < 1, "momentum", "a number in [0, 1)", self.momentum)
+        _check(self.settle_tol is None or self.settle_tol > 0, "settle_tol", "a number > 0 or None",
+               self.settle_tol)
         _check(isinstance(self.legacy_frozen_precision, bool), "legacy_frozen_precision", "true or false",
                self.legacy_frozen_precision)
         for name in ("phi", "g_hidden", "g_out"):
@@ -260,7 +268,9 @@ class GNCN:
         """Settle the latent states on ``x`` (batch, x_dim) from zero for ``steps`` (default K) steps.
 
         ``mask`` (batch, x_dim) hides pixels from the bottom error. The energy trace is the total
-        discrepancy per sample (``weights``-averaged) after each step.
+        discrepancy per sample (``weights``-averaged) after each step. The config's ``solver``
+        (step ``beta``, ``momentum``) and ``settle_tol`` choose the integration; the museum's is
+        Euler for exactly ``K`` steps.
         """
         c = self.config
         states0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in c.z_dims)
@@ -270,7 +280,8 @@ class GNCN:
             lambda s, errs: total_discrepancy(errs, weights),
             states0,
             steps=c.K if steps is None else steps,
-            solver=Euler(c.beta),
+            solver=make_solver(c.solver, c.beta, c.momentum),
+            tol=c.settle_tol,
         )
 
     def calc_updates(self, params: Params, result: SettleResult, weights: Array | None = None) -> Params:
