@@ -409,7 +409,7 @@ _CRASH_BETWEEN_REPLACES = textwrap.dedent(
 )
 
 
-def test_hard_crash_between_the_two_replaces_is_detected_and_both_pairs_are_recoverable(tmp_path):
+def test_hard_crash_between_the_two_replaces_loads_the_previous_pair_and_keeps_the_new_recoverable(tmp_path):
     save_checkpoint(tmp_path / "best", _arrays(0), {"model": "old"})
     proc = subprocess.run(
         [sys.executable, "-c", _CRASH_BETWEEN_REPLACES, str(tmp_path / "best")],
@@ -418,29 +418,38 @@ def test_hard_crash_between_the_two_replaces_is_detected_and_both_pairs_are_reco
     )
     assert proc.returncode == 3, proc.stderr
 
-    with pytest.raises(CheckpointError, match="SHA-256 mismatch") as info:
-        load_checkpoint(tmp_path / "best")
-    message = str(info.value)
-    assert "best.npz.prev" in message and "best.json.tmp-" in message
+    # The json is the commit point: the unfinished save never happened, the old pair loads.
+    with pytest.warns(RuntimeWarning, match="best.npz.prev"):
+        arrays, meta = load_checkpoint(tmp_path / "best")
+    assert meta["model"] == "old"
+    np.testing.assert_array_equal(arrays["W1"], _arrays(0)["W1"])
 
+    # Without the kept copy the mismatch is an error that points at the pending json.
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     pending_json = next(n for n in leftovers if n.startswith("best.json.tmp-"))
-    assert pending_json in message
+    (tmp_path / "best.npz.prev").rename(tmp_path / "kept_old.npz")
+    with pytest.raises(CheckpointError, match="SHA-256 mismatch") as info:
+        load_checkpoint(tmp_path / "best")
+    assert pending_json in str(info.value)
+    (tmp_path / "kept_old.npz").rename(tmp_path / "best.npz.prev")
 
-    old = tmp_path / "old"
-    old.mkdir()
-    (tmp_path / "best.json").rename(old / "best.json")
-    (tmp_path / "best.npz.prev").rename(old / "best.npz")
-    _, meta = load_checkpoint(old / "best")
-    assert meta["model"] == "old"
-
-    (tmp_path / pending_json).rename(tmp_path / "best.json")
-    arrays, meta = load_checkpoint(tmp_path / "best")
-    assert meta["model"] == "new" and float(arrays["W1"][0, 0]) == 7.0
-
-    # After the recovery a save works normally again and leaves only the pair.
+    # The next save restores the old npz first, then writes the new pair, and tidies the folder.
     save_checkpoint(tmp_path / "best", _arrays(1), {"model": "newer"})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.npz", "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.npz"]
+    arrays, meta = load_checkpoint(tmp_path / "best")
+    assert meta["model"] == "newer"
+
+
+def test_save_after_a_crash_between_the_replaces_restores_the_old_npz_before_writing(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "best", _arrays(0), {"model": "old"})
+    proc = subprocess.run([sys.executable, "-c", _CRASH_BETWEEN_REPLACES, str(tmp_path / "best")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    # This save fails before its own swap: the folder must hold the consistent old pair again.
+    monkeypatch.setattr(np, "savez", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path / "best", _arrays(1), {"model": "newer"})
+    _assert_old_checkpoint_intact(tmp_path)
 
 
 def test_both_temporary_files_are_fsynced_before_anything_is_replaced(tmp_path, monkeypatch):

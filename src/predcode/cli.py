@@ -27,6 +27,13 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """predcode: predictive-coding networks in JAX."""
 
 
+def _at_least_1(value: int) -> int:
+    """Option check whose message gives the value got (typer's ``min=1`` does not)."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def _progress(quiet: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
@@ -43,7 +50,7 @@ def fit(
     config: Path = typer.Option(..., "--config", "-c", help="Config file (TOML, or ngc-learn 0.x `name = value`), "
                                 "or a shipped config's name such as mnist/gncn_pdh."),
     out: Path = typer.Option(None, help="Run folder (default: the config's out_dir, else runs/<config name>)."),
-    n_trials: int = typer.Option(1, "--n-trials", min=1, help="Independent trials (seeds seed, seed+1, ...)."),
+    n_trials: int = typer.Option(1, "--n-trials", callback=_at_least_1, help="Independent trials (seeds seed, seed+1, ...)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Overwrite a finished run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
@@ -87,7 +94,7 @@ def fit(
         except (ConfigError, RunFolderError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(2) from None
-        except (DatasetError, CheckpointError, FloatingPointError, ValueError) as err:
+        except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -105,16 +112,21 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Output folder for metrics, checkpoint and figures."),
     kind: str = typer.Option("gncn_pdh", help="Museum model: gncn_t1, gncn_t1_sigma, gncn_t2_lsigma, gncn_pdh."),
     dataset: str = typer.Option("mnist", help="mnist, fashion-mnist or kmnist."),
-    n_train: int = typer.Option(5000, min=1, help="Training images."),
-    n_val: int = typer.Option(1000, min=1, help="Validation images."),
-    epochs: int = typer.Option(5, min=1),
-    batch_size: int = typer.Option(200, min=1),
+    n_train: int = typer.Option(5000, callback=_at_least_1, help="Training images."),
+    n_val: int = typer.Option(1000, callback=_at_least_1, help="Validation images."),
+    epochs: int = typer.Option(5, callback=_at_least_1),
+    batch_size: int = typer.Option(200, callback=_at_least_1),
     seed: int = typer.Option(69),
 ) -> None:
     """Train a GNCN briefly, then write metrics, a checkpoint, curves.png and samples.png."""
-    from predcode.data import DatasetError
+    from predcode.data import NAMES, DatasetError
     from predcode.experiments.demo import run_demo
+    from predcode.models.gncn import MUSEUM
 
+    for option, value, allowed in (("--kind", kind, tuple(MUSEUM)), ("--dataset", dataset, NAMES)):
+        if value not in allowed:
+            console.print(f"[red]error:[/red] {option}: expected one of {', '.join(allowed)}, got {value!r}")
+            raise typer.Exit(2)
     with _progress(False) as progress:
         task = progress.add_task("epoch 1", total=None, info="compiling and evaluating the untrained model")
 
@@ -130,7 +142,7 @@ def demo(
                                epochs=epochs, batch_size=batch_size, seed=seed,
                                on_batch=on_batch, on_epoch=on_epoch)
             progress.remove_task(task)
-        except (DatasetError, ValueError) as err:
+        except (DatasetError, FloatingPointError, ValueError, OSError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(1) from None
     console.print(f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,7 +76,8 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_checkpoint(
-    path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any]
+    path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any], *,
+    allow_nonfinite: bool = False,
 ) -> tuple[Path, Path]:
     """Write ``arrays`` and ``metadata`` as the checkpoint pair ``<path>.npz`` / ``<path>.json``.
 
@@ -89,6 +91,8 @@ def save_checkpoint(
             ``format_version``, ``npz_sha256``, ``arrays``, ``created`` and ``predcode_version``
             are written by this function and replace any caller values, so the metadata of a loaded
             checkpoint can be passed straight back in.
+        allow_nonfinite: by default a floating array holding NaN or +-inf is refused
+            (``ValueError`` naming the array): diverged weights are never written to disk.
 
     Returns:
         ``(npz_path, json_path)``.
@@ -97,15 +101,19 @@ def save_checkpoint(
     then the ``.npz`` is moved into place, then the ``.json`` (``os.replace``). If a Python-level
     error interrupts the save after the ``.npz`` was replaced, the previous ``.npz`` is restored
     from a hard link (or copy) kept as ``<name>.npz.prev`` during the swap. A hard crash between
-    the two moves leaves a new ``.npz`` beside the old ``.json``: ``load_checkpoint`` then reports
-    a hash mismatch and points at ``<name>.npz.prev``, which still holds the old arrays.
+    the two moves (``SIGKILL``, power loss) leaves a new ``.npz`` beside the old ``.json`` and the
+    old arrays in ``<name>.npz.prev``: ``load_checkpoint`` then returns the old pair (the ``.json``
+    is the commit point, so an unfinished save never happened), and the next save first puts the
+    old ``.npz`` back and removes the unfinished save's temporary files. One process at a time may
+    write a given checkpoint.
     """
     npz_path, json_path = checkpoint_paths(path)
-    prepared = _prepare_arrays(arrays)
+    prepared = _prepare_arrays(arrays, allow_nonfinite)
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
     folder = npz_path.parent
     folder.mkdir(parents=True, exist_ok=True)
+    _finish_interrupted_save(npz_path, json_path)
 
     from predcode import __version__ as predcode_version  # lazy: predcode/__init__ may import us
 
@@ -143,7 +151,32 @@ def save_checkpoint(
     return npz_path, json_path
 
 
-def _prepare_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _finish_interrupted_save(npz_path: Path, json_path: Path) -> None:
+    """Undo what a save killed before it finished left behind: restore the old npz, drop temporaries."""
+    backup = npz_path.with_name(npz_path.name + _BACKUP_SUFFIX)
+    if backup.is_file():
+        try:
+            recorded = json.loads(json_path.read_text(encoding="utf-8")).get("npz_sha256")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        current = _sha256_file(npz_path) if npz_path.is_file() else None
+        if recorded is not None and recorded != current and _sha256_file(backup) == recorded:
+            os.replace(backup, npz_path)  # killed between the two moves: the json still names the old npz
+            _fsync_dir(npz_path.parent)
+        else:
+            backup.unlink(missing_ok=True)
+    for target in (npz_path, json_path):
+        for stale in target.parent.glob(_glob_escape(target.name) + ".tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _glob_escape(name: str) -> str:
+    """``name`` with the glob wildcards ``*?[`` made literal."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _prepare_arrays(arrays: Mapping[str, Any], allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
     if not isinstance(arrays, Mapping):
         raise TypeError(f"arrays must be a mapping of name -> array, got {type(arrays).__name__}")
     prepared: dict[str, np.ndarray] = {}
@@ -162,6 +195,13 @@ def _prepare_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
             raise ValueError(
                 f"array {name!r} has dtype {a.dtype}, which holds Python objects and would need "
                 "pickling; convert it to a numeric or string dtype first"
+            )
+        if not allow_nonfinite and np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"array {name!r}: expected finite values, got {int(np.isnan(a).sum())} NaN and "
+                f"{int(np.isinf(a).sum())} infinite value(s); predcode does not write diverged "
+                "weights to disk. Keep the last good checkpoint (lower the learning rate or the "
+                "settling step beta), or pass allow_nonfinite=True to store such data on purpose"
             )
         prepared[name] = a
     return prepared
@@ -256,7 +296,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     Checks, in order: the JSON parses and declares ``format == "predcode-checkpoint"`` with a
     ``format_version`` this predcode understands; the ``.npz`` bytes have the recorded SHA-256;
     the archive loads with ``allow_pickle=False`` (object arrays are refused, never unpickled);
-    the archive holds exactly the arrays listed, each with the recorded shape and dtype.
+    the archive holds exactly the arrays listed, each with the recorded shape and dtype. If the
+    ``.npz`` does not match but ``<name>.npz.prev`` does (a save was killed between its two moves),
+    the previous checkpoint is loaded from it, with a ``RuntimeWarning``.
 
     Raises:
         CheckpointError: (a ``ValueError``) on any failed check; the message names the file, what
@@ -279,9 +321,22 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     expected = metadata["npz_sha256"]
     found = hashlib.sha256(data).hexdigest()
     if found != expected:
-        raise CheckpointError(
-            _hash_mismatch_message(npz_path, json_path, expected, found, len(data))
+        backup = npz_path.with_name(npz_path.name + _BACKUP_SUFFIX)
+        kept = _read_if_hash(backup, expected)
+        if kept is None:
+            raise CheckpointError(
+                _hash_mismatch_message(npz_path, json_path, expected, found, len(data))
+            )
+        # A save was killed between its two moves: the json (the commit point) still describes
+        # the previous arrays, which the save kept in <name>.npz.prev. That pair is the checkpoint.
+        warnings.warn(
+            f"{npz_path}: an interrupted save left a newer {npz_path.name} that {json_path.name} "
+            f"does not describe; loaded the previous checkpoint from {backup.name} (its SHA-256 "
+            "matches). The next save to this path tidies the folder.",
+            RuntimeWarning,
+            stacklevel=2,
         )
+        data = kept
 
     arrays = _read_npz(data, npz_path)
 
@@ -427,6 +482,14 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
                     f"{npz_path}: array {name!r} cannot be read ({type(exc).__name__}: {exc}). {fix}"
                 ) from exc
     return arrays
+
+
+def _read_if_hash(path: Path, expected: str) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
 def _hash_mismatch_message(

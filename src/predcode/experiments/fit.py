@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.data import load_binarized, train_val_split
-from predcode.experiments.atomic import write_json, write_text
+from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.plots import training_curves
@@ -100,6 +100,12 @@ def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
         raise RunFolderError(f"state{trial}: it was written for model {meta.get('kind')!r}, "
                              f"the config asks for {model.config.kind!r}; use another --out")
     params = {k[2:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("p_")}
+    try:
+        model.check_params(params)
+        model.check_params({k: jnp.asarray(v) for k, v in best.items()})
+    except ValueError as err:
+        raise RunFolderError(f"--resume: the run in {folder} does not match the config's model ({err}); "
+                             "resume with the run's own config.toml, or start a new run in another --out") from None
     treedef = jax.tree.structure(trainer.init(params))
     leaves = [jnp.asarray(arrays[f"opt_{i}"]) for i in range(treedef.num_leaves)]
     return TrainState(
@@ -109,14 +115,30 @@ def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
         history=[EpochRecord(**r) for r in meta["history"]])
 
 
+_RUN_FILES = ("config.toml", "summary.json", "metrics.csv", "best*.json", "state*.json", "Lx*.npy")
+
+
 def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out: expected a folder for the run, got the existing file {out}; "
+                             "choose another --out")
     has_run = (out / "config.toml").exists()
+    if not has_run and not force and out.is_dir():
+        found = sorted(p.name for pattern in _RUN_FILES for p in out.glob(pattern))
+        if found:
+            raise RunFolderError(f"--out: {out} holds files of an earlier run ({', '.join(found[:4])}) but "
+                                 "no config.toml to resume it from; pass --force to overwrite them or "
+                                 "choose another --out")
     if resume and not has_run:
         raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
     if has_run and not resume and not force:
         raise RunFolderError(f"--out: {out} already holds a run; pass --resume to continue it or "
                              "--force to overwrite it")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunFolderError(f"--out: cannot create the folder {out} ({err.strerror or err}); "
+                             "choose another --out") from None
 
 
 def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, force: bool = False,
@@ -158,7 +180,8 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
             _save_state(out / f"state{trial}", model, state, trial)
             records = [state.initial, *state.history]
             for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
-                np.save(out / f"{name}{trial}.npy", np.array([getattr(r, key) for r in records], np.float32))
+                with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
+                    np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
             if writer is not None:  # a fresh run starts with the untrained model's record, epoch 0
                 writer.add_scalars(record.epoch, epoch_scalars(record))
             if on_epoch:

@@ -62,10 +62,14 @@ def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
 
 def evaluate(trainer: GNCNTrainer, params: Params, x: np.ndarray, batch_size: int) -> tuple[float, float]:
     """Settle every row of ``x`` (no learning); return per-sample mean ``(bce, tod)`` over all rows."""
+    trainer.model.check_params(params)
+    trainer.model.check_input(x)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     total_bce = total_tod = 0.0
     for rows in _batches(len(x), batch_size):
         xb, w = pad_batch(jnp.asarray(x[rows]), batch_size)
-        m = trainer.evaluate(params, xb, w)
+        m = trainer.evaluate.unchecked(params, xb, w)  # x was checked whole, by the caller or train()
         total_bce += float(m.bce) * len(rows)
         total_tod += float(m.tod) * len(rows)
     return total_bce / len(x), total_tod / len(x)
@@ -98,12 +102,19 @@ def train(
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    if patience is not None and patience < 1:
+    if patience is not None and (not isinstance(patience, (int, np.integer)) or isinstance(patience, bool)
+                                 or patience < 1):
         raise ValueError(f"patience: expected an integer >= 1 or None, got {patience!r}")
+    # The data are checked once here (shape, finite, range); the loop then calls the compiled step.
+    model.check_input(x_train, "x_train")
+    model.check_input(x_val, "x_val")
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if len(x) == 0:
+            raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
     eval_batch_size = eval_batch_size or batch_size
     trainer = make_trainer(model, optimizer)
     if state is None:
-        params = model.init(jax.random.key(seed)) if params is None else params
+        params = model.init(jax.random.key(seed)) if params is None else model.check_params(params)
         start = time.perf_counter()
         val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size)
         train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size)
@@ -119,7 +130,7 @@ def train(
         sums = np.zeros(2)
         for b, rows in enumerate(_batches(len(x_train), batch_size, epoch_order(len(x_train), seed, epoch))):
             xb, w = pad_batch(jnp.asarray(x_train[rows]), batch_size)
-            params, opt_state, m = trainer.step(params, opt_state, xb, w)
+            params, opt_state, m = trainer.step.unchecked(params, opt_state, xb, w)
             if int(m.status) != 0:
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch}, batch {b + 1} of {n_batches}: "
@@ -144,6 +155,17 @@ def describe_nonfinite(model: GNCN, params: Params, metrics) -> str:
     layers = [f"z{l + 1}" for l, ok in enumerate(np.asarray(metrics.finite_states)) if not ok]
     arrays = [k for k, v in sorted(params.items()) if not bool(jnp.all(jnp.isfinite(v)))]
     parts = []
+    # A finite Sigma{l} with a non-finite Prec{l}: the Cholesky factor of the floored covariance
+    # failed in float32, i.e. the learned covariance stopped being positive definite.
+    not_pd = [f"Sigma{k[4:]}" for k in arrays if k.startswith("Prec") and f"Sigma{k[4:]}" not in arrays
+              and f"Sigma{k[4:]}" in params]
+    for name in not_pd:
+        cov = np.asarray(params[name], np.float64)
+        low = np.linalg.eigvalsh(0.5 * (cov + cov.T)).min()
+        parts.append(f"the learned covariance {name} is no longer positive definite (smallest eigenvalue "
+                     f"of its symmetric part {low:.3g}), so its Cholesky factor and precision "
+                     f"Prec{name[5:]} are NaN")
+    arrays = [k for k in arrays if not (k.startswith("Prec") and f"Sigma{k[4:]}" in not_pd)]
     if layers:
         parts.append(f"non-finite states in layer(s) {', '.join(layers)}")
     if arrays:

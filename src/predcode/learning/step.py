@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -10,6 +11,7 @@ import optax
 
 from predcode.learning.optim import keras_adam
 from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
+from predcode.validation import check_array
 
 Array = jax.Array
 
@@ -23,12 +25,32 @@ class StepMetrics(NamedTuple):
     finite_states: Array  # (L,) bool, one per latent layer
 
 
+class CheckedFunction:
+    """A jitted function behind input checks (``ValueError`` on bad arrays, see predcode.validation).
+
+    Calling it runs ``check(*args)`` and then the compiled function; ``.unchecked`` is the compiled
+    function itself, for loops whose data were checked once. Other attributes (``lower``, ``trace``)
+    are the compiled function's.
+    """
+
+    def __init__(self, check: Callable, jitted: Callable):
+        self.check, self.unchecked = check, jitted
+
+    def __call__(self, *args):
+        self.check(*args)
+        return self.unchecked(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.unchecked, name)
+
+
 class GNCNTrainer(NamedTuple):
     """Jitted training and evaluation steps of one model and optimizer.
 
     ``step(params, opt_state, x, weights) -> (params, opt_state, StepMetrics)`` and
     ``evaluate(params, x, weights) -> StepMetrics``. ``weights`` (batch,) is 1 for real rows and
-    0 for padding, so the last, short batch of an epoch reuses the compiled step.
+    0 for padding, so the last, short batch of an epoch reuses the compiled step. Both check their
+    arrays first (``ValueError`` naming the argument); ``step.unchecked`` skips the checks.
     """
 
     model: GNCN
@@ -65,11 +87,26 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
     def init(params):
         return optimizer.init({k: params[k] for k in learnable})
 
-    return GNCNTrainer(model, optimizer, init, jax.jit(step), jax.jit(evaluate))
+    def check_batch(params, x, weights):
+        # The params' values are not read here (a device-to-host copy per step): a step that makes
+        # them non-finite reports it in its status, and settle/train check the values they are given.
+        model.check_params(params, values=False)
+        model.check_input(x)
+        check_array(weights, "weights", shape=(x.shape[0],), low=0.0, why="1 for a real row, 0 for padding",
+                    fix="pad_batch(x, batch_size) returns x and matching weights")
+
+    return GNCNTrainer(model, optimizer, init,
+                       CheckedFunction(lambda p, o, x, w: check_batch(p, x, w), jax.jit(step)),
+                       CheckedFunction(check_batch, jax.jit(evaluate)))
 
 
 def pad_batch(x: Array, batch_size: int) -> tuple[Array, Array]:
     """Pad ``x`` (n <= batch_size rows) with zero rows to ``batch_size``; return it and the 0/1 weights."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    x = check_array(x, "x", dtype="any", finite=False)
+    if x.ndim < 1:
+        raise ValueError(f"x: expected an array of rows (batch, ...), got shape {tuple(x.shape)}")
     n = x.shape[0]
     if n > batch_size:
         raise ValueError(f"x: expected at most batch_size={batch_size} rows, got {n}")

@@ -38,6 +38,7 @@ from predcode.learning.covariance import (
     legacy_sigma_update,
 )
 from predcode.learning.hebbian import hebbian
+from predcode.validation import check_array
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -224,6 +225,39 @@ class GNCN:
                 out[name] = clip_column_norms(out[name])
         return out
 
+    # ----- input checks (static under jit, full on concrete arrays) ---------------------------
+    def check_params(self, params: Params, *, values: bool = True) -> Params:
+        """Check that ``params`` has every array of this model with its shape, floating and finite.
+
+        Raises ``ValueError`` naming the array. Under ``jit``, or with ``values=False``, only names,
+        shapes and dtypes are checked (no array is read).
+        """
+        fix = (f"the parameters must come from this model's init(key) or a checkpoint of the same "
+               f"architecture (kind={self.config.kind!r}, x_dim={self.config.x_dim}, "
+               f"z_dims={list(self.config.z_dims)})")
+        if not isinstance(params, dict):
+            raise ValueError(f"params: expected a dict of name -> array, got {type(params).__name__}; {fix}")
+        shapes = self.param_shapes()
+        missing = sorted(set(shapes) - set(params))
+        if missing:
+            raise ValueError(f"params: expected arrays {sorted(shapes)}, got {sorted(params)} "
+                             f"(missing {missing}); {fix}")
+        for name, shape in shapes.items():
+            check_array(params[name], f"params[{name!r}]", shape=shape, fix=fix[0].upper() + fix[1:],
+                        finite=values, nonfinite_fix="The parameters have diverged: reload the last good "
+                        "checkpoint (predcode never saves non-finite weights) and lower the learning rate")
+        return params
+
+    def check_input(self, x: Array, name: str = "x") -> Array:
+        """Check data for the model: (batch, x_dim) floats, finite, in [0, 1] under a sigmoid output."""
+        bernoulli = self.config.g_out == "sigmoid"
+        return check_array(
+            x, name, shape=(None, self.config.x_dim), low=0.0 if bernoulli else None,
+            high=1.0 if bernoulli else None,
+            why="pixel probabilities of the model's Bernoulli (g_out = sigmoid) output layer",
+            fix="Scale images to [0, 1] (uint8 pixels: predcode.data.to_float or binarize) and one "
+                "image a row (predcode.data.flatten)" if bernoulli else "Pass one sample a row")
+
     # ----- dynamics ---------------------------------------------------------------------------
     def _predict(self, params: Params, x: Array, mask, states):
         c, f = self.config, self.config.flags
@@ -273,6 +307,14 @@ class GNCN:
         Euler for exactly ``K`` steps.
         """
         c = self.config
+        self.check_params(params)
+        self.check_input(x)
+        if mask is not None:
+            check_array(mask, "mask", shape=x.shape, low=0.0, high=1.0, why="1 keeps a pixel, 0 hides it",
+                        fix="A mask has the shape of x: 1 keeps a pixel, 0 hides it")
+        if weights is not None:
+            check_array(weights, "weights", shape=(x.shape[0],), low=0.0,
+                        why="1 for a real row, 0 for padding", fix="pad_batch returns matching weights")
         states0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in c.z_dims)
         return settle(
             lambda s: self._predict(params, x, mask, s),
@@ -314,6 +356,9 @@ class GNCN:
         as the legacy ``project`` does.
         """
         c, f = self.config, self.config.flags
+        self.check_params(params)
+        check_array(z_top, "z_top", shape=(None, c.z_dims[-1]),
+                    fix=f"pass one top-layer latent of size {c.z_dims[-1]} a row")
         phi, g_out = get_activation(c.phi).fn, get_activation(c.g_out).fn
         s: dict[int, Array] = {c.L: phi(z_top) if apply_phi else z_top}
         for l in range(c.L - 1, -1, -1):
