@@ -45,10 +45,21 @@ from predcode.experiments.fit import fit
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist" / "gncn_pdh.toml"
 
 # The reduced setting: enough to run every step of the walkthrough in seconds, not to learn much.
-REDUCED_FIT = {"data.n_train": 300, "data.n_val": 100, "train.epochs": 1, "train.batch_size": 100,
-               "train.eval_batch_size": 100}
-REDUCED_ANALYSIS = {"n_latents": 200, "n_components": 3, "n_samples": 50, "n_is_samples": 0,
-                    "n_test": 100, "batch_size": 100}
+REDUCED_FIT = {
+    "data.n_train": 300,
+    "data.n_val": 100,
+    "train.epochs": 1,
+    "train.batch_size": 100,
+    "train.eval_batch_size": 100,
+}
+REDUCED_ANALYSIS = {
+    "n_latents": 200,
+    "n_components": 3,
+    "n_samples": 50,
+    "n_is_samples": 0,
+    "n_test": 100,
+    "batch_size": 100,
+}
 
 
 def main(out: Path, *, reduced: bool = False, config: Path = CONFIG) -> dict:
@@ -59,24 +70,36 @@ def main(out: Path, *, reduced: bool = False, config: Path = CONFIG) -> dict:
         cfg = with_overrides(cfg, **REDUCED_FIT)
 
     # 1. fit: the best model by validation BCE goes to out/best0.npz + .json
-    summary = fit(cfg, out, force=True,
-                  on_epoch=lambda trial, r: print(f"epoch {r.epoch}: val BCE {r.val_bce:.2f}, ToD {r.val_tod:.2f}"))
+    summary = fit(
+        cfg,
+        out,
+        force=True,
+        on_epoch=lambda trial, r: print(f"epoch {r.epoch}: val BCE {r.val_bce:.2f}, ToD {r.val_tod:.2f}"),
+    )
     print(f"best validation BCE {summary['best_val_bce_mean']:.2f}")
 
     # 2. analyze: GMM prior on phi(z3), log p(x) on the test set, probes; into out/analysis0/
     report = analyze(out, **(REDUCED_ANALYSIS if reduced else {}), on_stage=print)
     mc = report["log_px_mc"]
-    print(f"test BCE {report['test_bce']:.2f}, log p(x) {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} "
-          f"(naive Monte Carlo, S = {mc['n_samples']})")
+    print(
+        f"test BCE {report['test_bce']:.2f}, log p(x) {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} "
+        f"(naive Monte Carlo, S = {mc['n_samples']})"
+    )
 
     # 3. samples from the fitted prior
     drawn = sample(out, n=16 if reduced else 64, out=out / "samples.png")
     print(f"wrote {drawn['path']}")
 
-    figures = {"best_val_bce": summary["best_val_bce_mean"], "test_bce": report["test_bce"],
-               "log_px_mc": mc["mean"], "linear_probe_error_pct": report["linear_probe"]["error_pct"],
-               "samples": drawn["path"], "analysis": report["out"], "reduced": reduced,
-               "seconds": time.perf_counter() - t0}
+    figures = {
+        "best_val_bce": summary["best_val_bce_mean"],
+        "test_bce": report["test_bce"],
+        "log_px_mc": mc["mean"],
+        "linear_probe_error_pct": report["linear_probe"]["error_pct"],
+        "samples": drawn["path"],
+        "analysis": report["out"],
+        "reduced": reduced,
+        "seconds": time.perf_counter() - t0,
+    }
     (out / "walkthrough1.json").write_text(json.dumps(figures, indent=2))
     return figures
 

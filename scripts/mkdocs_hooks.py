@@ -45,9 +45,10 @@ def example_scripts() -> list[Path]:
 
 def _api_page(module: str) -> str:
     if module == "predcode":
-        return ("# predcode\n\nThe names exported by the top-level package; each links to its module's page.\n\n"
-                "::: predcode\n    options:\n      members: false\n      show_root_heading: false\n\n"
-                + _exports_table())
+        return (
+            "# predcode\n\nThe names exported by the top-level package; each links to its module's page.\n\n"
+            "::: predcode\n    options:\n      members: false\n      show_root_heading: false\n\n" + _exports_table()
+        )
     return f"# {module}\n\n::: {module}\n"
 
 
@@ -72,8 +73,10 @@ def _type_name(param) -> str:
     descriptor = getattr(param, "type_descriptor", None)  # typer resolves click types lazily
     annotation = getattr(descriptor, "annotation", None)
     name = getattr(annotation, "__name__", None) or getattr(getattr(param, "type", None), "name", "value")
-    bounds = [f">= {param.min}" if getattr(param, "min", None) is not None else "",
-              f"<= {param.max}" if getattr(param, "max", None) is not None else ""]
+    bounds = [
+        f">= {param.min}" if getattr(param, "min", None) is not None else "",
+        f"<= {param.max}" if getattr(param, "max", None) is not None else "",
+    ]
     return " ".join([name.lower(), *filter(None, bounds)])
 
 
@@ -81,7 +84,10 @@ def _option_row(param) -> str:
     if param.param_type_name == "option":
         names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
         kind = "flag" if param.is_flag else _type_name(param)
-        default = "required" if param.required else ("" if param.default is None or param.default is False else f"`{param.default}`")
+        if param.required:
+            default = "required"
+        else:
+            default = "" if param.default is None or param.default is False else f"`{param.default}`"
         help_text = (param.help or "").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
     else:
         names, kind, default, help_text = f"`{param.human_readable_name}`", _type_name(param), "required", ""
@@ -95,15 +101,28 @@ def cli_page() -> str:
     from predcode.cli import app
 
     root = typer.main.get_command(app)
-    lines = ["# Command line", "",
-             "The `predcode` command (`python -m predcode` is the same). This page is generated from the",
-             "command's own definitions at docs build time; `predcode <command> --help` prints the same.", "",
-             "```", "predcode [--version] COMMAND [OPTIONS]", "```", ""]
+    lines = [
+        "# Command line",
+        "",
+        "The `predcode` command (`python -m predcode` is the same). This page is generated from the",
+        "command's own definitions at docs build time; `predcode <command> --help` prints the same.",
+        "",
+        "```",
+        "predcode [--version] COMMAND [OPTIONS]",
+        "```",
+        "",
+    ]
     for name, cmd in root.commands.items():  # typer builds on (a vendored) click: a Group
         if cmd.hidden:
             continue
-        lines += [f"## predcode {name}", "", (cmd.help or "").strip(), "",
-                  "| option | type | default | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"## predcode {name}",
+            "",
+            (cmd.help or "").strip(),
+            "",
+            "| option | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         lines += [_option_row(p) for p in cmd.params if p.name != "help"]
         lines.append("")
     return "\n".join(lines)
@@ -116,8 +135,10 @@ def example_page(path: Path) -> str:
     doc = ast.get_docstring(tree) or f"# {path.stem}"
     body_start = tree.body[1].lineno - 1 if ast.get_docstring(tree) and len(tree.body) > 1 else 0
     code = "\n".join(source.splitlines()[body_start:]).strip("\n")
-    return (f"{doc}\n\n## The script\n\n`examples/{path.name}`, run by the test suite on its reduced "
-            f"setting:\n\n```python\n{code}\n```\n")
+    return (
+        f"{doc}\n\n## The script\n\n`examples/{path.name}`, run by the test suite on its reduced "
+        f"setting:\n\n```python\n{code}\n```\n"
+    )
 
 
 def on_config(config, **kwargs):
@@ -126,7 +147,7 @@ def on_config(config, **kwargs):
     for i, entry in enumerate(nav):
         if not isinstance(entry, dict):
             continue
-        (title, value), = entry.items()
+        ((title, _),) = entry.items()
         if title == "API reference":
             nav[i] = {title: [{m: f"api/{m}.md"} for m in public_modules()]}
         elif title == "Examples":

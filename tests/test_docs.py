@@ -59,8 +59,10 @@ def public_objects(module_name: str):
                     continue
                 if isinstance(member, (staticmethod, classmethod)):
                     member = member.__func__
-                if inspect.isfunction(member) or isinstance(member, property):
-                    yield f"{module_name}.{name}.{attr}", getattr(obj, attr) if not isinstance(member, property) else member
+                if isinstance(member, property):
+                    yield f"{module_name}.{name}.{attr}", member
+                elif inspect.isfunction(member):
+                    yield f"{module_name}.{name}.{attr}", getattr(obj, attr)
 
 
 def test_every_public_function_and_class_has_a_docstring():
@@ -80,7 +82,8 @@ def test_the_docstring_check_sees_a_missing_docstring(tmp_path, monkeypatch):
     (tmp_path / "undocumented_mod.py").write_text(
         '"""A module."""\nfrom typing import NamedTuple\n\n__all__ = ["f", "C", "T"]\n\n'
         "def f():\n    pass\n\nclass C:\n    '''A class.'''\n    def m(self):\n        pass\n\n"
-        "class T(NamedTuple):\n    a: int\n")
+        "class T(NamedTuple):\n    a: int\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     found = {q for q, obj in public_objects("undocumented_mod") if _auto_doc(obj, inspect.getdoc(obj))}
     assert found == {"undocumented_mod.f", "undocumented_mod.C.m", "undocumented_mod.T"}
@@ -92,8 +95,14 @@ def test_docs_site_builds_strictly_with_every_generated_page(tmp_path):
     pytest.importorskip("mkdocstrings_handlers.python", reason="mkdocstrings[python] is not installed")
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cli = (site / "cli" / "index.html").read_text()
     from predcode.cli import app

@@ -24,8 +24,14 @@ EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py") if not p.name
 def run_example(name: str, out: Path) -> float:
     """Run ``examples/<name>.py --out out --reduced``; return its wall time in seconds."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(out), "--reduced"],
-                          cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(out), "--reduced"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
     seconds = time.perf_counter() - t0
     assert proc.returncode == 0, f"examples/{name}.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     print(f"examples/{name}.py --reduced: {seconds:.1f} s")
@@ -50,8 +56,8 @@ def check_walkthrough1(out: Path) -> None:
     figures = json.loads((out / "walkthrough1.json").read_text())
     assert figures["reduced"] is True
     metrics = np.genfromtxt(out / "metrics.csv", delimiter=",", names=True)
-    assert list(metrics["epoch"]) == [0, 1]                       # untrained model + 1 epoch
-    assert metrics["val_bce"][1] < metrics["val_bce"][0] - 50     # one epoch of 300 images already learns
+    assert list(metrics["epoch"]) == [0, 1]  # untrained model + 1 epoch
+    assert metrics["val_bce"][1] < metrics["val_bce"][0] - 50  # one epoch of 300 images already learns
     assert figures["best_val_bce"] == pytest.approx(metrics["val_bce"].min(), rel=1e-6)
 
     report = json.loads((out / "analysis0" / "report.json").read_text())

@@ -19,11 +19,17 @@ from typer.testing import CliRunner
 
 import predcode
 from predcode.cli import app
-from predcode.experiments.config import find_config, load_config, shipped_configs, shipped_configs_dir
+from predcode.experiments.config import find_config, load_config, shipped_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-NETWORK_TROUBLE = ("No matching distribution", "Could not find a version", "Failed to establish a new connection",
-                   "Network is unreachable", "Temporary failure in name resolution", "ProxyError")
+NETWORK_TROUBLE = (
+    "No matching distribution",
+    "Could not find a version",
+    "Failed to establish a new connection",
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+    "ProxyError",
+)
 
 
 def test_the_version_has_one_source():
@@ -60,8 +66,9 @@ def test_an_unknown_config_name_lists_the_shipped_ones(tmp_path, monkeypatch):
 
 def _build(outdir: Path) -> None:
     pytest.importorskip("build", reason="the `build` package (test extra) is not installed")
-    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(outdir), str(ROOT)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(outdir), str(ROOT)], capture_output=True, text=True, timeout=300
+    )
     if proc.returncode != 0 and any(s in proc.stdout + proc.stderr for s in NETWORK_TROUBLE):
         pytest.skip("python -m build could not fetch its build requirements (no package index reachable)")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -71,8 +78,8 @@ def _build(outdir: Path) -> None:
 def test_the_wheel_installs_into_a_fresh_venv_and_fits(tmp_path):
     dist = tmp_path / "dist"
     _build(dist)
-    wheel, = dist.glob(f"predcode-{predcode.__version__}-py3-none-any.whl")
-    sdist, = dist.glob(f"predcode-{predcode.__version__}.tar.gz")
+    (wheel,) = dist.glob(f"predcode-{predcode.__version__}-py3-none-any.whl")
+    (sdist,) = dist.glob(f"predcode-{predcode.__version__}.tar.gz")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
     assert "predcode/configs/mnist/gncn_pdh.toml" in names and "predcode/cli.py" in names
@@ -87,25 +94,48 @@ def test_the_wheel_installs_into_a_fresh_venv_and_fits(tmp_path):
     env = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(site, "predcode_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    pip = subprocess.run([python, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check",
-                          str(wheel)], capture_output=True, text=True, timeout=300)
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "--no-index", "--no-deps", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stdout + pip.stderr
     # the wheel's pinned requirements are met by what the environment holds
-    check = subprocess.run([python, "-c", (
-        "import importlib.metadata as m, json; from packaging.requirements import Requirement\n"
-        "bad = [str(r) for r in map(Requirement, m.requires('predcode') or []) if not r.marker "
-        "and m.version(r.name) not in r.specifier]\nprint(json.dumps(bad))")],
-        capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [
+            python,
+            "-c",
+            (
+                "import importlib.metadata as m, json; from packaging.requirements import Requirement\n"
+                "bad = [str(r) for r in map(Requirement, m.requires('predcode') or []) if not r.marker "
+                "and m.version(r.name) not in r.specifier]\nprint(json.dumps(bad))"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0 and json.loads(check.stdout) == [], check.stdout + check.stderr
 
     work = tmp_path / "work"  # not the checkout: nothing may come from its configs/ or src/
     work.mkdir()
     run_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run([python, "-c", "import predcode; print(predcode.__file__, predcode.__version__)"],
-                           cwd=work, capture_output=True, text=True, env=run_env, timeout=120)
+    where = subprocess.run(
+        [python, "-c", "import predcode; print(predcode.__file__, predcode.__version__)"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=run_env,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
     assert where.stdout.split()[0].startswith(site) and where.stdout.split()[1] == predcode.__version__
 
@@ -116,11 +146,34 @@ def test_the_wheel_installs_into_a_fresh_venv_and_fits(tmp_path):
     assert version.stdout.strip() == f"predcode {predcode.__version__}"
     if not os.environ.get("PREDCODE_DATA"):
         pytest.skip("no MNIST copy (PREDCODE_DATA) for the tiny fit")
-    fit = subprocess.run([predcode_bin, "fit", "--config", "mnist/gncn_t1", "--quiet",
-                          "--set", "data.n_train=100", "--set", "data.n_val=50", "--set", "train.epochs=1",
-                          "--set", "train.batch_size=50", "--set", "train.eval_batch_size=50",
-                          "--set", "model.z_dims=[8,8,8]", "--set", "model.K=5"],
-                         cwd=work, capture_output=True, text=True, env=run_env, timeout=300)
+    fit = subprocess.run(
+        [
+            predcode_bin,
+            "fit",
+            "--config",
+            "mnist/gncn_t1",
+            "--quiet",
+            "--set",
+            "data.n_train=100",
+            "--set",
+            "data.n_val=50",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=50",
+            "--set",
+            "train.eval_batch_size=50",
+            "--set",
+            "model.z_dims=[8,8,8]",
+            "--set",
+            "model.K=5",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=run_env,
+        timeout=300,
+    )
     assert fit.returncode == 0, fit.stdout + fit.stderr
     run = work / "runs" / "mnist" / "gncn_t1"
     summary = json.loads((run / "summary.json").read_text())

@@ -39,7 +39,8 @@ def test_record_framing_is_length_crc_data_crc():
 def _read_scalars(logdir):
     accumulator_mod = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator",
-        reason="the tensorboard package (test extra) is not installed")
+        reason="the tensorboard package (test extra) is not installed",
+    )
     acc = accumulator_mod.EventAccumulator(str(logdir))
     acc.Reload()
     return {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
@@ -54,8 +55,11 @@ def test_tensorboards_reader_reads_back_what_the_writer_wrote(tmp_path):
     scalars = _read_scalars(tmp_path / "tb")
     assert sorted(scalars) == ["train/bce", "val/bce"]
     assert scalars["train/bce"] == [(0, np.float32(569.75), 1000.0), (1, np.float32(145.93), 1001.5)]
-    assert [(s, v) for s, v, _ in scalars["val/bce"]] == [(0, np.float32(569.48)), (1, np.float32(88.16)),
-                                                         (2**40, np.float32(-1e-3))]
+    assert [(s, v) for s, v, _ in scalars["val/bce"]] == [
+        (0, np.float32(569.48)),
+        (1, np.float32(88.16)),
+        (2**40, np.float32(-1e-3)),
+    ]
 
 
 def test_writer_refuses_a_step_that_is_not_an_integer_and_writes_after_close(tmp_path):
@@ -74,18 +78,24 @@ def test_fit_log_tensorboard_writes_the_metrics_csv_curves(tmp_path):
     (tmp_path / "tiny.toml").write_text(
         '[model]\nkind = "gncn_t1"\nz_dims = [8, 8, 8]\nK = 5\n\n'
         '[data]\ntrain_file = "train.npy"\nval_file = "val.npy"\n\n'
-        "[train]\nepochs = 2\nbatch_size = 20\neval_batch_size = 20\n")
+        "[train]\nepochs = 2\nbatch_size = 20\neval_batch_size = 20\n"
+    )
     from predcode.cli import app
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["fit", "--config", str(tmp_path / "tiny.toml"), "--out", str(out),
-                                      "--quiet", "--log", "tensorboard"])
+    result = CliRunner().invoke(
+        app, ["fit", "--config", str(tmp_path / "tiny.toml"), "--out", str(out), "--quiet", "--log", "tensorboard"]
+    )
     assert result.exit_code == 0, result.output
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     scalars = _read_scalars(out / "tb" / "trial0")
     assert [s for s, _, _ in scalars["val/bce"]] == [0, 1, 2]
-    for key, tag in (("train_bce", "train/bce"), ("train_tod", "train/tod"), ("val_bce", "val/bce"),
-                     ("val_tod", "val/tod")):
+    for key, tag in (
+        ("train_bce", "train/bce"),
+        ("train_tod", "train/tod"),
+        ("val_bce", "val/bce"),
+        ("val_tod", "val/tod"),
+    ):
         np.testing.assert_allclose([v for _, v, _ in scalars[tag]], [float(r[key]) for r in rows], rtol=1e-6)
     assert [s for s, _, _ in scalars["time/seconds_per_epoch"]] == [1, 2]

@@ -144,15 +144,20 @@ class EventWriter:
     def __enter__(self) -> EventWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
 def epoch_scalars(record) -> dict[str, float]:
     """The TensorBoard scalars of one epoch record of the training loop (``EpochRecord``)."""
-    scalars = {"train/bce": record.train_bce, "train/tod": record.train_tod,
-               "val/bce": record.val_bce, "val/tod": record.val_tod}
+    scalars = {
+        "train/bce": record.train_bce,
+        "train/tod": record.train_tod,
+        "val/bce": record.val_bce,
+        "val/tod": record.val_tod,
+    }
     if record.epoch > 0 and math.isfinite(record.seconds):
         scalars["time/seconds_per_epoch"] = record.seconds
     return scalars
