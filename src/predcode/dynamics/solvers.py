@@ -55,9 +55,11 @@ class Euler:
         _check_dt(self.dt)
 
     def step(self, states: Any, dz: Any) -> Any:
+        """One Euler step ``z + dt * dz``, leaf by leaf."""
         return jax.tree.map(lambda z, d: z + self.dt * d, states, dz)
 
     def init(self, states: Any) -> Any:
+        """The solver's auxiliary state: none (``()``); the method needs only the states."""
         return ()
 
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -76,6 +78,7 @@ class Heun:
         _check_dt(self.dt)
 
     def init(self, states: Any) -> Any:
+        """The solver's auxiliary state: none (``()``); the method needs only the states."""
         return ()
 
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -98,6 +101,7 @@ class Momentum:
         _check_mu(self.mu)
 
     def init(self, states: Any) -> Any:
+        """The velocity ``v``, zeros shaped like the states."""
         return jax.tree.map(lambda z: z * 0, states)
 
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -119,6 +123,7 @@ class Nesterov:
         _check_mu(self.mu)
 
     def init(self, states: Any) -> Any:
+        """The velocity ``v``, zeros shaped like the states."""
         return jax.tree.map(lambda z: z * 0, states)
 
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:

@@ -73,7 +73,9 @@ class Transform(Protocol):
     in_dim: int
     out_dim: int
 
-    def init(self, key: Array) -> Any: ...
+    def init(self, key: Array) -> Any:
+        """The transform's parameter pytree, drawn with ``key``."""
+        ...
 
     def __call__(self, params: Any, x: Array) -> Array: ...
 
@@ -288,6 +290,7 @@ class PCNetwork:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The node names, in the order the network was described."""
         return tuple(n.name for n in self.nodes)
 
     def __repr__(self) -> str:
