@@ -137,11 +137,13 @@ def test_missing_data_file_and_wrong_width_npy_are_reported_without_traceback(tm
         assert message in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_divergence_stops_training_naming_epoch_batch_and_layer():
+def test_divergence_stops_training_naming_the_data_rows_and_layer():
     from predcode.experiments.train import train
     from predcode.models.gncn import GNCN, GNCNConfig
 
+    # Settling diverges already for the untrained model: reported before any NaN reaches a metric or a file.
     model = GNCN(GNCNConfig(kind="gncn_t1", x_dim=16, z_dims=(8, 8), beta=200.0, K=40, phi="identity"))
     x = np.ones((8, 16), np.float32)
-    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 of 1: non-finite states in layer\(s\) z1"):
+    with pytest.raises(FloatingPointError, match=r"evaluating x_val \(the starting model\), rows 0..7: "
+                                                 r"non-finite states in layer\(s\) z1"):
         train(model, x, x, epochs=1, batch_size=8)

@@ -60,16 +60,24 @@ def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
         yield idx[start:start + batch_size]
 
 
-def evaluate(trainer: GNCNTrainer, params: Params, x: np.ndarray, batch_size: int) -> tuple[float, float]:
-    """Settle every row of ``x`` (no learning); return per-sample mean ``(bce, tod)`` over all rows."""
+def evaluate(trainer: GNCNTrainer, params: Params, x: np.ndarray, batch_size: int, *,
+             name: str = "x") -> tuple[float, float]:
+    """Settle every row of ``x`` (no learning); return per-sample mean ``(bce, tod)`` over all rows.
+
+    Raises ``FloatingPointError`` naming ``name``, the rows and the layer if a settle diverges.
+    """
     trainer.model.check_params(params)
-    trainer.model.check_input(x)
+    trainer.model.check_input(x, name.split(" ")[0])
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     total_bce = total_tod = 0.0
     for rows in _batches(len(x), batch_size):
         xb, w = pad_batch(jnp.asarray(x[rows]), batch_size)
         m = trainer.evaluate.unchecked(params, xb, w)  # x was checked whole, by the caller or train()
+        if int(m.status) != 0:
+            raise FloatingPointError(
+                f"settling diverged while evaluating {name}, rows {rows[0]}..{rows[-1]}: "
+                f"{describe_nonfinite(trainer.model, params, m)}. Lower the settling step beta.")
         total_bce += float(m.bce) * len(rows)
         total_tod += float(m.tod) * len(rows)
     return total_bce / len(x), total_tod / len(x)
@@ -116,8 +124,9 @@ def train(
     if state is None:
         params = model.init(jax.random.key(seed)) if params is None else model.check_params(params)
         start = time.perf_counter()
-        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size)
-        train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size)
+        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name="x_val (the starting model)")
+        train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size,
+                                        name="x_train (the starting model)")
         initial = EpochRecord(0, train_bce, train_tod, val_bce, val_tod, time.perf_counter() - start)
         state = TrainState(params, trainer.init(params), 0, params, 0, val_bce, initial)
         if on_epoch:
@@ -139,7 +148,7 @@ def train(
             sums += np.array([float(m.bce), float(m.tod)]) * len(rows)
             if on_batch:
                 on_batch(b + 1, n_batches, float(m.bce), float(m.tod))
-        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size)
+        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name=f"x_val (after epoch {epoch})")
         record = EpochRecord(epoch, *(sums / len(x_train)), val_bce, val_tod, time.perf_counter() - start)
         state.history.append(record)
         state.params, state.opt_state, state.epoch = params, opt_state, epoch
@@ -162,9 +171,9 @@ def describe_nonfinite(model: GNCN, params: Params, metrics) -> str:
     for name in not_pd:
         cov = np.asarray(params[name], np.float64)
         low = np.linalg.eigvalsh(0.5 * (cov + cov.T)).min()
-        parts.append(f"the learned covariance {name} is no longer positive definite (smallest eigenvalue "
-                     f"of its symmetric part {low:.3g}), so its Cholesky factor and precision "
-                     f"Prec{name[5:]} are NaN")
+        parts.append(f"the learned covariance {name} is no longer positive definite or overflowed float32 "
+                     f"(smallest eigenvalue of its symmetric part {low:.3g}), so its Cholesky factor "
+                     f"failed and the precision Prec{name[5:]} is NaN")
     arrays = [k for k in arrays if not (k.startswith("Prec") and f"Sigma{k[4:]}" in not_pd)]
     if layers:
         parts.append(f"non-finite states in layer(s) {', '.join(layers)}")
