@@ -1,0 +1,184 @@
+"""Several trials (seeds) trained together: one jitted step ``vmap``-ped over the trials.
+
+:func:`train_trials` is :func:`predcode.experiments.train.train` for ``N`` seeds at once. The
+parameters and optimizer states of all trials are stacked on a leading axis and every batch runs
+one compiled, vmapped step; each trial still sees its own data order (``epoch_order(n, seed, e)``),
+keeps its own best model and its own early-stopping counter. A trial that has stopped (or that is
+ahead, after a resume of trials saved at different epochs) is *masked*: its step is computed but its
+parameters and optimizer state are kept, so it stops changing while the others continue. The
+result equals ``N`` sequential :func:`train` runs up to float rounding (batched matrix products
+may round differently from single ones).
+
+:func:`parallel_trials` says how many trials fit in memory together.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
+from predcode.learning.step import make_trainer, pad_batch
+from predcode.models.gncn import GNCN, Params
+
+__all__ = ["parallel_trials", "train_trials", "trial_bytes"]
+
+
+def trial_bytes(model: GNCN, batch_size: int) -> int:
+    """Rough device memory one trial of a vmapped step needs: parameters, Adam moments, best copy, batch.
+
+    Parameters count five times (current, updated, best, two Adam moments); the batch's units
+    (``x``, every layer's states, predictions, errors and signals) a few times over.
+    """
+    c = model.config
+    n_params = sum(int(np.prod(s)) for s in model.param_shapes().values())
+    n_units = batch_size * (c.x_dim + sum(c.z_dims))
+    return 4 * (5 * n_params + 8 * n_units)
+
+
+def _memory_budget() -> int:
+    """Half the memory of the default device (an accelerator's limit, else the host's RAM)."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001  (backends without memory_stats)
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) // 2
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 2**31
+
+
+def parallel_trials(model: GNCN, batch_size: int, n_trials: int, limit: int | None = None) -> int:
+    """How many of ``n_trials`` to vmap together: all that fit in half the device memory, at most ``limit``."""
+    fit = max(1, _memory_budget() // max(1, trial_bytes(model, batch_size)))
+    return max(1, min(n_trials, fit, limit or n_trials))
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _take(tree: Any, t: int) -> Any:
+    return jax.tree.map(lambda a: a[t], tree)
+
+
+def _evaluate(veval, params: Params, x: np.ndarray, batch_size: int, n_trials: int) -> np.ndarray:
+    """Per-trial mean ``(bce, tod)`` over all rows of ``x``, shape (n_trials, 2)."""
+    totals = np.zeros((n_trials, 2))
+    for start in range(0, len(x), batch_size):
+        rows = min(batch_size, len(x) - start)
+        xb, w = pad_batch(jnp.asarray(x[start:start + rows]), batch_size)
+        m = veval(params, xb, w)
+        totals += np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1) * rows
+    return totals / len(x)
+
+
+def train_trials(
+    model: GNCN,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    eval_batch_size: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    patience: int | None = None,
+    states: Sequence[TrainState | None] | None = None,
+    on_batch: Callable[[int, int, float, float], None] | None = None,
+    on_epoch: Callable[[int, EpochRecord, TrainState], None] | None = None,
+) -> list[TrainState]:
+    """Train one trial per seed in ``seeds`` together; return their states in the order of ``seeds``.
+
+    Arguments are those of :func:`~predcode.experiments.train.train`; ``states`` (one per seed,
+    ``None`` for a fresh trial) resumes trials, possibly saved at different epochs.
+    ``on_epoch(t, record, state)`` runs for trial index ``t`` after each of its epochs (epoch 0 is
+    its untrained model); ``on_batch`` gets the batch means over the trials that are training.
+    """
+    n = len(seeds)
+    if n < 1:
+        raise ValueError(f"seeds: expected at least one seed, got {list(seeds)!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
+        raise ValueError(f"patience: expected an integer >= 1 or None, got {patience!r}")
+    states = list(states) if states is not None else [None] * n
+    if len(states) != n:
+        raise ValueError(f"states: expected one state (or None) per seed, {n} in all, got {len(states)}")
+    eval_batch_size = eval_batch_size or batch_size
+    trainer = make_trainer(model, optimizer)
+
+    def masked_step(params, opt_state, x, weights, active):
+        new_params, new_opt, metrics = trainer.step(params, opt_state, x, weights)
+        keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
+        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), metrics
+
+    vstep = jax.jit(jax.vmap(masked_step))
+    veval = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, None)))
+
+    fresh = [t for t in range(n) if states[t] is None]
+    if fresh:
+        params0 = _stack([model.init(jax.random.key(int(seeds[t]))) for t in fresh])
+        start = time.perf_counter()
+        val = _evaluate(veval, params0, x_val, eval_batch_size, len(fresh))
+        tr = _evaluate(veval, params0, x_train, eval_batch_size, len(fresh))
+        seconds = (time.perf_counter() - start) / len(fresh)
+        for i, t in enumerate(fresh):
+            p = _take(params0, i)
+            initial = EpochRecord(0, *map(float, tr[i]), *map(float, val[i]), seconds)
+            states[t] = TrainState(p, trainer.init(p), 0, p, 0, float(val[i, 0]), initial)
+            if on_epoch:
+                on_epoch(t, initial, states[t])
+    params = _stack([s.params for s in states])
+    opt_state = _stack([s.opt_state for s in states])
+
+    def wants_more(s: TrainState) -> bool:
+        return s.epoch < epochs and not (patience is not None and s.epoch - s.best_epoch >= patience)
+
+    n_batches = -(-len(x_train) // batch_size)
+    while any(wants_more(s) for s in states):
+        epoch = min(s.epoch for s in states if wants_more(s)) + 1
+        running = np.array([wants_more(s) and s.epoch + 1 == epoch for s in states])
+        orders = [epoch_order(len(x_train), int(seed), epoch) for seed in seeds]
+        active = jnp.asarray(running)
+        start = time.perf_counter()
+        sums = np.zeros((n, 2))
+        for b in range(n_batches):
+            rows = [o[b * batch_size:(b + 1) * batch_size] for o in orders]
+            padded = [pad_batch(jnp.asarray(x_train[r]), batch_size) for r in rows]
+            xb, w = jnp.stack([p[0] for p in padded]), jnp.stack([p[1] for p in padded])
+            params, opt_state, m = vstep(params, opt_state, xb, w, active)
+            status = np.asarray(m.status)
+            bad = np.flatnonzero(running & (status != 0))
+            if bad.size:
+                t = int(bad[0])
+                raise FloatingPointError(
+                    f"training diverged in trial {t} (seed {seeds[t]}), epoch {epoch}, batch {b + 1} of "
+                    f"{n_batches}: {describe_nonfinite(model, _take(params, t), _take(m, t))}; the best "
+                    "checkpoint on disk is intact. Lower the learning rate or the settling step beta.")
+            batch = np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1)
+            sums += batch * len(rows[0])
+            if on_batch:
+                mean = batch[running].mean(axis=0)
+                on_batch(b + 1, n_batches, float(mean[0]), float(mean[1]))
+        val = _evaluate(veval, params, x_val, eval_batch_size, n)
+        seconds = (time.perf_counter() - start) / running.sum()
+        for t in np.flatnonzero(running):
+            s = states[t]
+            record = EpochRecord(epoch, *map(float, sums[t] / len(x_train)), *map(float, val[t]), float(seconds))
+            s.history.append(record)
+            s.params, s.opt_state, s.epoch = _take(params, t), _take(opt_state, t), epoch
+            if record.val_bce < s.best_val_bce:
+                s.best_params, s.best_epoch, s.best_val_bce = s.params, epoch, record.val_bce
+            if on_epoch:
+                on_epoch(int(t), record, s)
+    return states
