@@ -13,18 +13,16 @@ import gzip
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from predcode import GNCN, GNCNConfig, make_trainer, pad_batch
-from predcode.models.gncn import lateral_matrix
 from predcode.cli import app
 from predcode.data import DatasetError, load, read_idx_images, read_idx_labels, read_idx_pair
 from predcode.data import datasets as ds
@@ -32,6 +30,7 @@ from predcode.experiments.checkpoint import CheckpointError, load_checkpoint, sa
 from predcode.experiments.config import ConfigError, load_config, parse_legacy, parse_toml
 from predcode.experiments.fit import RunFolderError, fit
 from predcode.experiments.train import evaluate, train
+from predcode.models.gncn import lateral_matrix
 
 # A small GNCN-PDH (lateral groups of 12 and 18 units) so array checks run without real data.
 SMALL = GNCNConfig(kind="gncn_pdh", x_dim=16, z_dims=(12, 12, 18), K=3)
@@ -374,7 +373,8 @@ def _(tmp, small):
     model.settle({**params, "W1": np.zeros((12, 784), np.float32)}, _x())
 
 
-@case("array/params-nan", ValueError, "params['Sigma1']", "expected finite values", "1 NaN", "reload the last good checkpoint")
+@case("array/params-nan", ValueError, "params['Sigma1']", "expected finite values", "1 NaN",
+      "reload the last good checkpoint")
 def _(tmp, small):
     model, params = small
     sigma = params["Sigma1"].copy()

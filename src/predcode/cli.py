@@ -50,7 +50,8 @@ def fit(
     config: Path = typer.Option(..., "--config", "-c", help="Config file (TOML, or ngc-learn 0.x `name = value`), "
                                 "or a shipped config's name such as mnist/gncn_pdh."),
     out: Path = typer.Option(None, help="Run folder (default: the config's out_dir, else runs/<config name>)."),
-    n_trials: int = typer.Option(1, "--n-trials", callback=_at_least_1, help="Independent trials (seeds seed, seed+1, ...)."),
+    n_trials: int = typer.Option(1, "--n-trials", callback=_at_least_1,
+                                 help="Independent trials (seeds seed, seed+1, ...)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Overwrite a finished run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),

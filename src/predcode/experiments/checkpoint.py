@@ -21,7 +21,6 @@ import re
 import shutil
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -452,9 +451,9 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
             f"{npz_path}: expected an .npz archive, found data that needs unpickling, which "
             f"predcode never loads ({exc}). {fix}"
         ) from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # a damaged or crafted file: zipfile and numpy raise many kinds
         raise CheckpointError(
-            f"{npz_path}: expected an .npz archive, cannot read it ({exc}). {fix}"
+            f"{npz_path}: expected an .npz archive, cannot read it ({type(exc).__name__}: {exc}). {fix}"
         ) from exc
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise CheckpointError(
@@ -477,7 +476,7 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
                     f"{npz_path}: array {name!r} expected a valid .npy member, cannot read it "
                     f"({exc}). {fix}"
                 ) from exc
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            except Exception as exc:  # zipfile, numpy's header parser (TokenError), MemoryError, ...
                 raise CheckpointError(
                     f"{npz_path}: array {name!r} cannot be read ({type(exc).__name__}: {exc}). {fix}"
                 ) from exc
