@@ -126,9 +126,8 @@ def test_kmnist_test(tmp_path):
 def test_kmnist_train_missing_offline_lists_folders(env, tmp_path):
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not found")
-    with _shared_env(tmp_path / "xdg"):
-        with pytest.raises(DatasetError) as e:
-            data.load("kmnist", "train")
+    with _shared_env(tmp_path / "xdg"), pytest.raises(DatasetError) as e:
+        data.load("kmnist", "train")
     msg = str(e.value)
     assert str(SHARED / "kmnist") in msg and str(_cache(tmp_path, "kmnist")) in msg
     assert "train-images-idx3-ubyte.gz" in msg and "PREDCODE_DATA" in msg and "PREDCODE_OFFLINE" in msg

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gncn_reference64 as ref  # noqa: E402
+import gncn_reference64 as ref
 
 FIXTURE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "legacy-fixtures"
 if not FIXTURE_DIR.is_dir():  # fall back to the absolute workspace location

@@ -10,7 +10,8 @@ message names the parameter, what was expected, what was got, and how to fix it:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -7,7 +7,8 @@ the Euler solve of ``dx/dt = -dE/dx``. The loop is one ``lax.scan``, so T costs 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -16,7 +16,8 @@ the settle stops early, for the whole batch, once the states have stopped moving
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

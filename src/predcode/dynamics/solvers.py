@@ -21,8 +21,9 @@ Euler back. Nesterov is written in the form optax uses, with one drive evaluatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 

@@ -32,8 +32,9 @@ import datetime as _dt
 import math
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,15 +46,15 @@ from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import load_checkpoint
 from predcode.experiments.config import FitConfig, load_config
 from predcode.experiments.density import (
-    Settled,
-    settle_batches,
     PROB_CLIP,
     MixturePrior,
+    Settled,
     fit_prior,
     is_log_likelihood,
     legacy_plus_log_s,
     mc_log_likelihood,
     sample_images,
+    settle_batches,
 )
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
@@ -328,7 +329,7 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
         "model": cfg.model.to_dict(),
         "dataset": cfg.data.dataset,
         "settings": {
-            "n_components": n_components, "n_latents": int(len(latents)), "n_samples": n_samples,
+            "n_components": n_components, "n_latents": len(latents), "n_samples": n_samples,
             "n_is_samples": n_is_samples, "seed": seed, "n_test": n_test_used, "batch_size": batch_size,
             "latent_pool": pool_note,
             "latent_class_counts": {str(c): int(n) for c, n in zip(*np.unique(latent_y, return_counts=True))},

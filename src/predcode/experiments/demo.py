@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -15,8 +15,8 @@ from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import write_json, write_text
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.density import extract_latents, fit_prior, sample_images
-from predcode.experiments.provenance import provenance
 from predcode.experiments.plots import image_grid, training_curves
+from predcode.experiments.provenance import provenance
 from predcode.experiments.train import EpochRecord, evaluate, train
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN, GNCNConfig

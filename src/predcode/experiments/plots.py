@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from predcode.experiments.atomic import atomic_path  # noqa: E402
+from predcode.experiments.atomic import atomic_path
 
 
 def image_grid(images: np.ndarray, path: str | Path, *, ncols: int = 10, side: int = 28,

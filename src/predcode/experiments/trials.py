@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def _memory_budget() -> int:
     """Half the memory of the default device (an accelerator's limit, else the host's RAM)."""
     try:
         stats = jax.devices()[0].memory_stats() or {}
-    except Exception:  # noqa: BLE001  (backends without memory_stats)
+    except Exception:  # backends without memory_stats
         stats = {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"]) // 2
@@ -119,7 +120,7 @@ def train_trials(
 
     def masked_step(params, opt_state, x, weights, active):
         new_params, new_opt, metrics = trainer.step(params, opt_state, x, weights)
-        keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
+        keep = lambda new, old: jnp.where(active, new, old)
         return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), metrics
 
     vstep = jax.jit(jax.vmap(masked_step))

@@ -13,7 +13,8 @@ dense layer is the local rule ``dE/dw = -x_parent^T (eps * act'(...))`` of Whitt
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
