@@ -46,6 +46,7 @@ __all__ = [
     "FeedbackState",
     "PredictiveCoding",
     "alignment_angles",
+    "hidden_error_angles",
 ]
 
 
@@ -328,4 +329,26 @@ def alignment_angles(updates: MLPParams, reference: MLPParams) -> Array:
         b = jnp.concatenate([r[0].ravel(), r[1].ravel()])
         cos = jnp.dot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-30)
         angles.append(jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0))))
+    return jnp.stack(angles)
+
+
+def hidden_error_angles(model: MLP, rule: Any, params: MLPParams, state: Any, x: Array, y: Array) -> Array:
+    """Mean per-sample angle (degrees) between the hidden-layer errors of ``rule`` and backprop.
+
+    Each sample's error ``delta_l`` is its bias update as a batch of one, so the measure serves
+    every rule (for PC it is the settled error). ``(L - 1,)``, one per hidden layer; samples whose
+    error vector is zero in either rule (every unit off) are left out. This is the angle
+    Lillicrap et al. (2016) plot for the hidden-unit updates.
+    """
+    def errors(r, s):
+        per_sample = lambda xi, yi: [g.b for g in r.update(model, params, s, xi[None], yi[None])[0][:-1]]
+        return jax.vmap(per_sample)(x, y)
+
+    angles = []
+    for a, b in zip(errors(rule, state), errors(BackProp(), ())):
+        na, nb = jnp.linalg.norm(a, axis=-1), jnp.linalg.norm(b, axis=-1)
+        valid = (na > 0) & (nb > 0)
+        cos = jnp.sum(a * b, axis=-1) / jnp.where(valid, na * nb, 1.0)
+        deg = jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
+        angles.append(jnp.sum(jnp.where(valid, deg, 0.0)) / jnp.maximum(jnp.sum(valid), 1))
     return jnp.stack(angles)
