@@ -544,6 +544,36 @@ def _(tmp, small):
         assert not (tmp / "marker").exists(), "the pickle ran"
 
 
+@case("checkpoint/npz-member-that-is-not-npy", CheckpointError, "'W1'", "expected an .npy array",
+      "found bytes", "Save the checkpoint again")
+def _(tmp, small):
+    import zipfile
+
+    stem = _pair(tmp)
+    with zipfile.ZipFile(stem.with_suffix(".npz"), "w") as z:  # valid zip, CRCs right, but no NPY magic
+        z.writestr("W1.npy", b"just some bytes")
+        z.writestr("W2.npy", b"more bytes")
+    _edit_json(stem, npz_sha256=hashlib.sha256(stem.with_suffix(".npz").read_bytes()).hexdigest())
+    load_checkpoint(stem)
+
+
+@case("checkpoint/npy-header-that-does-not-parse", CheckpointError, "'W1'", "cannot be read", "TokenError",
+      "Save the checkpoint again")
+def _(tmp, small):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.save(buf, np.ones((3, 3), np.float32))
+    npy = buf.getvalue().replace(b"(3, 3), }", b"(3, 3), (", 1)  # an unclosed bracket in the header dict
+    stem = _pair(tmp)
+    with zipfile.ZipFile(stem.with_suffix(".npz"), "w") as z:
+        z.writestr("W1.npy", npy)
+        z.writestr("W2.npy", npy)
+    _edit_json(stem, npz_sha256=hashlib.sha256(stem.with_suffix(".npz").read_bytes()).hexdigest())
+    load_checkpoint(stem)
+
+
 @case("checkpoint/json-not-json", CheckpointError, "best.json", "expected JSON", "parse error",
       "restore it or save the checkpoint again")
 def _(tmp, small):

@@ -17,6 +17,7 @@ import io
 import json
 import struct
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,37 @@ def test_mutated_npz_fails_its_hash(npz):
 @given(_mutated(_NPZ))
 def test_mutated_npz_with_its_hash_recorded_loads_as_listed_or_is_a_checkpoint_error(npz):
     # The hash is re-recorded, so the zip and npy parsers see the damage (as with a crafted file).
+    _load(npz, _rehash(_JSON, npz))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+_W1_NPY = _npy(_ARRAYS["W1"])
+_HEADER_END = 10 + struct.unpack("<H", _W1_NPY[8:10])[0]  # magic, version, length, then the dict
+
+
+@st.composite
+def _crafted_npz(draw) -> bytes:
+    """An npz whose W1.npy header has a few edits, zipped with correct CRCs: numpy's parser sees them."""
+    npy = bytearray(_W1_NPY)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, _HEADER_END - 1))
+        npy[i] = draw(st.one_of(st.integers(0, 255), st.sampled_from(b"()[]{},:'\"0123456789 \n<|Ofb")))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("W1.npy", bytes(npy))
+        for name in ("b", "names"):
+            z.writestr(f"{name}.npy", _npy(_ARRAYS[name]))
+    return buf.getvalue()
+
+
+@FUZZ
+@given(_crafted_npz())
+def test_damaged_npy_headers_with_their_hash_recorded_are_checkpoint_errors_or_load_as_listed(npz):
     _load(npz, _rehash(_JSON, npz))
 
 

@@ -480,6 +480,11 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
                 raise CheckpointError(
                     f"{npz_path}: array {name!r} cannot be read ({type(exc).__name__}: {exc}). {fix}"
                 ) from exc
+            if not isinstance(arrays[name], np.ndarray):  # numpy returns a member without the
+                raise CheckpointError(                     # .npy magic as raw bytes
+                    f"{npz_path}: member {name!r} expected an .npy array (starting with the NPY magic "
+                    f"string), found {type(arrays[name]).__name__}. {fix}"
+                )
     return arrays
 
 
