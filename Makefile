@@ -7,7 +7,7 @@ PREDCODE_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data))
 export PREDCODE_DATA
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test install docs lint clean
+.PHONY: demo test install docs lint bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples
 	$(VENV)/bin/ruff format --check src tests examples
 	$(VENV)/bin/mypy
+
+# Benchmarks (minutes; the machine should be otherwise idle): the peer comparison with PCX and
+# ngc-learn in their own pinned venvs (benchmarks/peers/setup.sh makes them), the GNCN-PDH train
+# step against the matmul peak at batch 512 and 256, and the museum models' compile times.
+bench: $(STAMP)
+	bash benchmarks/peers/setup.sh
+	$(VENV)/bin/python benchmarks/peers/run.py --json results/peers.json --md results/peers.md
+	$(VENV)/bin/python benchmarks/train_step.py --max-wait 120 --json results/train_step.json > results/train_step.txt && cat results/train_step.txt
+	$(VENV)/bin/python benchmarks/train_step.py --max-wait 120 --batch 256 --json results/train_step_b256.json > results/train_step_b256.txt && cat results/train_step_b256.txt
+	$(VENV)/bin/python benchmarks/museum_compile.py --json results/museum_compile.json > results/museum_compile.txt && cat results/museum_compile.txt
 
 clean:
 	rm -rf $(VENV) runs build dist site src/*.egg-info
