@@ -9,7 +9,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from predcode._lapack_threads import limit_lapack_threads
+
 Array = jax.Array
+
+# jaxlib's CPU Cholesky / triangular solve run on SciPy's OpenBLAS, whose thread pool only slows
+# 360 x 360 factorisations down (badly on a loaded machine): one thread, unless the user chose.
+limit_lapack_threads()
 
 SIGMA_FLOOR_JITTER = 0.00025
 
