@@ -148,3 +148,18 @@ def test_report_joins_the_rules_into_a_table(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["fa"]["rule"] == "fa"
     with pytest.raises(FileNotFoundError, match="no per-rule results"):
         write_report(tmp_path / "empty", tmp_path / "x.md", tmp_path / "x.json")
+
+
+def test_cli_credit_writes_the_online_demo_and_explains_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from predcode.cli import app
+
+    out = tmp_path / "online.png"
+    result = CliRunner().invoke(app, ["credit", "online", "--seconds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert set(summary["runs"]) == {"backprop", "fa"} and summary["settings"]["seconds"] == 1.0
+    bad = CliRunner().invoke(app, ["credit", "mnist", "--rules", "sgd"])
+    assert bad.exit_code == 2 and "invalid choice: 'sgd'" in bad.output

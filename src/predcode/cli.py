@@ -215,3 +215,19 @@ def sample(
 
     result = _analysis_errors(lambda: run_sample(run, n=n, out=out, trial=trial, seed=seed))
     console.print(f"wrote {result['path']} (prior: {result['prior']})")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []})
+def credit(ctx: typer.Context, task: str = typer.Argument(None, help="mnist, report or online")) -> None:
+    """Credit assignment (backprop, FA, DFA, PC): `predcode credit {mnist,report,online} --help`."""
+    from predcode.experiments.credit import main as credit_main
+
+    try:
+        code = credit_main([task, *ctx.args] if task else ["--help"], prog="predcode credit")
+    except SystemExit as done:  # argparse's --help and usage errors
+        code = done.code if isinstance(done.code, int) else 2
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        code = 1
+    raise typer.Exit(code)

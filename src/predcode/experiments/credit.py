@@ -333,29 +333,29 @@ def plot_online(result: dict, path: Path) -> Path:
 # ---------------------------------------------------------------------------------------- main
 
 
-def main(argv=None) -> int:
-    """``python -m predcode.experiments.credit {mnist,report,online} ...``"""
-    parser = argparse.ArgumentParser(prog="python -m predcode.experiments.credit", description=__doc__.split("\n")[0])
+def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
+    """``python -m predcode.experiments.credit {mnist,report,online} ...`` (also ``predcode credit``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="task", required=True)
     m = sub.add_parser("mnist", help="train the MLP with each rule; per-rule JSON in --out")
-    m.add_argument("--out", type=Path, default=Path("results/credit"))
+    m.add_argument("--out", type=Path, default=Path("results/credit"), help="folder for <rule>.json")
     m.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
-    m.add_argument("--epochs", type=int, default=20)
-    m.add_argument("--sizes", type=int, nargs="+", default=[784, 256, 256, 10])
-    m.add_argument("--activation", default="relu")
+    m.add_argument("--epochs", type=int, default=20, help="epochs per rule (cosine-decayed Adam)")
+    m.add_argument("--sizes", type=int, nargs="+", default=[784, 256, 256, 10], help="layer widths")
+    m.add_argument("--activation", default="relu", help="hidden nonlinearity")
     m.add_argument("--batch-size", type=int, default=128)
-    m.add_argument("--learning-rate", type=float, default=1e-3)
-    m.add_argument("--pc-steps", type=int, default=20)
-    m.add_argument("--pc-rate", type=float, default=0.1)
+    m.add_argument("--learning-rate", type=float, default=1e-3, help="Adam peak learning rate")
+    m.add_argument("--pc-steps", type=int, default=20, help="PC inference steps T")
+    m.add_argument("--pc-rate", type=float, default=0.1, help="PC inference step size")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"))
+    m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"), help="folder for <rule>.npz/.json")
     r = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
     r.add_argument("--folder", type=Path, default=Path("results/credit"))
-    r.add_argument("--out", type=Path, default=Path("results/credit_assignment"))
+    r.add_argument("--out", type=Path, default=Path("results/credit_assignment"), help="stem of the .md and .json")
     o = sub.add_parser("online", help="the seed-004 online product demo; writes the figure and JSON")
-    o.add_argument("--out", type=Path, default=Path("results/online.png"))
-    o.add_argument("--seconds", type=float, default=60.0)
-    o.add_argument("--learning-rate", type=float, default=3e-5)
+    o.add_argument("--out", type=Path, default=Path("results/online.png"), help="figure (JSON beside it)")
+    o.add_argument("--seconds", type=float, default=60.0, help="simulated seconds at 1 ms steps")
+    o.add_argument("--learning-rate", type=float, default=3e-5, help="SGD learning rate per step")
     o.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
