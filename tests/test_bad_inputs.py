@@ -257,6 +257,30 @@ _DOWNLOAD_FETCH = {
 }
 
 
+@case("data/train-file-holds-a-pickle", ConfigError, "data.train_file", "a readable .npy array without pickles",
+      "allow_pickle=False", "x.npy")
+def _(tmp, small):
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Marker(str(tmp / "marker"))
+    cfg = load_config(_data_cfg(tmp))
+    np.save(tmp / "x.npy", evil, allow_pickle=True)
+    try:
+        fit(cfg, tmp / "run")
+    finally:
+        assert not (tmp / "marker").exists(), "the pickle ran"
+        assert not (tmp / "run").exists(), "the run folder is touched only after the data loaded"
+
+
+@case("data/train-file-with-nan", ConfigError, "data.train_file", "finite values in [0, 1]", "got range",
+      "x.npy")
+def _(tmp, small):
+    cfg = load_config(_data_cfg(tmp))
+    x = _x(20)
+    x[3, 3] = np.nan
+    np.save(tmp / "x.npy", x)
+    fit(cfg, tmp / "run")
+
+
 # --- configs (TOML and the legacy format) --------------------------------------------------------
 
 _PDH = '[model]\nkind = "gncn_pdh"\n'
@@ -713,7 +737,35 @@ CLI_CASES = [
      ["--run", "is not a folder", "pass a run folder"]),
     ("analyze/folder-without-a-run", lambda t: ["analyze", "--run", str(t)], 2,
      ["--run", "holds no config.toml", "predcode fit --out"]),
+    ("sample/damaged-checkpoint", lambda t: ["sample", "--run", str(_damaged_run(t))], 1,
+     ["best0.npz", "SHA-256 mismatch", "To fix"]),
+    ("fit/settling-diverges", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"),
+                                         "--quiet"], 1,
+     ["settling diverged while evaluating x_val", "non-finite states in layer(s) z1", "Lower the settling step"]),
 ]
+
+
+def _diverging_cfg(tmp: Path) -> Path:
+    np.save(tmp / "x.npy", np.ones((20, 16), np.float32))
+    return _toml(tmp, '[model]\nkind = "gncn_t1"\nx_dim = 16\nz_dims = [8, 8]\nK = 40\nbeta = 200.0\n'
+                      'phi = "identity"\n[data]\ntrain_file = "x.npy"\nn_val = 4\n[train]\nepochs = 1\n'
+                      'batch_size = 8\n')
+
+
+def _damaged_run(tmp: Path) -> Path:
+    from predcode.experiments.config import dump_toml
+
+    run = tmp / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(dump_toml(load_config(_data_cfg(tmp))))
+    model = GNCN(SMALL)
+    _pair(run, {k: v for k, v in _params(model).items()})
+    for suffix in (".npz", ".json"):
+        (run / f"best{suffix}").rename(run / f"best0{suffix}")
+    data = bytearray((run / "best0.npz").read_bytes())
+    data[-40] ^= 0xFF
+    (run / "best0.npz").write_bytes(bytes(data))
+    return run
 
 
 def _file(tmp: Path) -> Path:
@@ -747,3 +799,24 @@ def test_cli_bad_value_exits_with_its_code_and_one_message_without_traceback(cid
     assert "Traceback" not in result.output
     for fragment in fragments:
         assert fragment in output, f"{fragment!r} missing from:\n{result.output}"
+
+
+# ------------------------------------------------------------------ no code execution from files
+
+_SRC = Path(__file__).resolve().parents[1] / "src" / "predcode"
+
+
+def test_no_loader_in_predcode_can_unpickle_or_execute_file_contents():
+    """Every np.load passes allow_pickle=False; nothing imports pickle/joblib/torch or calls eval/exec."""
+    import re
+
+    offenders = []
+    for path in sorted(_SRC.rglob("*.py")):
+        text = path.read_text()
+        for m in re.finditer(r"np\.load\((.*)", text):
+            if "allow_pickle=False" not in m[1]:
+                offenders.append(f"{path.name}: {m[0]}")
+        for bad in (r"^\s*import (c?pickle|joblib|dill|shelve|marshal)\b", r"^\s*from (c?pickle|joblib|dill) ",
+                    r"\btorch\.load\(", r"(?<![\w.])(eval|exec)\(", r"allow_pickle=True"):
+            offenders += [f"{path.name}: {hit.group(0).strip()}" for hit in re.finditer(bad, text, re.M)]
+    assert offenders == [], offenders

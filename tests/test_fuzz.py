@@ -11,6 +11,7 @@ docs/reliability.md.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -21,7 +22,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from predcode.data import DatasetError, read_idx_images, read_idx_labels
@@ -101,6 +103,16 @@ def test_mutated_idx_contents_load_as_declared_or_are_dataset_errors(case):
 @given(_mutated(gzip.compress(_IMAGES), max_edits=3))
 def test_mutated_gzip_streams_load_as_declared_or_are_dataset_errors(raw):
     _read_idx(raw, "images")
+
+
+@functools.cache
+def _prior_bytes() -> bytes:
+    from predcode.experiments.density import MixturePrior
+
+    rng = np.random.default_rng(0)
+    prior = MixturePrior(np.array([0.5, 0.5]), rng.standard_normal((2, 3)), np.stack([np.eye(3)] * 2),
+                         metadata={"seed": 1})
+    return prior.save(_WORK / "prior-base.npz").read_bytes()
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -204,6 +216,26 @@ def test_mutated_json_text_is_a_checkpoint_error_or_loads_as_listed(raw):
 @given(st.binary(max_size=300))
 def test_random_bytes_as_the_npz_with_a_matching_hash_are_checkpoint_errors(npz):
     _load(npz, _rehash(_JSON, npz))
+
+
+# -------------------------------------------------------------------------- the prior of analyze
+
+
+@pytest.mark.xfail(reason="MixturePrior.load (density.py, the lead's file) lets zipfile's BadZipFile, numpy's "
+                          "TokenError and others escape instead of PriorFileError; reported, fix pending",
+                   strict=False)
+@settings(FUZZ, phases=[Phase.generate])  # no shrinking while it is known to fail
+@given(st.data())
+def test_mutated_prior_files_are_prior_file_errors_or_load(data):
+    from predcode.experiments.density import MixturePrior, PriorFileError
+
+    raw = data.draw(_mutated(_prior_bytes(), max_edits=3))
+    path = _WORK / "prior.npz"
+    path.write_bytes(raw)
+    try:
+        MixturePrior.load(path)
+    except PriorFileError:
+        pass
 
 
 # ---------------------------------------------------------------------------------- config files
