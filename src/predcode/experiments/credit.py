@@ -122,18 +122,20 @@ def _accuracy(model, params, x, y, batch=2000):
 
 
 def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu", epochs=20,
-               batch_size=128, learning_rate=1e-3, seed=0, pc_steps=20, pc_rate=0.1,
+               batch_size=128, learning_rate=1e-3, seed=0, pc_steps=20, pc_rate=0.1, init_scale=1.0,
                angle_batch=1000, checkpoint=None, log: Callable[[str], None] = print) -> dict:
     """Train one rule with Adam (cosine-decayed learning rate) and return its history.
 
     Every epoch records validation and test accuracy, the training-time seconds (compilation
     excluded) and the per-layer angle between the rule's update and backprop's gradient on a fixed
-    batch of ``angle_batch`` training rows, at the rule's current weights.
+    batch of ``angle_batch`` training rows, at the rule's current weights. ``init_scale`` multiplies
+    the initial (He-uniform) forward weights.
     """
     xtr, ytr, xval, yval, xte, yte = data
     model = MLP(tuple(sizes), activation=activation, loss="cross_entropy")
     rule = make_rule(name, seed=seed, pc_steps=pc_steps, pc_rate=pc_rate)
     params = model.init(jax.random.key(seed))
+    params = tuple(Layer(init_scale * W, b) for W, b in params)
     steps_per_epoch = len(xtr) // batch_size
     schedule = optax.cosine_decay_schedule(learning_rate, epochs * steps_per_epoch)
     trainer = make_rule_trainer(model, rule, optax.adam(schedule))
@@ -222,9 +224,7 @@ def run_mnist(out: Path, *, rules=RULES, checkpoints: Path | None = Path("runs/c
     return results
 
 
-def write_report(folder: Path, md_path: Path, json_path: Path) -> dict:
-    """Join the per-rule results in ``folder`` into one JSON and a markdown table."""
-    from predcode.experiments.atomic import write_json, write_text
+def _read_runs(folder: Path) -> dict:
     import json
 
     runs = {}
@@ -234,28 +234,85 @@ def write_report(folder: Path, md_path: Path, json_path: Path) -> dict:
             runs[name] = json.loads(p.read_text())
     if not runs:
         raise FileNotFoundError(f"folder: no per-rule results ({', '.join(r + '.json' for r in RULES)}) in {folder}")
-    write_json(json_path, runs)
-    labels = {"backprop": "BackProp()", "fa": "FeedbackAlignment", "dfa": "DirectFeedbackAlignment",
-              "pc": "PredictiveCoding"}
-    lines = ["| rule | test accuracy | target | met | val accuracy | s / epoch | final angle to backprop (deg, per layer) |",
-             "|---|---|---|---|---|---|---|"]
-    for name, r in runs.items():
-        acc, target = 100 * r["test_accuracy"], TARGETS[name]
-        angle = ", ".join(f"{a:.1f}" for a in r["angles"][-1]["degrees"])
-        lines.append(f"| {labels[name]} | {acc:.2f}% | >= {target}% | {'yes' if acc >= target else f'no ({acc - target:+.2f})'} "
-                     f"| {100 * r['val_accuracy']:.2f}% | {r['seconds_per_epoch']:.1f} | {angle} |")
-    angle_rows = ["| rule | " + " | ".join(f"{a['epoch']:.2f}" for a in next(iter(runs.values()))["angles"]) + " |"]
-    angle_rows.append("|---" * (1 + len(next(iter(runs.values()))["angles"])) + "|")
-    for name, r in runs.items():
-        if name == "backprop":
-            continue
-        for layer in range(len(r["angles"][0]["degrees"]) - 1):
-            angle_rows.append(f"| {name} layer {layer + 1} | "
-                              + " | ".join(f"{a['degrees'][layer]:.1f}" for a in r["angles"]) + " |")
-    text = "\n".join(["# Credit assignment on MNIST: backprop, FA, DFA, predictive coding", "",
-                      *lines, "", "Angle between each rule's update and backprop's gradient, hidden layers, "
-                      "by epoch (fractions are steps within the first epoch):", "", *angle_rows, ""])
-    write_text(md_path, text)
+    return runs
+
+
+_LABELS = {"backprop": "BackProp()", "fa": "FeedbackAlignment", "dfa": "DirectFeedbackAlignment",
+           "pc": "PredictiveCoding"}
+_ANGLE_EPOCHS = (0.0, 0.02, 0.07, 0.23, 1, 2, 5, 10, 15, 20)
+
+
+def _variant(r: dict) -> str:
+    scale = r.get("settings", {}).get("init_scale", 1.0)
+    return "" if scale == 1.0 else f" (init x{scale:g})"
+
+
+def _angle_table(groups: list[dict], key: str) -> list[str]:
+    first = next(iter(groups[0].values()))["angles"]
+    picked = [i for i, a in enumerate(first) if any(abs(a["epoch"] - e) < 0.01 for e in _ANGLE_EPOCHS)]
+    rows = ["| rule, layer | " + " | ".join(f"{first[i]['epoch']:.2f}" for i in picked) + " |",
+            "|---" * (1 + len(picked)) + "|"]
+    for runs in groups:
+        for name, r in runs.items():
+            if name == "backprop":
+                continue
+            for layer in range(len(r["angles"][0]["error_degrees"])):
+                rows.append(f"| {name}{_variant(r)}, hidden layer {layer + 1} | "
+                            + " | ".join(f"{r['angles'][i][key][layer]:.1f}" for i in picked) + " |")
+    return rows
+
+
+def write_report(folder: Path, md_path: Path, json_path: Path, *, extra: tuple[Path, ...] = (),
+                 notes: Path | None = None) -> dict:
+    """Join the per-rule results in ``folder`` (and variant runs in ``extra``) into JSON and markdown.
+
+    ``notes`` (a markdown file) is copied in as the discussion of the numbers.
+    """
+    from predcode.experiments.atomic import write_json, write_text
+
+    groups = [_read_runs(folder)] + [_read_runs(f) for f in extra]
+    runs = groups[0]
+    write_json(json_path, {"runs": runs, "variants": {str(f): g for f, g in zip(extra, groups[1:])}})
+    lines = ["| rule | test accuracy | target | met | val accuracy | s / epoch, median (min) | "
+             "angle to backprop at the end, updates W1, W2 (deg) |", "|---|---|---|---|---|---|---|"]
+    for group in groups:
+        for name, r in group.items():
+            acc, target = 100 * r["test_accuracy"], TARGETS[name]
+            angle = ", ".join(f"{a:.1f}" for a in r["angles"][-1]["degrees"][:-1])
+            fastest = min(e["seconds"] for e in r["epochs"])
+            met = "yes" if acc >= target else f"no ({acc - target:+.2f})"
+            lines.append(f"| {_LABELS[name]}{_variant(r)} | {acc:.2f}% | >= {target}% | {met} "
+                         f"| {100 * r['val_accuracy']:.2f}% | {r['seconds_per_epoch']:.1f} ({fastest:.1f}) | {angle} |")
+    settings = runs[next(iter(runs))]["settings"]
+    prov = [f"- `{name}`: command `{r['provenance']['command']}`, commit {r['provenance']['commit']}, "
+            f"{r['provenance']['date']}, {r['provenance']['machine']}, jax {r['provenance']['jax_version']}"
+            for group in groups for name, r in group.items()]
+    text = [
+        "# Credit assignment on MNIST: backprop, FA, DFA, predictive coding", "",
+        f"The same MLP {tuple(settings['sizes'])} ({settings['activation']} hidden units, softmax "
+        f"cross-entropy) trained with each rule for {settings['epochs']} epochs: Adam, peak learning "
+        f"rate {settings['learning_rate']:g} with cosine decay to 0, batch {settings['batch_size']}, "
+        f"55,000 training images (5,000 held out for validation), inputs standardised; PC with "
+        f"T = {settings['pc_steps']} inference steps of size {settings['pc_rate']:g}. Test accuracy "
+        "is the final epoch's on the 10,000 test images (no selection on test). Seconds per epoch "
+        "exclude compilation and the angle probes; the machine was shared with other jobs, so the "
+        "median and the fastest epoch are both given.", "",
+        *lines, "",
+        "## Alignment with backprop over training", "",
+        "Angle between the rule's weight-and-bias update of each hidden layer and backprop's "
+        "gradient, at the rule's current weights, on a fixed batch of 1,000 training images "
+        "(epochs; fractions are steps within the first epoch):", "",
+        *_angle_table(groups, "degrees"), "",
+        "Mean per-sample angle between the rule's hidden-layer error (delta) and backprop's, on "
+        "200 training images (the angle Lillicrap et al. 2016 plot):", "",
+        *_angle_table(groups, "error_degrees"), "",
+    ]
+    if notes is not None:
+        text += [Path(notes).read_text().rstrip(), ""]
+    text += ["## Provenance", "", *prov, "",
+             "Per-rule histories (every epoch's accuracy, loss, seconds and angles) are in "
+             f"`{Path(json_path).name}`.", ""]
+    write_text(md_path, "\n".join(text))
     return runs
 
 
@@ -348,10 +405,13 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
     m.add_argument("--pc-steps", type=int, default=20, help="PC inference steps T")
     m.add_argument("--pc-rate", type=float, default=0.1, help="PC inference step size")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--init-scale", type=float, default=1.0, help="multiplies the initial forward weights")
     m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"), help="folder for <rule>.npz/.json")
     r = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
     r.add_argument("--folder", type=Path, default=Path("results/credit"))
     r.add_argument("--out", type=Path, default=Path("results/credit_assignment"), help="stem of the .md and .json")
+    r.add_argument("--extra", type=Path, nargs="*", default=[], help="folders of variant runs to add")
+    r.add_argument("--notes", type=Path, default=None, help="markdown discussion to include")
     o = sub.add_parser("online", help="the seed-004 online product demo; writes the figure and JSON")
     o.add_argument("--out", type=Path, default=Path("results/online.png"), help="figure (JSON beside it)")
     o.add_argument("--seconds", type=float, default=60.0, help="simulated seconds at 1 ms steps")
@@ -364,9 +424,10 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
                   log=lambda s: print(s, flush=True), sizes=tuple(args.sizes),
                   activation=args.activation, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, seed=args.seed, pc_steps=args.pc_steps,
-                  pc_rate=args.pc_rate)
+                  pc_rate=args.pc_rate, init_scale=args.init_scale)
     elif args.task == "report":
-        write_report(args.folder, args.out.with_suffix(".md"), args.out.with_suffix(".json"))
+        write_report(args.folder, args.out.with_suffix(".md"), args.out.with_suffix(".json"),
+                     extra=tuple(args.extra), notes=args.notes)
     else:
         from predcode.experiments.atomic import write_json
         from predcode.experiments.provenance import provenance
