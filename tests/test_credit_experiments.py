@@ -163,3 +163,19 @@ def test_cli_credit_writes_the_online_demo_and_explains_bad_options(tmp_path):
     assert set(summary["runs"]) == {"backprop", "fa"} and summary["settings"]["seconds"] == 1.0
     bad = CliRunner().invoke(app, ["credit", "mnist", "--rules", "sgd"])
     assert bad.exit_code == 2 and "invalid choice: 'sgd'" in bad.output
+
+
+def test_readme_credit_assignment_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "FeedbackAlignment(key" in b]
+    assert len(blocks) == 1, "the README should carry one credit-assignment example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    for name in ("backprop", "fa"):
+        share = float(re.search(rf"{name}: last-10-s MSE ([0-9.]+)%", printed).group(1))
+        assert share < 10.0, printed
+    assert np.isfinite(float(namespace["loss"]))
