@@ -70,8 +70,15 @@ def fit(
         if name not in LOGGERS:
             console.print(f"[red]error:[/red] --log: expected one of {', '.join(LOGGERS)}, got {name!r}")
             raise typer.Exit(2)
+    from predcode.experiments.pc_config import PCFitConfig
+
     try:
         cfg = load_config(config)
+        if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
+            if log:
+                console.print("[red]error:[/red] --log: PC network runs write metrics.csv only; drop --log")
+                raise typer.Exit(2)
+            return _fit_pc(cfg, config, out, overrides, n_trials=n_trials, resume=resume, force=force, quiet=quiet)
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
@@ -106,6 +113,51 @@ def fit(
                   f"ToD {summary['best_val_tod_mean']:.2f} over {n_trials} trial(s); "
                   f"{summary['seconds_per_epoch']:.1f} s per epoch")
     console.print(f"wrote the run to [bold]{folder.resolve()}[/bold]")
+
+
+def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_trials: int, resume: bool,
+            force: bool, quiet: bool) -> None:
+    """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
+    from predcode.data import DatasetError
+    from predcode.experiments.checkpoint import CheckpointError
+    from predcode.experiments.fit import RunFolderError
+    from predcode.experiments.pc_config import parse_pc_override, pc_with_overrides
+    from predcode.experiments.pc_fit import pc_fit
+
+    if overrides:
+        cfg = pc_with_overrides(cfg, **dict(parse_pc_override(text) for text in overrides))
+    folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
+    with _progress(quiet) as progress:
+        task = progress.add_task("trial 0 epoch 1", total=None, info="compiling")
+
+        def on_batch(b, n, energy):
+            progress.update(task, completed=b, total=n, info=f"energy {energy:9.2f}")
+
+        def on_epoch(trial, r):
+            score = (f"val accuracy {100 * r.val_accuracy:6.2f}%" if r.val_accuracy is not None
+                     else f"val MSE {r.val_mse:7.3f}")
+            console.print(f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:9.2f}  "
+                          f"| val energy {r.val_energy:9.2f}  {score}  ({r.seconds:.1f} s)")
+            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
+
+        try:
+            summary = pc_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
+                             on_batch=on_batch, on_epoch=on_epoch)
+            progress.remove_task(task)
+        except RunFolderError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+        except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print(f"interrupted: the last finished epoch is saved in {folder}; "
+                          f"continue with --resume --out {folder}")
+            raise typer.Exit(130) from None
+    if "test_accuracy_forward_mean" in summary:
+        console.print(f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) over "
+                      f"{n_trials} trial(s)")
+    console.print(f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to [bold]{folder.resolve()}[/bold]")
 
 
 @app.command()
@@ -182,9 +234,26 @@ def analyze(
     batch_size: int = typer.Option(500, "--batch-size", help="Images per settle / estimator batch."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: <run>/analysis<trial>)."),
 ) -> None:
-    """Density (log p(x)), BCE, ToD, masked MSE, probes and figures of a trained run."""
-    from predcode.experiments.analyze import analyze as run_analyze
+    """Density (log p(x)), BCE, ToD, masked MSE, probes and figures of a trained run.
 
+    For a general PC network run (a [network] config): linear probe, k-NN and PCA of the codes
+    (generative) or the last hidden states (supervised), plus samples and reconstructions.
+    """
+    from predcode.experiments.analyze import analyze as run_analyze
+    from predcode.experiments.pc_config import is_pc_toml
+
+    config_file = run / "config.toml"
+    if config_file.is_file() and is_pc_toml(config_file.read_text(encoding="utf-8")):
+        from predcode.experiments.pc_analyze import pc_analyze
+
+        report = _analysis_errors(lambda: pc_analyze(
+            run, trial=trial, n_per_class=max(1, n_latents // 10), n_test=n_test, seed=seed, out=out,
+            on_stage=lambda msg: console.print(msg)))
+        console.print(f"{report['representation']} ({report['dim']} units): linear probe accuracy "
+                      f"{report['linear_probe']['accuracy_pct']:.2f}%, {report['knn']['k']}-NN accuracy "
+                      f"{report['knn']['accuracy_pct']:.2f}% on {report['linear_probe']['n_test']} test images")
+        console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
+        return
     report = _analysis_errors(lambda: run_analyze(
         run, trial=trial, n_components=n_components, n_latents=n_latents, n_samples=n_samples,
         n_is_samples=n_is_samples, seed=seed, n_test=n_test, batch_size=batch_size, out=out,

@@ -178,6 +178,8 @@ SPECS: dict[str, _Spec] = {
     "train.patience": _int("an integer >= 1 or \"none\"", optional=True,
                            hint="epochs without a better validation BCE before stopping; \"none\" never stops early"),
     "train.seed": _int(f"an integer in [0, {SEED_MAX}]", lambda v: 0 <= v <= SEED_MAX),
+    "train.parallel_trials": _int("an integer >= 1 or \"auto\"", optional=True, none_words=("auto", "none"),
+                                  hint="trials vmapped together in one step; auto: all that fit in memory"),
     "optimizer.name": _choice(OPTIMIZERS),
     "optimizer.learning_rate": _float("a number > 0", lambda v: v > 0, hint="the walkthrough uses 0.001"),
     "optimizer.eps": _float("a number > 0", lambda v: v > 0, hint="Keras' and legacy ngc-learn's Adam use 1e-7"),
@@ -294,6 +296,7 @@ class TrainConfig:
     epochs: int = 100
     patience: int | None = 10  # None: never stop early (the best model is still kept)
     seed: int = 69
+    parallel_trials: int | None = None  # None ("auto"): as many trials per vmapped step as memory allows
 
     def __post_init__(self) -> None:
         _validate_fields(self, "train")
@@ -755,7 +758,11 @@ def load_config(path: str | os.PathLike) -> FitConfig:
                           f"{err.start})", source=source) from None
     except OSError as err:
         raise ConfigError(f"{source}: cannot read the config file ({err.strerror or err})", source=source) from None
-    if p.suffix.lower() == ".toml":
+    from predcode.experiments.pc_config import is_pc_toml, parse_pc_toml  # imports this module
+
+    if p.suffix.lower() == ".toml" and is_pc_toml(text):  # a [network] table: a general PC network
+        cfg = parse_pc_toml(text, source, base_dir=os.path.dirname(source))
+    elif p.suffix.lower() == ".toml":
         cfg = parse_toml(text, source, base_dir=os.path.dirname(source))
     else:
         cfg = parse_legacy(text, source)

@@ -1,0 +1,148 @@
+"""``predcode analyze`` for general PC runs: codes, linear probe, k-NN, 2-D PCA, samples, reconstructions.
+
+The representation of an image is
+
+* generative runs: its code, the first node's state inferred with the learned decoder and the image
+  clamped (``inference.T_eval`` steps, default ``inference.T``);
+* supervised runs: the last hidden node's state after a forward pass (the image clamped, the label
+  free, which is the fixed point of inference).
+
+Codes of training images (a class-balanced sample) train the linear probe and the k-NN memory;
+test images are scored. ``report.json`` holds the accuracies (with provenance), ``pca.png`` the
+test codes' first two principal components coloured by class; generative runs also get
+``reconstructions.png`` (test images above their predictions) and ``samples.png`` (codes drawn
+from a Gaussian fitted to the training codes, passed down the network).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from predcode.experiments.atomic import atomic_path, write_json
+from predcode.experiments.checkpoint import load_checkpoint
+from predcode.experiments.pc_config import PCFitConfig, build_network, parse_pc_toml
+from predcode.experiments.pc_fit import clamps_for, load_pc_data, make_pc_trainer, params_from_arrays, predict_labels
+from predcode.experiments.plots import image_grid
+from predcode.experiments.probes import knn_probe, linear_probe
+from predcode.experiments.provenance import provenance
+
+__all__ = ["balanced_indices", "pc_analyze", "pc_codes", "load_pc_run"]
+
+
+def load_pc_run(run: str | Path, trial: int = 0):
+    """``(cfg, network, params)`` of a PC run folder's best model ``best{trial}``."""
+    run = Path(run)
+    cfg = parse_pc_toml((run / "config.toml").read_text(), str(run / "config.toml"))
+    network = build_network(cfg)
+    arrays, meta = load_checkpoint(run / f"best{trial}")
+    params = params_from_arrays(network.init(jax.random.key(0)), arrays, meta["param_paths"])
+    return cfg, network, params
+
+
+def balanced_indices(labels: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
+    """Up to ``per_class`` random indices of each class (sorted)."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
+
+
+def pc_codes(cfg: PCFitConfig, trainer, params, x: np.ndarray, *, batch_size: int = 1000,
+             T: int | None = None) -> np.ndarray:
+    """The representation of each image (see the module docstring), ``(n, code dim)``."""
+    net = trainer.network
+    if cfg.network.task == "supervised":
+        hidden = net.names[-2]
+        fn = jax.jit(lambda p, xb: net.forward(p, {net.names[0]: xb})[hidden])
+        return np.concatenate([np.asarray(fn(params, jnp.asarray(x[i:i + batch_size])))
+                               for i in range(0, len(x), batch_size)])
+    T = T if T is not None else (cfg.inference.T_eval if cfg.inference.T_eval is not None else cfg.inference.T)
+    out = []
+    for i in range(0, len(x), batch_size):
+        states = trainer.infer(params, clamps_for(cfg, net, x[i:i + batch_size]), T=T).states
+        out.append(np.asarray(states[net.names[0]]))
+    return np.concatenate(out)
+
+
+def _pca_plot(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2).fit(z)
+    p = pca.transform(z)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    sc = ax.scatter(p[:, 0], p[:, 1], c=labels, cmap="tab10", s=3, alpha=0.6)
+    ax.legend(*sc.legend_elements(), title="class", fontsize=7, loc="best", markerscale=0.8)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return {"explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio_]}
+
+
+def pc_analyze(run: str | Path, *, trial: int = 0, n_per_class: int | None = None, n_test: int | None = None,
+               k: int = 5, seed: int = 0, out: str | Path | None = None,
+               on_stage: Callable[[str], None] | None = None) -> dict:
+    """Probe, k-NN and PCA of a PC run's representations; figures and ``report.json`` in ``out``.
+
+    ``n_per_class`` training images a class feed the probes (default: all training images);
+    ``n_test`` limits the test images (default: all).
+    """
+    say = on_stage or (lambda msg: None)
+    run = Path(run)
+    out = Path(out) if out is not None else run / f"analysis{trial}"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, network, params = load_pc_run(run, trial)
+    trainer = make_pc_trainer(cfg, network)
+    data = load_pc_data(cfg)
+    idx = (np.arange(len(data.x_train)) if n_per_class is None
+           else balanced_indices(data.y_train, n_per_class, seed=seed))
+    x_test, y_test = data.x_test[:n_test], data.y_test[:n_test]
+    say(f"inferring the representations of {len(idx)} training and {len(x_test)} test images")
+    z_train = pc_codes(cfg, trainer, params, data.x_train[idx])
+    z_test = pc_codes(cfg, trainer, params, x_test)
+    say("fitting the linear probe and the k-NN classifier")
+    probe = linear_probe(z_train, data.y_train[idx], z_test, y_test, seed=seed)
+    knn = knn_probe(z_train, data.y_train[idx], z_test, y_test, k=k)
+    what = "code" if cfg.network.task == "generative" else f"hidden state {network.names[-2]!r}"
+    report = {**provenance(), "run": str(run), "trial": trial, "task": cfg.network.task,
+              "representation": what, "dim": int(z_train.shape[1]),
+              "linear_probe": {**probe, "accuracy_pct": 100 - probe["error_pct"]},
+              "knn": {**knn, "accuracy_pct": 100 - knn["error_pct"]},
+              "pca": _pca_plot(z_test, y_test, out / "pca.png", f"test {what}s, first two principal components")}
+    if cfg.network.task == "supervised":
+        report["test_accuracy_forward"] = float(np.mean(predict_labels(network, params, x_test) == y_test))
+    else:
+        report.update(_generative_figures(cfg, trainer, params, z_train, x_test, out, seed))
+    report["out"] = str(out)
+    write_json(out / "report.json", report)
+    return report
+
+
+def _generative_figures(cfg, trainer, params, z_train, x_test, out: Path, seed: int) -> dict:
+    net = trainer.network
+    code, image = net.names[0], net.names[-1]
+    T = cfg.inference.T_eval if cfg.inference.T_eval is not None else cfg.inference.T
+    shown = x_test[:30]
+    states = trainer.infer(params, clamps_for(cfg, net, shown), T=T).states
+    recon = np.asarray(net.prediction(params, states, image))
+    # Reconstruction through the code alone: a forward sweep from the inferred code.
+    through_code = np.asarray(net.forward(params, {code: states[code]})[image])
+    rows = np.concatenate([shown[:10], recon[:10], through_code[:10], shown[10:20], recon[10:20],
+                           through_code[10:20]])
+    image_grid(np.clip(rows, 0, 1), out / "reconstructions.png",
+               title="rows: test images, predictions at the inferred states, forward sweep from the code")
+    mean, cov = z_train.mean(0), np.cov(z_train, rowvar=False)
+    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=50).astype(np.float32)
+    samples = np.asarray(net.forward(params, {code: jnp.asarray(draws)})[image])
+    image_grid(np.clip(samples, 0, 1), out / "samples.png", title="codes from a Gaussian fitted to training codes")
+    mse = float(np.mean(np.sum((through_code - shown) ** 2, axis=1)))
+    return {"reconstruction_sse_forward_from_code_first30": mse,
+            "files": ["pca.png", "reconstructions.png", "samples.png"]}

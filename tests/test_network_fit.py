@@ -1,0 +1,123 @@
+"""``predcode fit`` / ``predcode analyze`` for general PC networks: run folder, resume, configs, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from predcode.cli import app
+from predcode.experiments.checkpoint import load_checkpoint
+from predcode.experiments.config import ConfigError, load_config
+from predcode.experiments.pc_config import PCFitConfig, build_network, dump_pc_toml, parse_pc_toml
+
+SMALL = """
+[network]
+task = "{task}"
+dims = {dims}
+activation = "tanh"
+output_activation = "{out_act}"
+output_sigma = {out_sigma}
+
+[inference]
+T = 4
+learning_rate = 0.1
+
+[optimizer]
+name = "adam"
+learning_rate = 0.001
+
+[data]
+n_train = 256
+n_val = 100
+
+[train]
+batch_size = 64
+eval_batch_size = 100
+epochs = {epochs}
+seed = 3
+"""
+
+
+def _write(tmp_path, task="supervised", epochs=2):
+    dims = "[784, 16, 10]" if task == "supervised" else "[8, 16, 784]"
+    out_act = "identity" if task == "supervised" else "sigmoid"
+    path = tmp_path / f"{task}.toml"
+    path.write_text(SMALL.format(task=task, dims=dims, out_act=out_act, out_sigma=100.0 if task == "supervised"
+                                 else 1.0, epochs=epochs))
+    return path
+
+
+def test_network_table_dispatches_to_a_pc_config_that_round_trips(tmp_path):
+    cfg = load_config(_write(tmp_path))
+    assert isinstance(cfg, PCFitConfig) and cfg.network.dims == (784, 16, 10)
+    assert parse_pc_toml(dump_pc_toml(cfg)) == cfg
+    net = build_network(cfg)
+    assert net.names == ("x", "h1", "y") and net.nodes[-1].cell.sigma == 100.0
+
+
+def test_shipped_pc_configs_load():
+    for name in ("mnist_supervised", "mnist_generative"):
+        cfg = load_config(f"configs/pc/{name}.toml")
+        build_network(cfg)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[network]\ntask = "supervised"\ndims = [784, 16, 12]\n', r"network.dims: expected the last size to be 10"),
+    ('[network]\ntask = "generative"\ndims = [8, 16, 700]\n', r"network.dims: expected the last size to be 784"),
+    ('[network]\ntask = "unsupervised"\n', r"network.task: expected one of 'supervised', 'generative'"),
+    ('[network]\ncell = "cauchy"\n', r"network.cell: expected one of 'gaussian', 'laplacian', 'bernoulli'"),
+    ('[network]\n[inference]\nsteps = 3\n', r"unknown key inference.steps; \[inference\] takes T, T_eval"),
+    ('[network]\n[inference]\nT = -1\n', r"inference.T: expected an integer >= 0, got -1"),
+])
+def test_bad_pc_configs_name_the_key(text, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_pc_toml(text)
+
+
+@pytest.mark.slow  # four short CLI trainings on MNIST data
+def test_fit_writes_the_run_folder_and_resume_matches_an_uninterrupted_run(tmp_path):
+    runner = CliRunner()
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path)), "--out", str(straight), "--quiet"])
+    assert result.exit_code == 0, result.output
+    for name in ("config.toml", "metrics.csv", "curves.png", "summary.json", "best0.npz", "best0.json",
+                 "state0.npz", "state0.json"):
+        assert (straight / name).exists(), name
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["task"] == "supervised" and 0.0 <= summary["test_accuracy_forward_mean"] <= 1.0
+    assert {"command", "commit", "date", "machine", "train_seconds_total"} <= set(summary)
+    result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path)), "--out", str(straight), "--quiet"])
+    assert result.exit_code == 2 and "already holds a run" in result.output
+    # One epoch, then --resume with two: the same weights as two epochs in one go.
+    (tmp_path / "one").mkdir()
+    cfg1 = _write(tmp_path / "one", epochs=1)
+    assert runner.invoke(app, ["fit", "--config", str(cfg1), "--out", str(split), "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path)), "--out", str(split), "--quiet",
+                                 "--resume", "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    a, meta_a = load_checkpoint(straight / "state0")
+    b, meta_b = load_checkpoint(split / "state0")
+    assert meta_a["epoch"] == meta_b["epoch"] == 2
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.slow  # a CLI training and analysis on MNIST data
+def test_generative_fit_then_analyze_writes_probe_knn_pca_and_grids(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "gen"
+    result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path, "generative", epochs=1)),
+                                 "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["analyze", "--run", str(run), "--n-latents", "200", "--n-test", "100"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "analysis0" / "report.json").read_text())
+    assert report["representation"] == "code" and report["dim"] == 8
+    # --n-latents 200 asks for 20 a class; the 256 training images hold fewer of some classes.
+    assert 150 < report["linear_probe"]["n_train"] <= 200 and report["knn"]["n_test"] == 100
+    assert 10.0 < report["linear_probe"]["accuracy_pct"] <= 100.0
+    for name in ("pca.png", "reconstructions.png", "samples.png"):
+        assert (run / "analysis0" / name).stat().st_size > 1000, name
