@@ -739,6 +739,15 @@ CLI_CASES = [
      ["--run", "holds no config.toml", "predcode fit --out"]),
     ("sample/damaged-checkpoint", lambda t: ["sample", "--run", str(_damaged_run(t))], 1,
      ["best0.npz", "SHA-256 mismatch", "To fix"]),
+    ("sample/n-zero", lambda t: ["sample", "--run", str(_good_run(t)), "-n", "0"], 2,
+     ["-n", "expected an integer", "got 0"]),
+    ("analyze/trial-without-a-best-model", lambda t: ["analyze", "--run", str(_good_run(t)), "--trial", "3"], 2,
+     ["--trial", "holds no best3 checkpoint", "pass one of them to --trial"]),
+    pytest.param("sample/damaged-prior", lambda t: ["sample", "--run", str(_good_run(t, prior=b"PK\x03\x04junk"))],
+                 1, ["prior.npz"], marks=pytest.mark.xfail(
+                     reason="MixturePrior.load (density.py, the lead's file) lets zipfile.BadZipFile escape: "
+                            "a traceback instead of one message; reported, fix pending", strict=False),
+                 id="sample/damaged-prior"),
     ("fit/settling-diverges", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"),
                                          "--quiet"], 1,
      ["settling diverged while evaluating x_val", "non-finite states in layer(s) z1", "Lower the settling step"]),
@@ -752,7 +761,15 @@ def _diverging_cfg(tmp: Path) -> Path:
                       'batch_size = 8\n')
 
 
-def _damaged_run(tmp: Path) -> Path:
+def _good_run(tmp: Path, prior: bytes | None = None) -> Path:
+    run = _damaged_run(tmp, damage=False)
+    if prior is not None:
+        (run / "analysis0").mkdir()
+        (run / "analysis0" / "prior.npz").write_bytes(prior)
+    return run
+
+
+def _damaged_run(tmp: Path, damage: bool = True) -> Path:
     from predcode.experiments.config import dump_toml
 
     run = tmp / "run"
@@ -762,9 +779,10 @@ def _damaged_run(tmp: Path) -> Path:
     _pair(run, {k: v for k, v in _params(model).items()})
     for suffix in (".npz", ".json"):
         (run / f"best{suffix}").rename(run / f"best0{suffix}")
-    data = bytearray((run / "best0.npz").read_bytes())
-    data[-40] ^= 0xFF
-    (run / "best0.npz").write_bytes(bytes(data))
+    if damage:
+        data = bytearray((run / "best0.npz").read_bytes())
+        data[-40] ^= 0xFF
+        (run / "best0.npz").write_bytes(bytes(data))
     return run
 
 
@@ -785,7 +803,8 @@ def _mnist_cfg(tmp: Path) -> Path:
     return _toml(tmp, "[train]\nepochs = 1\n")
 
 
-@pytest.mark.parametrize("cid, args, code, fragments", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+@pytest.mark.parametrize("cid, args, code, fragments", CLI_CASES,
+                         ids=[c[0] if isinstance(c, tuple) else c.id for c in CLI_CASES])
 def test_cli_bad_value_exits_with_its_code_and_one_message_without_traceback(cid, args, code, fragments, tmp_path,
                                                                               monkeypatch):
     monkeypatch.setenv("PREDCODE_DATA", str(tmp_path / "data"))
