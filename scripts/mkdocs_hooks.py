@@ -141,9 +141,38 @@ def example_page(path: Path) -> str:
     )
 
 
+def _nav_files(nav) -> set[str]:
+    found: set[str] = set()
+    for entry in nav:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            found |= _nav_files(value)
+        elif isinstance(value, str):
+            found.add(value)
+    return found
+
+
+def _page_title(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem.replace("-", " ").capitalize()
+
+
 def on_config(config, **kwargs):
-    """Fill the nav placeholders "API reference" and "Examples" with the generated pages."""
+    """Fill the nav placeholders "API reference" and "Examples" with the generated pages, and list
+    any page of docs/ that the nav of mkdocs.yml does not name under "More" (so a new page is never
+    left out of the site)."""
     nav = config["nav"]
+    listed = _nav_files(nav)
+    docs = Path(config["docs_dir"])
+    extra = [
+        {_page_title(p): p.relative_to(docs).as_posix()}
+        for p in sorted(docs.rglob("*.md"))
+        if p.relative_to(docs).as_posix() not in listed
+    ]
+    if extra:
+        nav.append({"More": extra})
     for i, entry in enumerate(nav):
         if not isinstance(entry, dict):
             continue

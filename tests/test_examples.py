@@ -78,7 +78,51 @@ def check_walkthrough1(out: Path) -> None:
     _png_shape(out / "curves.png")
 
 
-CHECKS = {"walkthrough1": check_walkthrough1}
+def check_custom_network(out: Path) -> None:
+    """Learning and inference both lower the energy; the probes ran on both codes and the pixels."""
+    figures = json.loads((out / "custom_network.json").read_text())
+    assert figures["reduced"] is True and "z(32)" in figures["network"]
+    assert figures["test_energy"] < figures["initial_test_energy"] - 50  # nats per image on held-out images
+    trace = figures["inference_energy"]
+    assert len(trace) == figures["settings"]["T"] + 1 and trace[-1] < trace[0]
+    probes = figures["probe_error_pct"]
+    assert set(probes) == {"pixels_linear", "z_linear", "z_5nn", "h_linear", "h_5nn"}
+    assert all(0 <= v <= 100 for v in probes.values())
+    assert probes["pixels_linear"] < 30  # the probe itself works: pixels are linearly separable enough
+    _png_shape(out / "custom_network.png")
+
+
+def check_supervised_pc(out: Path) -> None:
+    """PC learns to classify, close to backprop on the same batches (Whittington & Bogacz 2017)."""
+    figures = json.loads((out / "supervised_pc.json").read_text())
+    pc, bp = figures["pc_test_accuracy"], figures["backprop_test_accuracy"]
+    assert figures["epoch"] == [0, 1] and pc[0] == bp[0] < 0.3  # the same untrained network
+    assert pc[-1] > 0.6 and bp[-1] > 0.6
+    assert abs(pc[-1] - bp[-1]) < 0.1
+    trace = figures["inference_energy"]
+    assert trace[-1] < trace[0]
+    _png_shape(out / "supervised_pc.png")
+
+
+def check_credit_assignment(out: Path) -> None:
+    """Every rule trained; PC's update stays near backprop's gradient, FA's starts near orthogonal."""
+    figures = json.loads((out / "credit_assignment.json").read_text())
+    rules = figures["rules"]
+    assert set(rules) == {"backprop", "fa", "dfa", "pc"}
+    assert rules["backprop"]["test_accuracy"] > 0.6 and rules["pc"]["test_accuracy"] > 0.6
+    assert all(0 <= r["test_accuracy"] <= 1 for r in rules.values())
+    assert max(rules["backprop"]["angles"][-1]["degrees"]) < 1e-2  # backprop against itself
+    assert max(rules["pc"]["angles"][-1]["degrees"]) < 30
+    assert 60 < rules["fa"]["angles"][0]["degrees"][0] < 120  # random feedback: about orthogonal at first
+    _png_shape(out / "credit_assignment.png")
+
+
+CHECKS = {
+    "walkthrough1": check_walkthrough1,
+    "custom_network": check_custom_network,
+    "supervised_pc": check_supervised_pc,
+    "credit_assignment": check_credit_assignment,
+}
 
 
 def test_every_example_has_a_check():
