@@ -129,7 +129,7 @@ def as_ref(got) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--calls", type=int, default=2, help="timed training steps per implementation per round")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--K", type=int, default=50)
@@ -138,7 +138,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-wait", type=float, default=120.0, help="total seconds to wait for an idle machine")
     ap.add_argument("--json")
     ap.add_argument("--md")
+    ap.add_argument("--md-from-json", metavar="JSON", help="only rewrite --md from an earlier run's JSON")
     args = ap.parse_args(argv)
+    if args.md_from_json:
+        with open(args.md_from_json) as fh:
+            rep = json.load(fh)
+        write_md(args.md, rep, results_table(rep["results"]))
+        return rep
 
     spec = Spec(K=args.K, batch=args.batch)
     entries = [e for e in ALL if args.only is None or e[0] in args.only]
@@ -222,13 +228,7 @@ def main(argv=None) -> dict:
               "rounds": args.rounds, "calls": args.calls, "results": res, "ratios": ratios}
 
     # ---- print --------------------------------------------------------------------------------
-    hdr = ("impl", "library", "jax", "style", "compile s", "step ms", "samples/s", "GFLOP/s",
-           "of adj. peak", "of main peak", "peak RSS MB")
-    rows = [[k, v["library"], v["jax"], v["style"], f"{v['compile_s']:.2f}", f"{1e3 * v['step_s']:.0f}",
-             f"{v['samples_per_s']:.0f}", f"{v['gflops']:.1f}", f"{v['of_adjacent_peak']:.3f}",
-             f"{v['of_main_peak']:.3f}", f"{v['peak_rss_mb']:.0f}"] for k, v in res.items()]
-    table = "\n".join(["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)] +
-                      ["| " + " | ".join(r) + " |" for r in rows])
+    table = results_table(res)
     print(table)
     for k, v in ratios.items():
         print(f"  {k}: {v:.2f}x")
@@ -246,6 +246,34 @@ def main(argv=None) -> dict:
     return report
 
 
+def results_table(res: dict) -> str:
+    hdr = ("impl", "library", "jax", "style", "compile s", "step ms", "samples/s", "GFLOP/s",
+           "of adj. peak", "of main peak", "peak RSS MB")
+    rows = [[k, v["library"], v["jax"], v["style"], f"{v['compile_s']:.2f}", f"{1e3 * v['step_s']:.0f}",
+             f"{v['samples_per_s']:.0f}", f"{v['gflops']:.1f}", f"{v['of_adjacent_peak']:.3f}",
+             f"{v['of_main_peak']:.3f}", f"{v['peak_rss_mb']:.0f}"] for k, v in res.items()]
+    return "\n".join(["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)] +
+                     ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def target_lines(rep: dict) -> list[str]:
+    """The issue's targets for predcode on this benchmark, each with the measured value."""
+    res, rat = rep["results"], rep["ratios"]
+    if "predcode" not in res:
+        return []
+    p = res["predcode"]
+    ok = lambda c: "met" if c else "**missed**"  # noqa: E731
+    out = [f"* >= 0.90 of the matmul peak: {p['of_adjacent_peak']:.3f} of the adjacent peak "
+           f"({p['of_main_peak']:.3f} of the run's median peak): {ok(p['of_adjacent_peak'] >= 0.90)}"]
+    for lib, want in (("pcx", 1.2), ("ngc", 1.3)):
+        for k, v in rat.items():
+            if k.startswith(f"predcode / best {lib}") or k.startswith(f"predcode@{lib} / best {lib}"):
+                out.append(f"* >= {want}x the best {lib}: {k} = {v:.2f}x: {ok(v >= want)}")
+    out.append(f"* compile < 1 s: {p['compile_s']:.2f} s: {ok(p['compile_s'] < 1.0)}")
+    out.append(f"* peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): {ok(p['peak_rss_mb'] < 400)}")
+    return out
+
+
 def write_md(path: str, rep: dict, table: str) -> None:
     m, s, res = rep["machine"], rep["spec"], rep["results"]
     ref_z = reference_step(Spec.from_json(s), *make_inputs(Spec.from_json(s)))["z"]
@@ -260,8 +288,9 @@ def write_md(path: str, rep: dict, table: str) -> None:
         "```",
         "",
         f"* commit `{m['commit']}`, date {m['date']}, CPU `{m['cpu']}`, {m['nproc']} cores",
-        f"* **the machine was shared** with other agents' jobs: load average {m['loadavg_start']} at start, "
-        f"{m['loadavg_end']} at end; the run waited {m['quiet_wait_s']:.0f} s in all for idle moments. "
+        f"* **the machine was shared** with other agents' jobs: load average "
+        f"{' / '.join(f'{v:.1f}' for v in m['loadavg_start'])} (1/5/15 min) at start, "
+        f"{' / '.join(f'{v:.1f}' for v in m['loadavg_end'])} at end, on 2 cores; the run waited {m['quiet_wait_s']:.0f} s in all for idle moments. "
         "Absolute numbers are noisy; compare the ratio columns, measured against a matmul timed right "
         "before each step in the same process.",
         f"* network {s['dims'][0]} <- " + " <- ".join(map(str, s["dims"][1:])) +
@@ -286,6 +315,19 @@ def write_md(path: str, rep: dict, table: str) -> None:
         "",
     ]
     lines += [f"* {k}: **{v:.2f}x**" for k, v in rep["ratios"].items()]
+    lines += ["", "Targets of the issue for predcode on this benchmark:", "", *target_lines(rep), "",
+              "All the scan-based implementations run the same 6 matmuls per inference step (3 predictions, 3 "
+              "error messages) through the "
+              "same XLA CPU dot kernels; a jax.profiler trace of this network's step (loaded machine) puts "
+              "93.3 % of predcode's thunk time in those matmuls (93.8 % for `plain_jax`; predcode also "
+              "computes the energy after every step). The hand-written `plain_jax` step is "
+              "therefore the floor for every JAX library: predcode lands within run-to-run noise of it, "
+              "and so do both PCX styles. A ratio of predcode to PCX above 1 can only come from PCX "
+              "overhead above that floor, which this benchmark does not show; ngc-learn's process "
+              "machinery (compartment state dict, per-call `jax.lax.scan` outside `jit`, per-step "
+              "dispatch in the loop style) is the measurable overhead. The 0.90-of-peak target is "
+              "bounded by how fast these matmul shapes run alone (0.67 to 0.85 of the 1024^2 rate on "
+              "this machine).", ""]
     lines += ["", "## Agreement (one step from the same weights, against a float64 NumPy oracle)", "",
               "| impl | max abs W diff | of the largest update | max abs z diff | z entries off by > 1e-4 "
               "| vs predcode on the same JAX: max abs W / z diff |", "|---|---|---|---|---|---|"]
@@ -305,7 +347,8 @@ def write_md(path: str, rep: dict, table: str) -> None:
               "closely with each other than with the float64 oracle.", ""]
     lines += ["## Implementations", ""]
     for k, v in res.items():
-        lines.append(f"* `{k}` ({v['library']}, jax {v['jax']}, Python {v['python']}): {v['style']}; {v['notes']}")
+        lib = v["library"] if v["library"].startswith("jax ") else f"{v['library']}, jax {v['jax']}"
+        lines.append(f"* `{k}` ({lib}, Python {v['python']}): {v['style']}; {v['notes']}")
     lines += ["", "Sources: benchmarks/peers/impl_jax.py, impl_pcx.py, impl_ngc.py; per-round times and "
               "load in results/peers.json.", ""]
     with open(path, "w") as fh:
