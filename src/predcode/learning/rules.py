@@ -20,9 +20,9 @@ output ``z_L``), the output error is ``e = dLoss/dz_L`` and the layer errors ``d
   ``B_{l+1}: (n_l, n_{l+1})``, the shape of ``W_{l+1}^T`` (``B = W^T`` is backprop);
 - DFA (Nokland 2016): ``delta_l = f'(z_l) * (e D_l^T)`` with fixed random ``D_l: (n_l, n_L)``;
 - PC (Whittington & Bogacz 2017): hidden states ``s_l`` start at the forward pass ``z_l`` and
-  descend the energy ``E = sum_{l<L} 1/2 ||s_l - mu_l||^2 + Loss(mu_L, y)``,
+  descend the energy ``E = sum_{l<L} 1/2 ||s_l - mu_l||^2 + beta Loss(mu_L, y)``,
   ``mu_l = W_l f(s_{l-1}) + b_l`` (``f(s_0) = x``), for ``steps`` Euler steps of size
-  ``inference_rate``; the weights then follow ``-dE/dW`` at the settled states, which only needs
+  ``inference_rate``; the weights then follow ``-(1/beta) dE/dW`` at the settled states, which only needs
   each layer's own error and input (a local, Hebbian update).
 """
 
@@ -262,15 +262,24 @@ class PredictiveCoding:
         steps: inference steps ``T`` on the hidden states before the weight update (``T = 0``
             updates only the output layer, whose error is the loss gradient).
         inference_rate: Euler step ``gamma`` of ``s <- s - gamma dE/ds``; stable for ``gamma < 1``.
+        output_precision: ``beta``, the weight of the loss in the energy
+            ``E = sum_{l<L} 1/2 ||s_l - mu_l||^2 + beta Loss(mu_L, y)``. The returned update is
+            ``dE/dparams / beta``, on the loss's scale (with ``T = 0`` the output layer's update is
+            the loss gradient for any ``beta``). As ``beta -> 0`` (a weakly clamped output) the
+            settled update tends to backprop's gradient (Whittington & Bogacz 2017); at
+            ``beta = 1`` it differs from it by a factor of order one in the hidden layers.
     """
 
     steps: int = 20
     inference_rate: float = 0.1
+    output_precision: float = 1.0
     name: str = field(default="pc", init=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
             raise ValueError(f"steps: expected a non-negative integer, got {self.steps!r}")
+        if not self.output_precision > 0:
+            raise ValueError(f"output_precision: expected a positive number, got {self.output_precision!r}")
         if not 0 < self.inference_rate < 1:
             raise ValueError(
                 f"inference_rate: expected 0 < gamma < 1 (larger steps overshoot the unit-precision "
@@ -282,9 +291,8 @@ class PredictiveCoding:
         _check_model("PredictiveCoding", model).check_params(params)
         return ()
 
-    @staticmethod
-    def energy(model: MLP, params: MLPParams, states: tuple[Array, ...], x: Array, y: Array) -> Array:
-        """Batch-mean energy ``1/2 sum_{l<L} ||s_l - mu_l||^2 + Loss(mu_L, y)``; ``states`` are ``s_1..s_{L-1}``."""
+    def energy(self, model: MLP, params: MLPParams, states: tuple[Array, ...], x: Array, y: Array) -> Array:
+        """Batch-mean energy ``1/2 sum_{l<L} ||s_l - mu_l||^2 + beta Loss(mu_L, y)``; ``states`` are ``s_1..s_{L-1}``."""
         f = model.act.fn
         below = x
         total = 0.0
@@ -293,7 +301,7 @@ class PredictiveCoding:
             total = total + 0.5 * jnp.mean(jnp.sum((states[l - 1] - mu) ** 2, axis=-1))
             below = f(states[l - 1])
         W, b = params[-1]
-        return total + model.output_loss(below @ W.T + b, y)
+        return total + self.output_precision * model.output_loss(below @ W.T + b, y)
 
     def settle(self, model: MLP, params: MLPParams, x: Array, y: Array) -> tuple[Array, ...]:
         """Hidden states after ``steps`` inference steps from the forward pass."""
@@ -314,7 +322,7 @@ class PredictiveCoding:
         _check_model("PredictiveCoding", model)
         states = jax.lax.stop_gradient(self.settle(model, params, x, y))
         grads = jax.grad(lambda p: self.energy(model, p, states, x, y))(params)
-        return tuple(Layer(*g) for g in grads), state
+        return tuple(Layer(g.W / self.output_precision, g.b / self.output_precision) for g in grads), state
 
 
 def alignment_angles(updates: MLPParams, reference: MLPParams) -> Array:

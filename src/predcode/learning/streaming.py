@@ -31,6 +31,11 @@ class RuleTrainer(NamedTuple):
 
 def make_rule_trainer(model: MLP, rule: Any, optimizer: optax.GradientTransformation) -> RuleTrainer:
     """Build the training step of ``model`` under ``rule`` (BackProp(), FeedbackAlignment(key=...), ...)."""
+    if isinstance(rule, optax.GradientTransformation):
+        raise TypeError(
+            "rule: got an optax optimizer; pass it as optimizer= and a learning rule such as "
+            "BackProp() or FeedbackAlignment(key=...) as rule="
+        )
     for method in ("init", "update"):
         if not callable(getattr(rule, method, None)):
             raise TypeError(
