@@ -18,10 +18,14 @@ PROBE = (
 
 
 def _probe(**env):
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "PREDCODE_LAPACK_THREADS")}
-    out = subprocess.run([sys.executable, "-c", "import os\n" + PROBE], env={**clean, **env},
-                         capture_output=True, text=True, check=True).stdout
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "PREDCODE_LAPACK_THREADS")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "import os\n" + PROBE], env={**clean, **env}, capture_output=True, text=True, check=True
+    ).stdout
     return dict(eval(out))
 
 

@@ -60,7 +60,9 @@ def test_shared_errors_and_signals_match_numpy():
     x, W = _problem()
     z_ref, e_ref, trace_ref = _numpy_reference(x, W)
     for alias in ("always", "never", "first"):
-        res = jax.jit(lambda x, W: _settle(x, W, alias))(jnp.asarray(x, jnp.float32), jnp.asarray(W, jnp.float32))
+        res = jax.jit(lambda x, W, alias=alias: _settle(x, W, alias))(
+            jnp.asarray(x, jnp.float32), jnp.asarray(W, jnp.float32)
+        )
         np.testing.assert_allclose(res.states[0], z_ref, rtol=1e-5, atol=1e-5, err_msg=alias)
         np.testing.assert_allclose(res.errors[0], e_ref, rtol=1e-5, atol=1e-5, err_msg=alias)
         np.testing.assert_allclose(res.signals[0], e_ref, rtol=1e-5, atol=1e-5, err_msg=alias)

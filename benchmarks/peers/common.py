@@ -27,8 +27,9 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class Spec:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Spec":
+    def from_json(cls, d: dict) -> Spec:
         d = dict(d)
         d["dims"] = tuple(d["dims"])
         return cls(**d)
@@ -77,7 +78,7 @@ def reference_step(spec: Spec, W: dict[str, np.ndarray], x: np.ndarray) -> dict[
     L, B = spec.L, x.shape[0]
     W64 = {k: v.astype(np.float64) for k, v in W.items()}
     x = x.astype(np.float64)
-    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    relu = lambda a: np.maximum(a, 0.0)
     z = [np.zeros((B, d)) for d in spec.dims[1:]]
 
     def errors(z):

@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
-
+import numpy as np
 from common import Impl, Spec
 
 

@@ -21,16 +21,13 @@ give the benchmark's batch-mean SGD step.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
-
+import numpy as np
+from common import Impl, Spec
 from ngclearn import Context, MethodProcess
 from ngclearn.components import GaussianErrorCell, HebbianSynapse, RateCell, StaticSynapse
 from ngcsimlib.global_state import stateManager
-
-from common import Impl, Spec
 
 _COUNT = [0]
 

@@ -20,18 +20,15 @@ activation's derivative.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-
 import pcx as px
 import pcx.functional as pxf
 import pcx.nn as pxnn
 import pcx.predictive_coding as pxc
 import pcx.utils as pxu
-
 from common import Impl, Spec
 
 

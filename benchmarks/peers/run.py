@@ -14,6 +14,7 @@ implementation, starting with the r-th, times a 1024^2 float32 matmul on its own
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -54,7 +55,7 @@ class Worker:
         if not os.path.exists(py):
             raise FileNotFoundError(f"{py} missing: run benchmarks/peers/setup.sh first")
         env = dict(os.environ, PYTHONPATH=HERE, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-        self.log = open(os.path.join(tempfile.gettempdir(), f"peers-{label}.log"), "w")
+        self.log = open(os.path.join(tempfile.gettempdir(), f"peers-{label}.log"), "w")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen([py, os.path.join(HERE, "worker.py"), module], cwd=HERE, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
 
@@ -70,10 +71,8 @@ class Worker:
         return out
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.ask(cmd="quit")
-        except Exception:
-            pass
         self.proc.wait(timeout=30)
         self.log.close()
 
@@ -103,9 +102,10 @@ def git_commit() -> str:
 
 def cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown"
@@ -149,7 +149,7 @@ def main(argv=None) -> dict:
     spec = Spec(K=args.K, batch=args.batch)
     entries = [e for e in ALL if args.only is None or e[0] in args.only]
     flops = step_flops(spec)
-    info = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+    info = {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "commit": git_commit(),
             "command": " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT),
                                                          os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
             "cpu": cpu_model(), "nproc": os.cpu_count(), "loadavg_start": os.getloadavg()}
@@ -216,7 +216,7 @@ def main(argv=None) -> dict:
             "peak_rss_mb": max(x["peak_rss_mb"] for x in rr),
             "max_foreign_cores": max(fl) if fl else None, "check": checks[w.label],
         }
-    best = lambda pre: max((v["samples_per_s"] for k, v in res.items() if k.startswith(pre)), default=None)  # noqa: E731
+    best = lambda pre: max((v["samples_per_s"] for k, v in res.items() if k.startswith(pre)), default=None)
     ratios = {}
     for pre, lib in (("pcx_", "pcx"), ("ngc_", "ngc")):
         b = best(pre)
@@ -262,7 +262,7 @@ def target_lines(rep: dict) -> list[str]:
     if "predcode" not in res:
         return []
     p = res["predcode"]
-    ok = lambda c: "met" if c else "**missed**"  # noqa: E731
+    ok = lambda c: "met" if c else "**missed**"
     out = [f"* >= 0.90 of the matmul peak: {p['of_adjacent_peak']:.3f} of the adjacent peak "
            f"({p['of_main_peak']:.3f} of the run's median peak): {ok(p['of_adjacent_peak'] >= 0.90)}"]
     for lib, want in (("pcx", 1.2), ("ngc", 1.3)):
@@ -270,7 +270,8 @@ def target_lines(rep: dict) -> list[str]:
             if k.startswith(f"predcode / best {lib}") or k.startswith(f"predcode@{lib} / best {lib}"):
                 out.append(f"* >= {want}x the best {lib}: {k} = {v:.2f}x: {ok(v >= want)}")
     out.append(f"* compile < 1 s: {p['compile_s']:.2f} s: {ok(p['compile_s'] < 1.0)}")
-    out.append(f"* peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): {ok(p['peak_rss_mb'] < 400)}")
+    out.append(f"* peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): "
+               f"{ok(p['peak_rss_mb'] < 400)}")
     return out
 
 
@@ -290,7 +291,8 @@ def write_md(path: str, rep: dict, table: str) -> None:
         f"* commit `{m['commit']}`, date {m['date']}, CPU `{m['cpu']}`, {m['nproc']} cores",
         f"* **the machine was shared** with other agents' jobs: load average "
         f"{' / '.join(f'{v:.1f}' for v in m['loadavg_start'])} (1/5/15 min) at start, "
-        f"{' / '.join(f'{v:.1f}' for v in m['loadavg_end'])} at end, on 2 cores; the run waited {m['quiet_wait_s']:.0f} s in all for idle moments. "
+        f"{' / '.join(f'{v:.1f}' for v in m['loadavg_end'])} at end, on 2 cores; the run waited "
+        f"{m['quiet_wait_s']:.0f} s in all for idle moments. "
         "Absolute numbers are noisy; compare the ratio columns, measured against a matmul timed right "
         "before each step in the same process.",
         f"* network {s['dims'][0]} <- " + " <- ".join(map(str, s["dims"][1:])) +

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import serve  # noqa: E402
+from common import serve
 
 
 def main() -> None:
