@@ -188,3 +188,21 @@ def test_sample_images_accepts_sklearn_or_prior(tiny):
     assert imgs.shape == (5, w.shape[1]) and np.all((imgs > 0) & (imgs < 1))
     s = prior.sample(5, seed=0)
     np.testing.assert_allclose(imgs, 1 / (1 + np.exp(-(s @ w))), atol=1e-5)
+
+
+def test_laplace_proposal_recovers_from_a_settled_latent_outside_a_degenerate_prior():
+    # ReLU latents make the fitted prior nearly degenerate (variance ~reg_covar where a component's
+    # training latents are 0); a test image's settled latent then lies many standard deviations off
+    # it, beyond the reach of a local mode search. The proposal must start from a better candidate
+    # (a component mean or the best prior draw) and still sample the posterior well.
+    mean, cov = np.array([0.3, 0.0]), np.diag([1.0, 1e-4])
+    model, params, w = _tiny(40, 2.0)
+    rng = np.random.default_rng(4)
+    s = np.stack([rng.normal(0.3, 1.0, 4), np.zeros(4)], 1)
+    x = (1 / (1 + np.exp(-(s @ w))) > 0.5).astype(np.float32)
+    exact = _quadrature_log_px(w, x.astype(np.float64), mean=mean, cov=cov)
+    prior = MixturePrior(np.ones(1), mean[None], cov[None])
+    far = np.asarray(extract_latents(model, params, x, batch_size=4)) + np.array([0.0, 0.5], np.float32)  # 50 sd
+    est = is_log_likelihood(model, params, prior, x, far, n_samples=2000, seed=5, batch_size=4)
+    assert np.all(np.abs(est.log_px - exact) < 4.5 * est.se + 1e-3), (est.log_px, exact)
+    assert np.all(est.ess > 0.3 * 2000), est.ess

@@ -463,9 +463,13 @@ def _log_joint(model: GNCN, params: Params, pj, s: jax.Array, x: jax.Array, clip
     return _mixture_logpdf(s[None], pj)[0] + jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log1p(-p))
 
 
-def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, *, kind: str, steps: int,
-              lr: float, clip: float):
-    """Per-image Gaussian proposal ``N(c, C C^T)`` with ``(C C^T)^{-1} = P P^T``: ``(c, C, P, log det P)``."""
+def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, alt: jax.Array, *, kind: str,
+              steps: int, lr: float, clip: float):
+    """Per-image Gaussian proposal ``N(c, C C^T)`` with ``(C C^T)^{-1} = P P^T``: ``(c, C, P, log det P)``.
+
+    ``mb`` (b, d) are the settled latents, ``alt`` (b, d) other candidate starts (the best of a set of
+    prior draws for each image); the Laplace proposal starts its mode search from the best candidate.
+    """
     d = mb.shape[-1]
 
     def nearest(s):
@@ -474,8 +478,21 @@ def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, *, 
     comp = nearest(mb)
     if kind == "component":
         return mb, pj["chol"][comp], pj["prec_chol"][comp], pj["log_det"][comp]
-    # 1. the posterior mode: maximise log prior(s) + log p(x|s) from the settled latent, with Adam in
-    #    the whitened coordinates u of the component nearest to it (s = m + L_k u).
+    # 1. the start: whichever of the settled latent, the component means and the best prior draw has
+    #    the largest log joint. With ReLU latents the prior is nearly degenerate (most coordinates of
+    #    a component are 0 with variance ~reg_covar), and a settled latent of a test image usually
+    #    lies far outside it (log prior in the -1e3..-1e5 range), where no local search reaches the
+    #    posterior's mass; the prior draws find the component that explains the image best.
+    means = pj["means"]
+    lj_means = jax.vmap(lambda x: jax.vmap(lambda m: _log_joint(model, params, pj, m, x, clip))(means))(xb)
+    best_k = jnp.argmax(lj_means, axis=1)
+    cands = jnp.stack([mb, means[best_k], alt], axis=1)  # (b, 3, d)
+    scores = jnp.stack([_log_joint_batch(model, params, pj, mb, xb, clip), jnp.max(lj_means, axis=1),
+                        _log_joint_batch(model, params, pj, alt, xb, clip)], axis=1)
+    mb = jnp.take_along_axis(cands, jnp.argmax(scores, axis=1)[:, None, None], axis=1)[:, 0]
+    comp = nearest(mb)
+    # 2. the posterior mode: maximise log prior(s) + log p(x|s) from there, with Adam in the whitened
+    #    coordinates u of that component (s = m + L_k u).
     chol0 = pj["chol"][comp]
     loss = jax.vmap(jax.grad(lambda u, m, chol, x: -_log_joint(model, params, pj, m + chol @ u, x, clip)))
     opt = optax.adam(lr)
@@ -491,7 +508,7 @@ def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, *, 
     start, end = _log_joint_batch(model, params, pj, mb, xb, clip), _log_joint_batch(model, params, pj, mode, xb, clip)
     better = end >= start  # keep the settled latent where the search made things worse
     mode = jnp.where(better[:, None], mode, mb)
-    # 2. Laplace (Gauss-Newton) precision at the mode: the nearest component's precision plus the
+    # 3. Laplace (Gauss-Newton) precision at the mode: the nearest component's precision plus the
     #    Bernoulli Fisher information J^T diag(1 / (p (1 - p))) J of the projection p = project(s).
     k = nearest(mode)
     prec_chol = pj["prec_chol"][k]
@@ -505,7 +522,7 @@ def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, *, 
     eye = jnp.eye(d, dtype=mb.dtype)
     r_inv = jax.vmap(lambda a: jax.scipy.linalg.solve_triangular(a, eye, lower=True))(r)
     ok = jnp.all(jnp.isfinite(r), axis=(1, 2)) & jnp.all(jnp.isfinite(r_inv), axis=(1, 2))
-    # 3. where the Cholesky failed (float32), fall back to the component proposal at the mode
+    # 4. where the Cholesky failed (float32), fall back to the component proposal at the mode
     c_fb, p_fb, ld_fb = pj["chol"][k], prec_chol, pj["log_det"][k]
     sel = ok[:, None, None]
     cov_factor = jnp.where(sel, jnp.swapaxes(r_inv, 1, 2), c_fb)
@@ -522,7 +539,7 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
                       centres: np.ndarray, *, n_samples: int = 5000, seed: int = 0, batch_size: int = 500,
                       chunk: int = 64, clip: float = PROB_CLIP, proposal: str = "laplace",
                       scales: Sequence[float] | None = None, defensive: float = 0.1, refine_steps: int = 200,
-                      refine_lr: float = 0.05) -> LogLikelihoodEstimate:
+                      refine_lr: float = 0.05, n_search: int = 1000) -> LogLikelihoodEstimate:
     """Importance-sampled ``log p(x)`` with a per-image proposal built from the settled latent.
 
     ``centres`` (n, d) are the settled ``m = phi(z_L(x))``. For each image the proposal is the
@@ -533,8 +550,9 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
     with ``(c, Sigma)`` chosen by ``proposal``:
 
     * ``"laplace"`` (default): ``c`` is the posterior mode found by ``refine_steps`` Adam steps
-      (learning rate ``refine_lr``) on ``log prior(s) + log p(x|s)`` from ``m``, in the whitened
-      coordinates of the prior component nearest to ``m``; ``Sigma`` is the inverse Gauss-Newton
+      (learning rate ``refine_lr``) on ``log prior(s) + log p(x|s)``, in the whitened coordinates of
+      the prior component nearest to the start, from the best (by that log joint) of ``m``, the
+      component means and ``n_search`` prior draws shared by each batch; ``Sigma`` is the inverse Gauss-Newton
       Hessian there: the precision of the component nearest to ``c`` plus the Bernoulli Fisher
       information ``J^T diag(1 / (p (1 - p))) J`` of ``p = project(s)``. Default ``scales = (1,)``.
       (The settled latent itself is a poor centre: the settling fits ``x`` through the free
@@ -556,6 +574,8 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
         raise ValueError(f"scales: expected one or more positive numbers, got {scales!r}")
     if not 0 <= defensive < 1:
         raise ValueError(f"defensive: expected a fraction in [0, 1), got {defensive!r}")
+    if isinstance(n_search, bool) or not isinstance(n_search, (int, np.integer)) or n_search < 1:
+        raise ValueError(f"n_search: expected an integer >= 1, got {n_search!r}")
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
         raise ValueError(f"refine_steps: expected an integer >= 0, got {refine_steps!r}")
     x = np.asarray(x, np.float32)
@@ -581,10 +601,16 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
         b = xb.shape[0]
         # built a few images at a time: the Laplace proposal's Jacobians and Hessians are (sub, D, d)
         sub = next(n for n in range(min(_PROPOSAL_SUB_BATCH, b), 0, -1) if b % n == 0)
+        # the best of n_search prior draws (shared by the batch) for each image: a candidate start
+        ks, key = jax.random.split(key)
+        draws, _ = _draw_mixture(ks, n_search, pj)
+        pd = jnp.clip(model.project(params, draws, apply_phi=False), clip, 1 - clip)
+        joint = xb @ jnp.log(pd).T + (1 - xb) @ jnp.log1p(-pd).T + _mixture_logpdf(draws, pj)[None, :]
+        alt = draws[jnp.argmax(joint, axis=1)]
         built = jax.lax.map(
-            lambda a: _proposal(model, params, pj, a[0], a[1], kind=proposal, steps=int(refine_steps),
+            lambda a: _proposal(model, params, pj, a[0], a[1], a[2], kind=proposal, steps=int(refine_steps),
                                 lr=refine_lr, clip=clip),
-            (xb.reshape(b // sub, sub, -1), mb.reshape(b // sub, sub, d)))
+            (xb.reshape(b // sub, sub, -1), mb.reshape(b // sub, sub, d), alt.reshape(b // sub, sub, d)))
         centre, cov_factor, prec_factor, log_det = (a.reshape(b, *a.shape[2:]) for a in built)
 
         def body(carry, i):
