@@ -254,3 +254,17 @@ def test_input_from_an_unknown_or_later_node_is_an_error():
         PCNetwork([Node("x", 2), Node("h", 3, {"z": Dense(2, 3)})])
     with pytest.raises(NetworkError, match=r"node 'h': input 'x' is listed after it"):
         PCNetwork([Node("h", 3, {"x": Dense(2, 3)}), Node("x", 2)])
+
+
+def test_sequential_transform_is_the_composed_mlp_and_checks_inner_sizes():
+    from predcode.models.network import Sequential
+
+    seq = Sequential((Dense(3, 5, "tanh"), Dense(5, 2, "sigmoid")))
+    net = PCNetwork([Node("z", 3), Node("x", 2, {"z": seq}, cell=BernoulliErrorCell())])
+    params = net.init(jax.random.key(0))
+    z = jax.random.normal(jax.random.key(1), (4, 3))
+    p = params["edges"]["x"]["z"]
+    want = jax.nn.sigmoid(jnp.tanh(z @ p["0"]["w"] + p["0"]["b"]) @ p["1"]["w"] + p["1"]["b"])
+    np.testing.assert_allclose(net.prediction(params, {"z": z}, "x"), want, rtol=1e-6)
+    with pytest.raises(NetworkError, match=r"Sequential.layers\[1\]: takes 4 units but layers\[0\] gives 5"):
+        Sequential((Dense(3, 5), Dense(4, 2)))

@@ -58,6 +58,15 @@ def test_network_table_dispatches_to_a_pc_config_that_round_trips(tmp_path):
     assert net.names == ("x", "h1", "y") and net.nodes[-1].cell.sigma == 100.0
 
 
+def test_hidden_transform_puts_the_hidden_layers_in_one_transform():
+    cfg = parse_pc_toml('[network]\ntask = "generative"\ndims = [8, 16, 784]\nhidden = "transform"\n')
+    net = build_network(cfg)
+    assert net.names == ("z", "x") and [d.out_dim for d in net.nodes[1].inputs["z"].layers] == [16, 784]
+    with pytest.raises(ConfigError, match=r"network.names: expected 2 distinct names"):
+        parse_pc_toml('[network]\ntask = "generative"\ndims = [8, 16, 784]\nhidden = "transform"\n'
+                      'names = ["z", "h", "x"]\n')
+
+
 def test_shipped_pc_configs_load():
     for name in ("mnist_supervised", "mnist_generative"):
         cfg = load_config(f"configs/pc/{name}.toml")

@@ -136,8 +136,8 @@ def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_tria
         def on_epoch(trial, r):
             score = (f"val accuracy {100 * r.val_accuracy:6.2f}%" if r.val_accuracy is not None
                      else f"val MSE {r.val_mse:7.3f}")
-            console.print(f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:9.2f}  "
-                          f"| val energy {r.val_energy:9.2f}  {score}  ({r.seconds:.1f} s)")
+            console.print(f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
+                          f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)")
             progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
 
         try:

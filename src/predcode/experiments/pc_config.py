@@ -5,9 +5,10 @@ Sections and keys (every key optional except ``network.task`` and ``network.dims
     out_dir = "runs/pc_supervised"
     [network]    task ("supervised" | "generative"), dims, names, activation, output_activation,
                  bias, cell, covariance, sigma, output_cell, output_covariance, output_sigma,
-                 root_cell, root_sigma
+                 root_cell, root_sigma, hidden ("nodes": inferred value nodes; "transform": the
+                 hidden layers are one transform from the first node to the last)
     [inference]  T, optimizer ("sgd" | "momentum" | "adam"), learning_rate, T_eval
-    [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, weight_decay
+    [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, weight_decay, schedule ("constant" | "cosine")
     [data]       dataset, n_train, n_val, binarize
     [train]      batch_size, eval_batch_size, epochs, seed
 
@@ -35,7 +36,7 @@ from predcode.activations import ACTIVATIONS
 from predcode.cells import COVARIANCE_KINDS, BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
 from predcode.data import NAMES
 from predcode.experiments.config import ConfigError
-from predcode.models.network import NetworkError, PCNetwork
+from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
 
 __all__ = ["PCFitConfig", "build_network", "dump_pc_toml", "is_pc_toml", "parse_pc_toml", "pc_config_from_dict",
            "parse_pc_override", "pc_with_overrides"]
@@ -43,6 +44,8 @@ __all__ = ["PCFitConfig", "build_network", "dump_pc_toml", "is_pc_toml", "parse_
 TASKS = ("supervised", "generative")
 CELLS = ("gaussian", "laplacian", "bernoulli")
 STATE_OPTIMIZERS = ("sgd", "momentum", "adam")
+HIDDEN = ("nodes", "transform")
+SCHEDULES = ("constant", "cosine")
 WEIGHT_OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -89,16 +92,19 @@ class NetworkSection:
     output_sigma: float = 1.0
     root_cell: str = "none"
     root_sigma: float = 1.0
+    hidden: str = "nodes"
 
     def __post_init__(self) -> None:
         s = "network."
         _check(s + "task", self.task, "str", choices=TASKS)
+        _check(s + "hidden", self.hidden, "str", choices=HIDDEN)
         object.__setattr__(self, "dims", tuple(_check(s + "dims", list(self.dims), "ints")))
+        n_nodes = 2 if self.hidden == "transform" else len(self.dims)
         if self.names is not None:
             names = _check(s + "names", list(self.names), "strs")
-            if len(names) != len(self.dims) or len(set(names)) != len(names):
-                raise ConfigError(f"{s}names: expected {len(self.dims)} distinct names (one per size in "
-                                  f"network.dims), got {names!r}", key=s + "names")
+            if len(names) != n_nodes or len(set(names)) != len(names):
+                raise ConfigError(f"{s}names: expected {n_nodes} distinct names (one per node; hidden = "
+                                  f"{self.hidden!r}), got {names!r}", key=s + "names")
             object.__setattr__(self, "names", tuple(names))
         for k in ("activation", "output_activation"):
             _check(s + k, getattr(self, k), "str", choices=tuple(ACTIVATIONS))
@@ -115,9 +121,8 @@ class NetworkSection:
     def node_names(self) -> tuple[str, ...]:
         if self.names is not None:
             return self.names
-        if self.task == "supervised":
-            return ("x", *[f"h{i}" for i in range(1, len(self.dims) - 1)], "y")
-        return ("z", *[f"h{i}" for i in range(1, len(self.dims) - 1)], "x")
+        hidden = [] if self.hidden == "transform" else [f"h{i}" for i in range(1, len(self.dims) - 1)]
+        return ("x", *hidden, "y") if self.task == "supervised" else ("z", *hidden, "x")
 
 
 @dataclass(frozen=True)
@@ -146,11 +151,13 @@ class InferenceSection:
 
 @dataclass(frozen=True)
 class WeightOptimizerSection:
-    """The weight optimizer (``optimizer_p``): adam, adamw (with ``weight_decay``) or sgd."""
+    """The weight optimizer (``optimizer_p``): adam, adamw (with ``weight_decay``) or sgd, with a
+    constant learning rate or a cosine decay to 0 over the whole training (``schedule``)."""
 
     name: str = "adam"
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         _check("optimizer.name", self.name, "str", choices=WEIGHT_OPTIMIZERS)
@@ -160,14 +167,17 @@ class WeightOptimizerSection:
             raise ConfigError(f"optimizer.weight_decay: expected a number >= 0, got {decay!r}",
                               key="optimizer.weight_decay")
         object.__setattr__(self, "weight_decay", decay)
+        _check("optimizer.schedule", self.schedule, "str", choices=SCHEDULES)
 
-    def build(self) -> optax.GradientTransformation:
-        """The optax weight optimizer."""
+    def build(self, total_steps: int = 1) -> optax.GradientTransformation:
+        """The optax weight optimizer; a cosine schedule decays over ``total_steps`` updates."""
+        lr = (optax.cosine_decay_schedule(self.learning_rate, max(1, total_steps)) if self.schedule == "cosine"
+              else self.learning_rate)
         if self.name == "adam":
-            return optax.adam(self.learning_rate)
+            return optax.adam(lr)
         if self.name == "adamw":
-            return optax.adamw(self.learning_rate, weight_decay=self.weight_decay)
-        return optax.sgd(self.learning_rate)
+            return optax.adamw(lr, weight_decay=self.weight_decay)
+        return optax.sgd(lr)
 
 
 @dataclass(frozen=True)
@@ -241,12 +251,24 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
     """The :class:`PCNetwork` a config describes (a chain of Dense transforms)."""
     n = cfg.network
     learn = lambda kind, cov, s: s if kind == "gaussian" and cov != "fixed" else None
+    root_cell = None if n.root_cell == "none" else _cell(n.root_cell, "fixed", n.root_sigma)
+    if n.hidden == "transform":
+        acts = [n.activation] * (len(n.dims) - 2) + [n.output_activation]
+        layers = tuple(Dense(a, b, act, n.bias) for a, b, act in zip(n.dims[:-1], n.dims[1:], acts, strict=True))
+        first, last = n.node_names
+        try:
+            return PCNetwork([Node(first, n.dims[0], cell=root_cell),
+                              Node(last, n.dims[-1], {first: Sequential(layers)},
+                                   cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
+                                   sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma))])
+        except NetworkError as err:
+            raise ConfigError(f"network: {err}", key="network") from None
     try:
         net = PCNetwork.chain(
             n.dims, names=n.node_names, activation=n.activation, output_activation=n.output_activation,
             bias=n.bias, cell=_cell(n.cell, n.covariance, n.sigma),
             output_cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
-            root_cell=None if n.root_cell == "none" else _cell(n.root_cell, "fixed", n.root_sigma),
+            root_cell=root_cell,
             output_sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma))
     except NetworkError as err:
         raise ConfigError(f"network: {err}", key="network") from None

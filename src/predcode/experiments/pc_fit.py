@@ -74,10 +74,11 @@ def clamps_for(cfg: PCFitConfig, network: PCNetwork, x: np.ndarray, y: np.ndarra
     return clamps
 
 
-def make_pc_trainer(cfg: PCFitConfig, network: PCNetwork | None = None) -> PCTrainer:
-    """The :class:`PCTrainer` of a config."""
+def make_pc_trainer(cfg: PCFitConfig, network: PCNetwork | None = None, *, n_train: int | None = None) -> PCTrainer:
+    """The :class:`PCTrainer` of a config (``n_train`` sets the length of a cosine learning-rate schedule)."""
+    total = cfg.train.epochs * max(1, (n_train or 0) // cfg.train.batch_size)
     return PCTrainer(network or build_network(cfg), optimizer_x=cfg.inference.build(),
-                     optimizer_p=cfg.optimizer.build(), T=cfg.inference.T)
+                     optimizer_p=cfg.optimizer.build(total), T=cfg.inference.T)
 
 
 def predict_labels(network: PCNetwork, params, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
@@ -185,7 +186,7 @@ def pc_fit(cfg: PCFitConfig, out: Path, *, n_trials: int = 1, resume: bool = Fal
     if not resume:
         write_text(out / "config.toml", dump_pc_toml(cfg))
     network = build_network(cfg)
-    trainer = make_pc_trainer(cfg, network)
+    trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
     trials = []
     for trial in range(n_trials):
         trials.append(_fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch))

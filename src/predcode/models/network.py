@@ -57,7 +57,7 @@ from predcode.cells import BernoulliErrorCell, GaussianErrorCell, LaplacianError
 Array = jax.Array
 Cell = GaussianErrorCell | LaplacianErrorCell | BernoulliErrorCell
 
-__all__ = ["Dense", "Node", "PCNetwork", "NetworkError", "Transform"]
+__all__ = ["Dense", "Node", "PCNetwork", "NetworkError", "Sequential", "Transform"]
 
 
 class NetworkError(ValueError):
@@ -122,6 +122,46 @@ class Dense:
         if self.bias:
             z = z + params["b"]
         return get_activation(self.activation).fn(z)
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Transforms applied in turn, e.g. ``Sequential((Dense(64, 256, "tanh"), Dense(256, 784, "sigmoid")))``.
+
+    A node fed through a Sequential has no inferred states in between: the inner layers are part of
+    one differentiable prediction (the limit of inferred hidden nodes with vanishing variance).
+    Parameters are ``{"0": ..., "1": ...}``, one entry per transform.
+    """
+
+    layers: tuple
+
+    def __post_init__(self) -> None:
+        layers = tuple(self.layers)
+        if not layers:
+            raise NetworkError("Sequential.layers: expected at least one transform, got none")
+        for i in range(1, len(layers)):
+            if layers[i].in_dim != layers[i - 1].out_dim:
+                raise NetworkError(f"Sequential.layers[{i}]: takes {layers[i].in_dim} units but layers[{i - 1}] "
+                                   f"gives {layers[i - 1].out_dim}")
+        object.__setattr__(self, "layers", layers)
+
+    @property
+    def in_dim(self) -> int:
+        return self.layers[0].in_dim
+
+    @property
+    def out_dim(self) -> int:
+        return self.layers[-1].out_dim
+
+    def init(self, key: Array) -> dict[str, Any]:
+        """One parameter entry per layer, keyed ``"0"``, ``"1"``, ..."""
+        keys = jax.random.split(key, len(self.layers))
+        return {str(i): layer.init(k) for i, (layer, k) in enumerate(zip(self.layers, keys, strict=True))}
+
+    def __call__(self, params: Mapping[str, Any], x: Array) -> Array:
+        for i, layer in enumerate(self.layers):
+            x = layer(params[str(i)], x)
+        return x
 
 
 @dataclass(frozen=True)
