@@ -58,3 +58,92 @@ def test_bad_trial_arguments_name_the_parameter():
         train_trials(MODEL, X_TR, X_VAL, seeds=[], epochs=1, batch_size=32)
     with pytest.raises(ValueError, match="states: expected one state"):
         train_trials(MODEL, X_TR, X_VAL, seeds=[1, 2], states=[None], epochs=1, batch_size=32)
+
+
+# ----- predcode fit with trials vmapped together ----------------------------------------------
+
+FIT_TOML = """
+[model]
+kind = "gncn_pdh"
+z_dims = [36, 36, 36]
+K = {K}
+[data]
+dataset = "mnist"
+n_train = {n_train}
+n_val = 100
+[train]
+batch_size = 100
+eval_batch_size = 100
+epochs = {epochs}
+patience = 10
+seed = 3
+parallel_trials = {parallel}
+"""
+
+
+def _fit_config(tmp_path, name, parallel, K=5, n_train=300, epochs=2):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(FIT_TOML.format(K=K, n_train=n_train, epochs=epochs, parallel=parallel))
+    return path
+
+
+def test_fit_with_vmapped_trials_matches_fit_with_sequential_trials(tmp_path):
+    from predcode.experiments.checkpoint import load_checkpoint
+    from predcode.experiments.config import load_config
+    from predcode.experiments.fit import fit
+
+    runs = {}
+    for parallel in ('"auto"', "1"):
+        cfg = load_config(_fit_config(tmp_path, f"p{parallel.strip(chr(34))}", parallel))
+        out = tmp_path / f"run_{parallel.strip(chr(34))}"
+        runs[parallel] = (out, fit(cfg, out, n_trials=2))
+    (vmapped, s_v), (sequential, s_s) = runs['"auto"'], runs["1"]
+    for t in (0, 1):
+        for name in (f"state{t}", f"best{t}"):
+            want, meta_want = load_checkpoint(sequential / name)
+            got, meta_got = load_checkpoint(vmapped / name)
+            assert meta_got["epoch"] == meta_want["epoch"]
+            for key in want:
+                np.testing.assert_allclose(got[key], want[key], rtol=2e-4, atol=2e-6, err_msg=f"{name}:{key}")
+    np.testing.assert_allclose(s_v["best_val_bce_mean"], s_s["best_val_bce_mean"], rtol=1e-5)
+    np.testing.assert_allclose(s_v["best_val_bce_std"], s_s["best_val_bce_std"], rtol=1e-2, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fit_with_vmapped_trials_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from predcode.experiments.checkpoint import load_checkpoint
+
+    cfg = _fit_config(tmp_path, "kill", '"auto"', K=10, n_train=1000, epochs=6)
+    cmd = [sys.executable, "-m", "predcode", "fit", "--config", str(cfg), "--n-trials", "2", "--quiet"]
+    env = {**os.environ, "COLUMNS": "200"}
+    reference = tmp_path / "uninterrupted"
+    assert subprocess.run([*cmd, "--out", str(reference)], env=env, capture_output=True).returncode == 0
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until epoch 1 of trial 1 is saved, then kill inside epoch 2
+        state = out / "state1.json"
+        if state.exists() and json.loads(state.read_text()).get("epoch", 0) >= 1:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = [json.loads((out / f"state{t}.json").read_text())["epoch"] for t in (0, 1)]
+    assert 1 <= min(saved) and max(saved) < 6, f"the kill should land before the end, states say {saved}"
+    resumed = subprocess.run([*cmd, "--out", str(out), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    for t in (0, 1):
+        for name in (f"state{t}", f"best{t}"):
+            want, _ = load_checkpoint(reference / name)
+            got, _ = load_checkpoint(out / name)
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}:{key}")
+        np.testing.assert_array_equal(np.load(out / f"vLx{t}.npy"), np.load(reference / f"vLx{t}.npy"))

@@ -32,6 +32,7 @@ from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter, epoch_scalars
 from predcode.experiments.train import EpochRecord, TrainState, train
+from predcode.experiments.trials import parallel_trials, train_trials
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
 
@@ -146,6 +147,10 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         on_epoch: Callable[[int, EpochRecord], None] | None = None, log: Sequence[str] = ()) -> dict:
     """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``.
 
+    Trials train together, vmapped in one jitted step, as many at a time as memory allows (at most
+    ``cfg.train.parallel_trials``; 1 trains them one after another); the results agree up to float
+    rounding. Every trial is saved after each of its epochs, so ``resume`` continues them all.
+
     ``metrics.csv`` is always written; ``log=("tensorboard",)`` also writes TensorBoard event files
     to ``out/tb/trial{t}/`` (per epoch: ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod``,
     ``time/seconds_per_epoch``; step 0 is the untrained model).
@@ -163,39 +168,52 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
     model = GNCN(cfg.model)
     optimizer = cfg.optimizer.build()
     trainer = make_trainer(model, optimizer)
-    summaries = []
-    for trial in range(n_trials):
-        seed = cfg.train.seed + trial
-        state = None
-        if resume and (out / f"state{trial}.json").exists():
-            state = _load_state(out, model, trainer, trial)
+    states: list[TrainState | None] = [
+        _load_state(out, model, trainer, t) if resume and (out / f"state{t}.json").exists() else None
+        for t in range(n_trials)]
+    writers = [EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log else None for t in range(n_trials)]
 
-        writer = EventWriter(out / "tb" / f"trial{trial}") if "tensorboard" in log else None
+    def on_epoch_end(trial: int, record: EpochRecord, state: TrainState) -> None:
+        if state.best_epoch == record.epoch:
+            save_checkpoint(out / f"best{trial}", {k: np.asarray(v) for k, v in state.best_params.items()},
+                            _model_metadata(model, trial=trial, epoch=record.epoch,
+                                            val_bce=record.val_bce, val_tod=record.val_tod))
+        _save_state(out / f"state{trial}", model, state, trial)
+        records = [state.initial, *state.history]
+        for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
+            with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
+        if writers[trial] is not None:  # a fresh run starts with the untrained model's record, epoch 0
+            writers[trial].add_scalars(record.epoch, epoch_scalars(record))
+        if on_epoch:
+            on_epoch(trial, record)
 
-        def on_epoch_end(record: EpochRecord, state: TrainState, trial=trial, writer=writer) -> None:
-            if state.best_epoch == record.epoch:
-                save_checkpoint(out / f"best{trial}", {k: np.asarray(v) for k, v in state.best_params.items()},
-                                _model_metadata(model, trial=trial, epoch=record.epoch,
-                                                val_bce=record.val_bce, val_tod=record.val_tod))
-            _save_state(out / f"state{trial}", model, state, trial)
-            records = [state.initial, *state.history]
-            for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
-                with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
-                    np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
-            if writer is not None:  # a fresh run starts with the untrained model's record, epoch 0
-                writer.add_scalars(record.epoch, epoch_scalars(record))
-            if on_epoch:
-                on_epoch(trial, record)
-
-        try:
-            state = train(model, x_tr, x_val, epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                          eval_batch_size=cfg.train.eval_batch_size, seed=seed, optimizer=optimizer,
-                          patience=cfg.train.patience, state=state, on_batch=on_batch, on_epoch=on_epoch_end)
-        finally:
+    # Trials run in groups vmapped together (as many as memory allows, at most train.parallel_trials);
+    # a group of one is the plain training loop.
+    group = parallel_trials(model, cfg.train.batch_size, n_trials, cfg.train.parallel_trials)
+    common = dict(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, optimizer=optimizer,
+                  eval_batch_size=cfg.train.eval_batch_size, patience=cfg.train.patience, on_batch=on_batch)
+    try:
+        for first in range(0, n_trials, group):
+            trials = list(range(first, min(first + group, n_trials)))
+            if len(trials) == 1:
+                t = trials[0]
+                states[t] = train(model, x_tr, x_val, seed=cfg.train.seed + t, state=states[t],
+                                  on_epoch=lambda r, s, t=t: on_epoch_end(t, r, s), **common)
+            else:
+                done = train_trials(model, x_tr, x_val, seeds=[cfg.train.seed + t for t in trials],
+                                    states=[states[t] for t in trials],
+                                    on_epoch=lambda i, r, s, trials=trials: on_epoch_end(trials[i], r, s), **common)
+                for t, state in zip(trials, done):
+                    states[t] = state
+    finally:
+        for writer in writers:
             if writer is not None:
                 writer.close()
+    summaries = []
+    for trial, state in enumerate(states):
         best = [state.initial, *state.history][state.best_epoch]
-        summaries.append({"trial": trial, "seed": seed, "epochs_run": state.epoch,
+        summaries.append({"trial": trial, "seed": cfg.train.seed + trial, "epochs_run": state.epoch,
                           "best_epoch": state.best_epoch, "best_val_bce": best.val_bce,
                           "best_val_tod": best.val_tod, "history": [asdict(r) for r in [state.initial, *state.history]]})
     return _write_summary(out, cfg, summaries, len(x_tr), len(x_val))

@@ -25,10 +25,10 @@ import numpy as np
 import optax
 
 from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
-from predcode.learning.step import make_trainer, pad_batch
+from predcode.learning.step import GNCNTrainer, make_trainer, pad_batch
 from predcode.models.gncn import GNCN, Params
 
-__all__ = ["parallel_trials", "train_trials", "trial_bytes"]
+__all__ = ["parallel_trials", "stack_trials", "train_trials", "trial_bytes", "vmapped_steps"]
 
 
 def trial_bytes(model: GNCN, batch_size: int) -> int:
@@ -63,7 +63,24 @@ def parallel_trials(model: GNCN, batch_size: int, n_trials: int, limit: int | No
     return max(1, min(n_trials, fit, limit or n_trials))
 
 
-def _stack(trees: Sequence[Any]) -> Any:
+def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
+    """The trainer's step and evaluation for stacked trials, each one jitted ``vmap``.
+
+    ``step(params, opt_state, x, weights, active)``: everything has a leading trial axis (``x``
+    (trials, batch, x_dim)); a trial whose ``active`` is False keeps its parameters and optimizer
+    state. ``evaluate(params, x, weights)``: stacked parameters, one batch shared by all trials.
+    """
+    def masked_step(params, opt_state, x, weights, active):
+        new_params, new_opt, metrics = trainer.step(params, opt_state, x, weights)
+        def keep(new, old):
+            return jnp.where(active, new, old)
+        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), metrics
+
+    return jax.jit(jax.vmap(masked_step)), jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, None)))
+
+
+def stack_trials(trees: Sequence[Any]) -> Any:
+    """Pytrees of one trial each, stacked leaf by leaf on a new leading trial axis."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
@@ -118,17 +135,11 @@ def train_trials(
     eval_batch_size = eval_batch_size or batch_size
     trainer = make_trainer(model, optimizer)
 
-    def masked_step(params, opt_state, x, weights, active):
-        new_params, new_opt, metrics = trainer.step(params, opt_state, x, weights)
-        keep = lambda new, old: jnp.where(active, new, old)
-        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), metrics
-
-    vstep = jax.jit(jax.vmap(masked_step))
-    veval = jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, None)))
+    vstep, veval = vmapped_steps(trainer)
 
     fresh = [t for t in range(n) if states[t] is None]
     if fresh:
-        params0 = _stack([model.init(jax.random.key(int(seeds[t]))) for t in fresh])
+        params0 = stack_trials([model.init(jax.random.key(int(seeds[t]))) for t in fresh])
         start = time.perf_counter()
         val = _evaluate(veval, params0, x_val, eval_batch_size, len(fresh))
         tr = _evaluate(veval, params0, x_train, eval_batch_size, len(fresh))
@@ -139,8 +150,8 @@ def train_trials(
             states[t] = TrainState(p, trainer.init(p), 0, p, 0, float(val[i, 0]), initial)
             if on_epoch:
                 on_epoch(t, initial, states[t])
-    params = _stack([s.params for s in states])
-    opt_state = _stack([s.opt_state for s in states])
+    params = stack_trials([s.params for s in states])
+    opt_state = stack_trials([s.opt_state for s in states])
 
     def wants_more(s: TrainState) -> bool:
         return s.epoch < epochs and not (patience is not None and s.epoch - s.best_epoch >= patience)
