@@ -14,14 +14,16 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-find_python() {  # find_python 3.11
-    local var="PY${1/./}"
-    if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
-    if command -v "python$1" >/dev/null 2>&1; then command -v "python$1"; return; fi
-    for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python; do
-        if [ -x "$p" ]; then echo "$p"; return; fi
+find_python() {  # find_python 3.11: the first candidate that really runs as Python 3.11
+    local var="PY${1/./}" cand
+    for cand in "${!var:-}" "$(command -v "python$1" 2>/dev/null || true)" \
+                "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python; do
+        if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c \
+            "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$1'.split('.'))))" 2>/dev/null; then
+            echo "$cand"; return
+        fi
     done
-    echo "setup.sh: no Python $1 found (set $var=/path/to/python$1)" >&2
+    echo "setup.sh: no working Python $1 found (set $var=/path/to/python$1)" >&2
     exit 1
 }
 
