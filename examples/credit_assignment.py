@@ -75,9 +75,9 @@ def main(out: Path, *, reduced: bool = False, seed: int = 0) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for rule, res in results.items():
         steps = [a["step"] for a in res["angles"]]
-        mean_angle = [float(np.mean(a["degrees"])) for a in res["angles"]]
+        mean_angle = [float(np.mean(a["degrees"][:-1])) for a in res["angles"]]  # hidden layers
         axes[0].plot(steps, mean_angle, "o-", label=rule)
-    axes[0].set(xlabel="training step", ylabel="degrees", title="angle between update and backprop's gradient")
+    axes[0].set(xlabel="training step", ylabel="degrees", title="angle to backprop's gradient (hidden layers)")
     axes[0].legend()
     axes[1].bar(list(results), [100 * r["test_accuracy"] for r in results.values()])
     axes[1].set(ylabel="test accuracy (%)", title="after training")

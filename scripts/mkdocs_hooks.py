@@ -88,9 +88,11 @@ def _option_row(param) -> str:
             default = "required"
         else:
             default = "" if param.default is None or param.default is False else f"`{param.default}`"
-        help_text = (param.help or "").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
-    else:
-        names, kind, default, help_text = f"`{param.human_readable_name}`", _type_name(param), "required", ""
+    else:  # a positional argument
+        names, kind = f"`{(param.metavar or param.name).upper()}` (argument)", _type_name(param)
+        default = "required" if param.required else ("" if param.default is None else f"`{param.default}`")
+    help_text = (getattr(param, "help", None) or "").replace("|", "\\|").replace("\n", " ")
+    help_text = help_text.replace("<", "&lt;").replace(">", "&gt;")
     return f"| {names} | {kind} | {default} | {help_text} |"
 
 
