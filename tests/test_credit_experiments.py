@@ -88,8 +88,17 @@ def _synthetic(n=600, d=20, classes=4, seed=0):
 
 def test_feedback_matrices_survive_a_checkpoint_round_trip(tmp_path):
     data = _synthetic()
-    res = train_rule("dfa", data, sizes=(20, 16, 16, 4), epochs=2, batch_size=50, seed=3,
-                     angle_batch=100, checkpoint=tmp_path / "dfa", log=lambda s: None)
+    res = train_rule(
+        "dfa",
+        data,
+        sizes=(20, 16, 16, 4),
+        epochs=2,
+        batch_size=50,
+        seed=3,
+        angle_batch=100,
+        checkpoint=tmp_path / "dfa",
+        log=lambda s: None,
+    )
     model, rule, params, state, meta = load_rule_checkpoint(tmp_path / "dfa")
     assert isinstance(rule, DirectFeedbackAlignment) and model.sizes == (20, 16, 16, 4)
     fresh = DirectFeedbackAlignment(key=jax.random.key(3 + 2000)).init(model, params)
@@ -107,8 +116,11 @@ def test_checkpoint_with_a_wrong_shaped_feedback_matrix_is_refused(tmp_path):
     arrays, meta = load_checkpoint(tmp_path / "fa")
     arrays["feedback_B3"] = arrays["feedback_B3"].T
     save_checkpoint(tmp_path / "bad", arrays, meta)
-    with pytest.raises(CheckpointError, match=r"feedback matrices: FeedbackAlignment feedback matrix B3 "
-                                              r"expected shape \(7, 4\) for sizes \(6, 8, 7, 4\), got \(4, 7\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"feedback matrices: FeedbackAlignment feedback matrix B3 "
+        r"expected shape \(7, 4\) for sizes \(6, 8, 7, 4\), got \(4, 7\)",
+    ):
         load_rule_checkpoint(tmp_path / "bad")
     del arrays["feedback_B2"]
     save_checkpoint(tmp_path / "missing", arrays, meta)
@@ -121,8 +133,17 @@ def test_checkpoint_with_a_wrong_shaped_feedback_matrix_is_refused(tmp_path):
 @pytest.mark.parametrize("name", ["backprop", "fa", "dfa", "pc"])
 def test_every_rule_trains_the_comparison_mlp_and_records_angles(tmp_path, name):
     data = _synthetic()
-    res = train_rule(name, data, sizes=(20, 16, 16, 4), epochs=8, batch_size=50, learning_rate=1e-2,
-                     angle_batch=100, pc_steps=5, log=lambda s: None)
+    res = train_rule(
+        name,
+        data,
+        sizes=(20, 16, 16, 4),
+        epochs=8,
+        batch_size=50,
+        learning_rate=1e-2,
+        angle_batch=100,
+        pc_steps=5,
+        log=lambda s: None,
+    )
     assert res["test_accuracy"] > 0.9  # well-separated clusters
     assert len(res["epochs"]) == 8 and res["seconds_per_epoch"] > 0
     first, last = res["angles"][0], res["angles"][-1]
@@ -138,8 +159,9 @@ def test_every_rule_trains_the_comparison_mlp_and_records_angles(tmp_path, name)
 def test_report_joins_the_rules_into_a_table(tmp_path):
     data = _synthetic()
     for name in ("backprop", "fa"):
-        res = train_rule(name, data, sizes=(20, 16, 16, 4), epochs=1, batch_size=50, angle_batch=100,
-                         log=lambda s: None)
+        res = train_rule(
+            name, data, sizes=(20, 16, 16, 4), epochs=1, batch_size=50, angle_batch=100, log=lambda s: None
+        )
         (tmp_path / f"{name}.json").write_text(json.dumps(res))
     runs = write_report(tmp_path, tmp_path / "r.md", tmp_path / "r.json")
     text = (tmp_path / "r.md").read_text()

@@ -170,8 +170,11 @@ def test_alignment_angles_against_numpy():
     np.testing.assert_allclose(alignment_angles(a, jax.tree.map(lambda t: -t, a)), [180.0], atol=0.1)
 
 
-@pytest.mark.parametrize("rule", [BackProp(), FeedbackAlignment(key=1), DirectFeedbackAlignment(key=2),
-                                  PredictiveCoding(steps=5)], ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "rule",
+    [BackProp(), FeedbackAlignment(key=1), DirectFeedbackAlignment(key=2), PredictiveCoding(steps=5)],
+    ids=lambda r: r.name,
+)
 def test_every_rule_plugs_into_the_same_training_step_and_lowers_the_loss(rule):
     model, params, x, y = _net(sizes=(6, 16, 16, 4), activation="relu")
     trainer = make_rule_trainer(model, rule, optax.sgd(0.1))
@@ -217,8 +220,11 @@ def test_feedback_rules_need_a_key_or_matrices():
 
 def test_feedback_matrix_of_the_wrong_shape_is_named():
     model, params, _, _ = _net(sizes=(6, 8, 7, 4))
-    with pytest.raises(ValueError, match=r"feedback: FeedbackAlignment feedback matrix B3 expected "
-                                         r"shape \(7, 4\) .* got \(4, 7\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"feedback: FeedbackAlignment feedback matrix B3 expected "
+        r"shape \(7, 4\) .* got \(4, 7\)",
+    ):
         FeedbackAlignment(feedback=[params[1].W.T, params[2].W]).init(model, params)
     with pytest.raises(ValueError, match=r"expected 2 feedback matrices .* got 1"):
         FeedbackAlignment(feedback=[params[1].W.T]).init(model, params)

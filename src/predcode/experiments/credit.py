@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -59,8 +60,14 @@ def save_rule_checkpoint(path, model: MLP, rule, params: MLPParams, rule_state, 
         arrays[f"W{l}"], arrays[f"b{l}"] = np.asarray(W), np.asarray(b)
     if hasattr(rule, "state_arrays"):
         arrays.update({f"feedback_{k}": v for k, v in rule.state_arrays(model, rule_state).items()})
-    meta = {"kind": "credit-mlp", "rule": rule.name, "sizes": list(model.sizes),
-            "activation": model.activation, "loss": model.loss, **(metadata or {})}
+    meta = {
+        "kind": "credit-mlp",
+        "rule": rule.name,
+        "sizes": list(model.sizes),
+        "activation": model.activation,
+        "loss": model.loss,
+        **(metadata or {}),
+    }
     return save_checkpoint(path, arrays, meta)
 
 
@@ -73,8 +80,9 @@ def load_rule_checkpoint(path, rule=None):
     """
     arrays, meta = load_checkpoint(path)
     if meta.get("kind") != "credit-mlp":
-        raise CheckpointError(f"{path}: expected a credit-assignment MLP checkpoint "
-                              f"(kind 'credit-mlp'), found kind {meta.get('kind')!r}")
+        raise CheckpointError(
+            f"{path}: expected a credit-assignment MLP checkpoint (kind 'credit-mlp'), found kind {meta.get('kind')!r}"
+        )
     try:
         model = MLP(tuple(meta["sizes"]), activation=meta["activation"], loss=meta["loss"])
     except (KeyError, TypeError, ValueError) as err:
@@ -83,8 +91,9 @@ def load_rule_checkpoint(path, rule=None):
     if rule.name != meta["rule"]:
         raise CheckpointError(f"{path}: holds a {meta['rule']!r} run, but rule {rule.name!r} was given")
     try:
-        params = tuple(Layer(jnp.asarray(arrays[f"W{l}"]), jnp.asarray(arrays[f"b{l}"]))
-                       for l in range(1, model.n_layers + 1))
+        params = tuple(
+            Layer(jnp.asarray(arrays[f"W{l}"]), jnp.asarray(arrays[f"b{l}"])) for l in range(1, model.n_layers + 1)
+        )
         model.check_params(params, parameter=f"{path} weights")
         if hasattr(rule, "state_from_arrays"):
             fb = {k.removeprefix("feedback_"): v for k, v in arrays.items() if k.startswith("feedback_")}
@@ -112,18 +121,31 @@ def load_mnist(n_val: int = 5000, seed: int = 0):
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     perm = np.random.default_rng(seed).permutation(len(xtr))
     val, train = perm[:n_val], perm[n_val:]
-    return (xtr[train], ytr[train].astype(np.int32), xtr[val], ytr[val].astype(np.int32),
-            xte, yte.astype(np.int32))
+    return (xtr[train], ytr[train].astype(np.int32), xtr[val], ytr[val].astype(np.int32), xte, yte.astype(np.int32))
 
 
 def _accuracy(model, params, x, y, batch=2000):
     acc = jax.jit(lambda p, xb, yb: jnp.sum(jnp.argmax(model.apply(p, xb), -1) == yb))
-    return float(sum(acc(params, x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch))) / len(x)
+    return float(sum(acc(params, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch))) / len(x)
 
 
-def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu", epochs=20,
-               batch_size=128, learning_rate=1e-3, seed=0, pc_steps=20, pc_rate=0.1, init_scale=1.0,
-               angle_batch=1000, checkpoint=None, log: Callable[[str], None] = print) -> dict:
+def train_rule(
+    name: str,
+    data,
+    *,
+    sizes=(784, 256, 256, 10),
+    activation="relu",
+    epochs=20,
+    batch_size=128,
+    learning_rate=1e-3,
+    seed=0,
+    pc_steps=20,
+    pc_rate=0.1,
+    init_scale=1.0,
+    angle_batch=1000,
+    checkpoint=None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train one rule with Adam (cosine-decayed learning rate) and return its history.
 
     Every epoch records validation and test accuracy, the training-time seconds (compilation
@@ -143,9 +165,12 @@ def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu",
 
     xa, ya = jnp.asarray(xtr[:angle_batch]), jnp.asarray(ytr[:angle_batch])
     xe, ye = xa[:200], ya[:200]
-    angle_fn = jax.jit(lambda p, s: (
-        alignment_angles(rule.update(model, p, s, xa, ya)[0], BackProp().update(model, p, (), xa, ya)[0]),
-        hidden_error_angles(model, rule, p, s, xe, ye)))
+    angle_fn = jax.jit(
+        lambda p, s: (
+            alignment_angles(rule.update(model, p, s, xa, ya)[0], BackProp().update(model, p, (), xa, ya)[0]),
+            hidden_error_angles(model, rule, p, s, xe, ye),
+        )
+    )
     rng = np.random.default_rng(seed)
     # Compile outside the timed epochs (on a throwaway copy of the state).
     jax.block_until_ready(trainer.step(params, rule_state, opt_state, xa[:batch_size], ya[:batch_size]))
@@ -154,9 +179,14 @@ def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu",
 
     def record_angle(step):
         updates, errors = angle_fn(params, rule_state)
-        history["angles"].append({"step": step, "epoch": step / steps_per_epoch,
-                                  "degrees": [float(a) for a in updates],
-                                  "error_degrees": [float(a) for a in errors]})
+        history["angles"].append(
+            {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "degrees": [float(a) for a in updates],
+                "error_degrees": [float(a) for a in errors],
+            }
+        )
 
     record_angle(0)
     early = {10, 30, 100, 300}
@@ -166,9 +196,8 @@ def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu",
         losses = []
         t0 = time.perf_counter()
         for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            params, rule_state, opt_state, loss = trainer.step(params, rule_state, opt_state,
-                                                               xtr[idx], ytr[idx])
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            params, rule_state, opt_state, loss = trainer.step(params, rule_state, opt_state, xtr[idx], ytr[idx])
             losses.append(loss)
             step += 1
             if step in early and step < steps_per_epoch:
@@ -183,24 +212,43 @@ def train_rule(name: str, data, *, sizes=(784, 256, 256, 10), activation="relu",
         if not np.isfinite(train_loss):
             raise FloatingPointError(f"rule {name}: the training loss became {train_loss} in epoch {epoch}")
         val, test = _accuracy(model, params, xval, yval), _accuracy(model, params, xte, yte)
-        history["epochs"].append({"epoch": epoch, "seconds": seconds, "train_loss": train_loss,
-                                  "val_accuracy": val, "test_accuracy": test})
+        history["epochs"].append(
+            {"epoch": epoch, "seconds": seconds, "train_loss": train_loss, "val_accuracy": val, "test_accuracy": test}
+        )
         angles = ", ".join(f"{a:.1f}" for a in history["angles"][-1]["degrees"])
         errors = ", ".join(f"{a:.1f}" for a in history["angles"][-1]["error_degrees"])
-        log(f"{name:8s} epoch {epoch:2d}  loss {train_loss:.4f}  val {100 * val:.2f}%  "
+        log(
+            f"{name:8s} epoch {epoch:2d}  loss {train_loss:.4f}  val {100 * val:.2f}%  "
             f"test {100 * test:.2f}%  {seconds:.1f} s  angle to backprop: updates [{angles}], "
-            f"hidden errors [{errors}] deg")
+            f"hidden errors [{errors}] deg"
+        )
     if checkpoint is not None:
-        save_rule_checkpoint(checkpoint, model, rule, params, rule_state,
-                             {"epochs": epochs, "test_accuracy": history["epochs"][-1]["test_accuracy"]})
+        save_rule_checkpoint(
+            checkpoint,
+            model,
+            rule,
+            params,
+            rule_state,
+            {"epochs": epochs, "test_accuracy": history["epochs"][-1]["test_accuracy"]},
+        )
     last = history["epochs"][-1]
-    return {"rule": name, "test_accuracy": last["test_accuracy"], "val_accuracy": last["val_accuracy"],
-            "seconds_per_epoch": float(np.median([e["seconds"] for e in history["epochs"]])),
-            **history}
+    return {
+        "rule": name,
+        "test_accuracy": last["test_accuracy"],
+        "val_accuracy": last["val_accuracy"],
+        "seconds_per_epoch": float(np.median([e["seconds"] for e in history["epochs"]])),
+        **history,
+    }
 
 
-def run_mnist(out: Path, *, rules=RULES, checkpoints: Path | None = Path("runs/credit"),
-              log: Callable[[str], None] = print, **options) -> dict:
+def run_mnist(
+    out: Path,
+    *,
+    rules=RULES,
+    checkpoints: Path | None = Path("runs/credit"),
+    log: Callable[[str], None] = print,
+    **options,
+) -> dict:
     """Train each rule in ``rules`` on MNIST; write ``<out>/<rule>.json`` per rule as it finishes.
 
     ``options`` go to :func:`train_rule` (sizes, epochs, learning_rate, ...). Per-rule files let
@@ -217,8 +265,11 @@ def run_mnist(out: Path, *, rules=RULES, checkpoints: Path | None = Path("runs/c
     for name in rules:
         ckpt = None if checkpoints is None else Path(checkpoints) / name
         res = train_rule(name, data, checkpoint=ckpt, log=log, **options)
-        res.update(settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
-                   provenance=provenance(), checkpoint=None if ckpt is None else str(ckpt))
+        res.update(
+            settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
+            provenance=provenance(),
+            checkpoint=None if ckpt is None else str(ckpt),
+        )
         write_json(out / f"{name}.json", res)
         results[name] = res
     return results
@@ -237,8 +288,12 @@ def _read_runs(folder: Path) -> dict:
     return runs
 
 
-_LABELS = {"backprop": "BackProp()", "fa": "FeedbackAlignment", "dfa": "DirectFeedbackAlignment",
-           "pc": "PredictiveCoding"}
+_LABELS = {
+    "backprop": "BackProp()",
+    "fa": "FeedbackAlignment",
+    "dfa": "DirectFeedbackAlignment",
+    "pc": "PredictiveCoding",
+}
 _ANGLE_EPOCHS = (0.0, 0.02, 0.07, 0.23, 1, 2, 5, 10, 15, 20)
 
 
@@ -250,20 +305,26 @@ def _variant(r: dict) -> str:
 def _angle_table(groups: list[dict], key: str) -> list[str]:
     first = next(iter(groups[0].values()))["angles"]
     picked = [i for i, a in enumerate(first) if any(abs(a["epoch"] - e) < 0.01 for e in _ANGLE_EPOCHS)]
-    rows = ["| rule, layer | " + " | ".join(f"{first[i]['epoch']:.2f}" for i in picked) + " |",
-            "|---" * (1 + len(picked)) + "|"]
+    rows = [
+        "| rule, layer | " + " | ".join(f"{first[i]['epoch']:.2f}" for i in picked) + " |",
+        "|---" * (1 + len(picked)) + "|",
+    ]
     for runs in groups:
         for name, r in runs.items():
             if name == "backprop":
                 continue
             for layer in range(len(r["angles"][0]["error_degrees"])):
-                rows.append(f"| {name}{_variant(r)}, hidden layer {layer + 1} | "
-                            + " | ".join(f"{r['angles'][i][key][layer]:.1f}" for i in picked) + " |")
+                rows.append(
+                    f"| {name}{_variant(r)}, hidden layer {layer + 1} | "
+                    + " | ".join(f"{r['angles'][i][key][layer]:.1f}" for i in picked)
+                    + " |"
+                )
     return rows
 
 
-def write_report(folder: Path, md_path: Path, json_path: Path, *, extra: tuple[Path, ...] = (),
-                 notes: Path | None = None) -> dict:
+def write_report(
+    folder: Path, md_path: Path, json_path: Path, *, extra: tuple[Path, ...] = (), notes: Path | None = None
+) -> dict:
     """Join the per-rule results in ``folder`` (and variant runs in ``extra``) into JSON and markdown.
 
     ``notes`` (a markdown file) is copied in as the discussion of the numbers.
@@ -273,22 +334,31 @@ def write_report(folder: Path, md_path: Path, json_path: Path, *, extra: tuple[P
     groups = [_read_runs(folder)] + [_read_runs(f) for f in extra]
     runs = groups[0]
     write_json(json_path, {"runs": runs, "variants": {str(f): g for f, g in zip(extra, groups[1:])}})
-    lines = ["| rule | test accuracy | target | met | val accuracy | s / epoch, median (min) | "
-             "angle to backprop at the end, updates W1, W2 (deg) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| rule | test accuracy | target | met | val accuracy | s / epoch, median (min) | "
+        "angle to backprop at the end, updates W1, W2 (deg) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for group in groups:
         for name, r in group.items():
             acc, target = 100 * r["test_accuracy"], TARGETS[name]
             angle = ", ".join(f"{a:.1f}" for a in r["angles"][-1]["degrees"][:-1])
             fastest = min(e["seconds"] for e in r["epochs"])
             met = "yes" if acc >= target else f"no ({acc - target:+.2f})"
-            lines.append(f"| {_LABELS[name]}{_variant(r)} | {acc:.2f}% | >= {target}% | {met} "
-                         f"| {100 * r['val_accuracy']:.2f}% | {r['seconds_per_epoch']:.1f} ({fastest:.1f}) | {angle} |")
+            lines.append(
+                f"| {_LABELS[name]}{_variant(r)} | {acc:.2f}% | >= {target}% | {met} "
+                f"| {100 * r['val_accuracy']:.2f}% | {r['seconds_per_epoch']:.1f} ({fastest:.1f}) | {angle} |"
+            )
     settings = runs[next(iter(runs))]["settings"]
-    prov = [f"- `{name}`: command `{r['provenance']['command']}`, commit {r['provenance']['commit']}, "
-            f"{r['provenance']['date']}, {r['provenance']['machine']}, jax {r['provenance']['jax_version']}"
-            for group in groups for name, r in group.items()]
+    prov = [
+        f"- `{name}{_variant(r)}`: command `{r['provenance']['command']}`, commit {r['provenance']['commit']}, "
+        f"{r['provenance']['date']}, {r['provenance']['machine']}, jax {r['provenance']['jax_version']}"
+        for group in groups
+        for name, r in group.items()
+    ]
     text = [
-        "# Credit assignment on MNIST: backprop, FA, DFA, predictive coding", "",
+        "# Credit assignment on MNIST: backprop, FA, DFA, predictive coding",
+        "",
         f"The same MLP {tuple(settings['sizes'])} ({settings['activation']} hidden units, softmax "
         f"cross-entropy) trained with each rule for {settings['epochs']} epochs: Adam, peak learning "
         f"rate {settings['learning_rate']:g} with cosine decay to 0, batch {settings['batch_size']}, "
@@ -296,22 +366,34 @@ def write_report(folder: Path, md_path: Path, json_path: Path, *, extra: tuple[P
         f"T = {settings['pc_steps']} inference steps of size {settings['pc_rate']:g}. Test accuracy "
         "is the final epoch's on the 10,000 test images (no selection on test). Seconds per epoch "
         "exclude compilation and the angle probes; the machine was shared with other jobs, so the "
-        "median and the fastest epoch are both given.", "",
-        *lines, "",
-        "## Alignment with backprop over training", "",
+        "median and the fastest epoch are both given.",
+        "",
+        *lines,
+        "",
+        "## Alignment with backprop over training",
+        "",
         "Angle between the rule's weight-and-bias update of each hidden layer and backprop's "
         "gradient, at the rule's current weights, on a fixed batch of 1,000 training images "
-        "(epochs; fractions are steps within the first epoch):", "",
-        *_angle_table(groups, "degrees"), "",
+        "(epochs; fractions are steps within the first epoch):",
+        "",
+        *_angle_table(groups, "degrees"),
+        "",
         "Mean per-sample angle between the rule's hidden-layer error (delta) and backprop's, on "
-        "200 training images (the angle Lillicrap et al. 2016 plot):", "",
-        *_angle_table(groups, "error_degrees"), "",
+        "200 training images (the angle Lillicrap et al. 2016 plot):",
+        "",
+        *_angle_table(groups, "error_degrees"),
+        "",
     ]
     if notes is not None:
         text += [Path(notes).read_text().rstrip(), ""]
-    text += ["## Provenance", "", *prov, "",
-             "Per-rule histories (every epoch's accuracy, loss, seconds and angles) are in "
-             f"`{Path(json_path).name}`.", ""]
+    text += [
+        "## Provenance",
+        "",
+        *prov,
+        "",
+        f"Per-rule histories (every epoch's accuracy, loss, seconds and angles) are in `{Path(json_path).name}`.",
+        "",
+    ]
     write_text(md_path, "\n".join(text))
     return runs
 
@@ -321,13 +403,20 @@ def write_report(folder: Path, md_path: Path, json_path: Path, *, extra: tuple[P
 
 def product_signal(seconds: float = 60.0, dt: float = 1e-3):
     """Seed 004's signal: ``x(t) = (sin(2 pi t / 2), sin(2 pi 0.7 t / 2))``, target ``x0 * x1``."""
-    t = np.arange(int(round(seconds / dt)), dtype=np.float64) * dt
+    t = np.arange(round(seconds / dt), dtype=np.float64) * dt
     xs = np.stack([np.sin(2 * np.pi * t / 2), np.sin(2 * np.pi * 0.7 * t / 2)], axis=1)
     return t, xs.astype(np.float32), (xs[:, :1] * xs[:, 1:]).astype(np.float32)
 
 
-def run_online(*, seconds: float = 60.0, dt: float = 1e-3, hidden: int = 100,
-               learning_rate: float = 3e-5, seed: int = 0, rules=("backprop", "fa")) -> dict:
+def run_online(
+    *,
+    seconds: float = 60.0,
+    dt: float = 1e-3,
+    hidden: int = 100,
+    learning_rate: float = 3e-5,
+    seed: int = 0,
+    rules=("backprop", "fa"),
+) -> dict:
     """Learn the product online (one SGD update per time step) with each rule; return the traces.
 
     The ReLU layer gets random biases (uniform in [-1, 1]) so its units tile the input range, as
@@ -349,35 +438,51 @@ def run_online(*, seconds: float = 60.0, dt: float = 1e-3, hidden: int = 100,
         # The learned weights, frozen, on the last 10 s: a function learned, not a value tracked.
         frozen = np.asarray(model.apply(res.params, xs[last]))
         frozen_mse = float(np.mean((frozen - ys[last]) ** 2))
-        runs[name] = {"outputs": out[:, 0], "mse_last_10s": mse, "relative_mse": mse / variance,
-                      "frozen_mse_last_10s": frozen_mse, "frozen_relative_mse": frozen_mse / variance}
+        runs[name] = {
+            "outputs": out[:, 0],
+            "mse_last_10s": mse,
+            "relative_mse": mse / variance,
+            "frozen_mse_last_10s": frozen_mse,
+            "frozen_relative_mse": frozen_mse / variance,
+        }
     return {"t": t, "target": ys[:, 0], "variance": variance, "runs": runs}
 
 
 def plot_online(result: dict, path: Path) -> Path:
     """Target and output over time for each rule (full run and the last 5 s)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from predcode.experiments.atomic import atomic_path
 
     t, target = result["t"], result["target"]
     names = list(result["runs"])
-    fig, axes = plt.subplots(len(names), 3, figsize=(14, 2.8 * len(names)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 3, 1]})
+    fig, axes = plt.subplots(
+        len(names), 3, figsize=(14, 2.8 * len(names)), squeeze=False, gridspec_kw={"width_ratios": [1, 3, 1]}
+    )
     windows = (("first 5 s", t <= 5), (f"all {t[-1] + t[1]:.0f} s", t >= 0), ("last 5 s", t >= t[-1] - 5))
     for row, name in zip(axes, names):
         r = result["runs"][name]
         label = {"backprop": "backprop", "fa": "feedback alignment"}.get(name, name)
         for ax, (title, window) in zip(row, windows):
             ax.plot(t[window], target[window], color="0.6", lw=1.2, label="target x0*x1")
-            ax.plot(t[window], r["outputs"][window], color="C0" if name == "backprop" else "C3",
-                    lw=0.8, label=f"output ({label})")
+            ax.plot(
+                t[window],
+                r["outputs"][window],
+                color="C0" if name == "backprop" else "C3",
+                lw=0.8,
+                label=f"output ({label})",
+            )
             ax.set_xlabel("time (s)")
             ax.set_title(title, fontsize=10)
-        row[1].set_title(f"{label}: MSE over the last 10 s {r['mse_last_10s']:.2e} "
-                         f"({100 * r['relative_mse']:.2f}% of the target variance; final weights "
-                         f"frozen: {100 * r['frozen_relative_mse']:.2f}%)", fontsize=10)
+        row[1].set_title(
+            f"{label}: MSE over the last 10 s {r['mse_last_10s']:.2e} "
+            f"({100 * r['relative_mse']:.2f}% of the target variance; final weights "
+            f"frozen: {100 * r['frozen_relative_mse']:.2f}%)",
+            fontsize=10,
+        )
         row[1].legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
@@ -420,14 +525,29 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
     args = parser.parse_args(argv)
 
     if args.task == "mnist":
-        run_mnist(args.out, rules=args.rules, checkpoints=args.checkpoints,
-                  log=lambda s: print(s, flush=True), sizes=tuple(args.sizes),
-                  activation=args.activation, epochs=args.epochs, batch_size=args.batch_size,
-                  learning_rate=args.learning_rate, seed=args.seed, pc_steps=args.pc_steps,
-                  pc_rate=args.pc_rate, init_scale=args.init_scale)
+        run_mnist(
+            args.out,
+            rules=args.rules,
+            checkpoints=args.checkpoints,
+            log=lambda s: print(s, flush=True),
+            sizes=tuple(args.sizes),
+            activation=args.activation,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            pc_steps=args.pc_steps,
+            pc_rate=args.pc_rate,
+            init_scale=args.init_scale,
+        )
     elif args.task == "report":
-        write_report(args.folder, args.out.with_suffix(".md"), args.out.with_suffix(".json"),
-                     extra=tuple(args.extra), notes=args.notes)
+        write_report(
+            args.folder,
+            args.out.with_suffix(".md"),
+            args.out.with_suffix(".json"),
+            extra=tuple(args.extra),
+            notes=args.notes,
+        )
     else:
         from predcode.experiments.atomic import write_json
         from predcode.experiments.provenance import provenance
@@ -437,15 +557,29 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
         seconds = time.perf_counter() - t0
         plot_online(result, args.out)
         summary = {name: {k: v for k, v in r.items() if k != "outputs"} for name, r in result["runs"].items()}
-        write_json(args.out.with_suffix(".json"), {
-            "target_variance": result["variance"], "runs": summary, "seconds": seconds,
-            "settings": {"seconds": args.seconds, "dt": 1e-3, "hidden": 100, "optimizer": "sgd",
-                         "learning_rate": args.learning_rate, "seed": args.seed},
-            "provenance": provenance()})
+        write_json(
+            args.out.with_suffix(".json"),
+            {
+                "target_variance": result["variance"],
+                "runs": summary,
+                "seconds": seconds,
+                "settings": {
+                    "seconds": args.seconds,
+                    "dt": 1e-3,
+                    "hidden": 100,
+                    "optimizer": "sgd",
+                    "learning_rate": args.learning_rate,
+                    "seed": args.seed,
+                },
+                "provenance": provenance(),
+            },
+        )
         for name, r in summary.items():
-            print(f"{name}: MSE over the last 10 s {r['mse_last_10s']:.3e} = "
-                  f"{100 * r['relative_mse']:.2f}% of the target variance (final weights frozen: "
-                  f"{100 * r['frozen_relative_mse']:.2f}%)")
+            print(
+                f"{name}: MSE over the last 10 s {r['mse_last_10s']:.3e} = "
+                f"{100 * r['relative_mse']:.2f}% of the target variance (final weights frozen: "
+                f"{100 * r['frozen_relative_mse']:.2f}%)"
+            )
     return 0
 
 

@@ -78,10 +78,7 @@ def _backward(model: MLP, params: MLPParams, x: Array, y: Array, feedback) -> ML
     deltas = {model.n_layers: e}
     for l in range(model.n_layers - 1, 0, -1):
         deltas[l] = deriv(fw.z[l]) * feedback(l, deltas[l + 1], e)
-    return tuple(
-        Layer(deltas[l].T @ fw.h[l - 1], jnp.sum(deltas[l], axis=0))
-        for l in range(1, model.n_layers + 1)
-    )
+    return tuple(Layer(deltas[l].T @ fw.h[l - 1], jnp.sum(deltas[l], axis=0)) for l in range(1, model.n_layers + 1))
 
 
 @dataclass(frozen=True)
@@ -292,7 +289,7 @@ class PredictiveCoding:
         return ()
 
     def energy(self, model: MLP, params: MLPParams, states: tuple[Array, ...], x: Array, y: Array) -> Array:
-        """Batch-mean energy ``1/2 sum_{l<L} ||s_l - mu_l||^2 + beta Loss(mu_L, y)``; ``states`` are ``s_1..s_{L-1}``."""
+        """Batch-mean ``E = 1/2 sum_{l<L} ||s_l - mu_l||^2 + beta Loss(mu_L, y)``; ``states``: ``s_1..s_{L-1}``."""
         f = model.act.fn
         below = x
         total = 0.0
@@ -348,6 +345,7 @@ def hidden_error_angles(model: MLP, rule: Any, params: MLPParams, state: Any, x:
     error vector is zero in either rule (every unit off) are left out. This is the angle
     Lillicrap et al. (2016) plot for the hidden-unit updates.
     """
+
     def errors(r, s):
         per_sample = lambda xi, yi: [g.b for g in r.update(model, params, s, xi[None], yi[None])[0][:-1]]
         return jax.vmap(per_sample)(x, y)

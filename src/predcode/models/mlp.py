@@ -70,8 +70,11 @@ class MLP:
 
     def __post_init__(self) -> None:
         sizes = tuple(self.sizes) if isinstance(self.sizes, (list, tuple)) else self.sizes
-        if (not isinstance(sizes, tuple) or len(sizes) < 2
-                or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)):
+        if (
+            not isinstance(sizes, tuple)
+            or len(sizes) < 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+        ):
             raise ValueError(
                 f"sizes: expected at least two positive integer layer widths (input, ..., output), "
                 f"e.g. (784, 256, 10); got {self.sizes!r}"
@@ -106,9 +109,7 @@ class MLP:
         """Raise ValueError unless ``params`` has one ``Layer(W, b)`` of the right shape per layer."""
         if not isinstance(params, (tuple, list)) or len(params) != self.n_layers:
             got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-            raise ValueError(
-                f"{parameter}: expected {self.n_layers} layers for sizes {self.sizes}, got {got}"
-            )
+            raise ValueError(f"{parameter}: expected {self.n_layers} layers for sizes {self.sizes}, got {got}")
         for l, (layer, n_in, n_out) in enumerate(zip(params, self.sizes[:-1], self.sizes[1:]), 1):
             W, b = layer
             if tuple(W.shape) != (n_out, n_in) or tuple(b.shape) != (n_out,):
