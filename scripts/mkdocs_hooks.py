@@ -77,7 +77,7 @@ def _type_name(param) -> str:
         f">= {param.min}" if getattr(param, "min", None) is not None else "",
         f"<= {param.max}" if getattr(param, "max", None) is not None else "",
     ]
-    return " ".join([name.lower(), *filter(None, bounds)])
+    return " ".join([str(name or "value").lower(), *filter(None, bounds)])
 
 
 def _option_row(param) -> str:
@@ -114,7 +114,8 @@ def cli_page() -> str:
         "```",
         "",
     ]
-    for name, cmd in root.commands.items():  # typer builds on (a vendored) click: a Group
+    commands = getattr(root, "commands", {})  # typer builds on (a vendored) click: a Group
+    for name, cmd in commands.items():
         if cmd.hidden:
             continue
         lines += [
