@@ -27,8 +27,8 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples scripts setup.py
+	$(VENV)/bin/ruff format --check src tests examples scripts setup.py
 	$(VENV)/bin/mypy
 
 # Benchmarks (minutes; the machine should be otherwise idle): the peer comparison with PCX and
