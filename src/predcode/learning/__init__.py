@@ -1,4 +1,4 @@
-"""Learning rules and constraints: Hebbian updates, the covariance rule, optimizers, norm clipping."""
+"""Learning rules and constraints: Hebbian, covariance, credit assignment (BP, FA, DFA, PC), optimizers, clipping."""
 
 from predcode.learning.constraints import clip_column_norms
 from predcode.learning.covariance import (
@@ -9,8 +9,14 @@ from predcode.learning.covariance import (
 )
 from predcode.learning.hebbian import hebbian
 from predcode.learning.optim import keras_adam
+from predcode.learning.rules import BackProp, DirectFeedbackAlignment, FeedbackAlignment, PredictiveCoding
+from predcode.learning.streaming import make_rule_trainer, online
 
 __all__ = [
+    "BackProp",
+    "DirectFeedbackAlignment",
+    "FeedbackAlignment",
+    "PredictiveCoding",
     "clip_column_norms",
     "gaussian_nll_sigma_grad",
     "hebbian",
@@ -18,4 +24,6 @@ __all__ = [
     "keras_adam",
     "legacy_precision",
     "legacy_sigma_update",
+    "make_rule_trainer",
+    "online",
 ]
