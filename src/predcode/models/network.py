@@ -147,10 +147,12 @@ class Sequential:
 
     @property
     def in_dim(self) -> int:
+        """Units taken by the first transform."""
         return self.layers[0].in_dim
 
     @property
     def out_dim(self) -> int:
+        """Units given by the last transform."""
         return self.layers[-1].out_dim
 
     def init(self, key: Array) -> dict[str, Any]:
