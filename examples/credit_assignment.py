@@ -25,7 +25,16 @@ python examples/credit_assignment.py --out /tmp/credit --reduced             # 2
 
 It writes `credit_assignment.json` (per rule: test accuracy, seconds per epoch, angles) and
 `credit_assignment.png` (the angle to backprop over training, and the test accuracies).
-`python -m predcode.experiments.credit mnist` runs the full comparison of the project's results.
+`predcode credit mnist` runs the full comparison of the project's results (784-256-256-10, 20
+epochs): test accuracy backprop 98.28%, FA 97.48%, DFA 97.67%, PC 98.21%, with final angles to
+backprop's update of 63 and 72 degrees (FA, per hidden layer), 64 and 73 (DFA) and 15.5 and 21.2
+(PC) (`results/credit_assignment.md`).
+
+The figure below is this script's **reduced** setting (2,000 images, 40 steps of one epoch, one
+hidden layer of 128): backprop and PC reach 77.7% test accuracy; FA and DFA, still about
+orthogonal to the gradient after so few steps, are at 16.7% and 11.4%.
+
+![credit assignment, reduced setting](../img/credit_assignment/credit_assignment.png)
 """
 
 from __future__ import annotations

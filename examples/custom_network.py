@@ -26,7 +26,14 @@ python examples/custom_network.py --out /tmp/custom --reduced           # 1,000 
 
 It writes `custom_network.json` (energies, probe errors) and `custom_network.png`: the mean
 energy per image over training, one inference trace, and test images next to the network's
-prediction of them from their inferred code.
+prediction of them from their inferred states.
+
+The full setting (seed 0, on 2 CPU cores) lowered the held-out energy from 757.3 to 345.5 nats per
+image. Probe errors on the 2,000 test images: the code `z`, linear 88.3% and 5-NN 91.2% (chance
+is 90%: `z` stayed uninformative); the hidden state `h`, linear 16.6% and 5-NN 10.2%; the raw
+pixels, linear 15.7%.
+
+![custom network: learning, inference, predictions](../img/custom_network/custom_network.png)
 """
 
 from __future__ import annotations
