@@ -167,7 +167,8 @@ def test_report_joins_the_rules_into_a_table(tmp_path):
     text = (tmp_path / "r.md").read_text()
     assert set(runs) == {"backprop", "fa"}
     assert f"| FeedbackAlignment | {100 * runs['fa']['test_accuracy']:.2f}% | >= 97.0% |" in text
-    assert json.loads((tmp_path / "r.json").read_text())["fa"]["rule"] == "fa"
+    assert json.loads((tmp_path / "r.json").read_text())["runs"]["fa"]["rule"] == "fa"
+    assert "not recorded" in text  # no provenance in hand-made result files
     with pytest.raises(FileNotFoundError, match="no per-rule results"):
         write_report(tmp_path / "empty", tmp_path / "x.md", tmp_path / "x.json")
 

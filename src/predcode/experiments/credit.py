@@ -232,8 +232,21 @@ def train_rule(
             {"epochs": epochs, "test_accuracy": history["epochs"][-1]["test_accuracy"]},
         )
     last = history["epochs"][-1]
+    settings = {
+        "sizes": list(sizes),
+        "activation": activation,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "pc_steps": pc_steps,
+        "pc_rate": pc_rate,
+        "init_scale": init_scale,
+        "angle_batch": angle_batch,
+    }
     return {
         "rule": name,
+        "settings": settings,
         "test_accuracy": last["test_accuracy"],
         "val_accuracy": last["val_accuracy"],
         "seconds_per_epoch": float(np.median([e["seconds"] for e in history["epochs"]])),
@@ -265,11 +278,7 @@ def run_mnist(
     for name in rules:
         ckpt = None if checkpoints is None else Path(checkpoints) / name
         res = train_rule(name, data, checkpoint=ckpt, log=log, **options)
-        res.update(
-            settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
-            provenance=provenance(),
-            checkpoint=None if ckpt is None else str(ckpt),
-        )
+        res.update(provenance=provenance(), checkpoint=None if ckpt is None else str(ckpt))
         write_json(out / f"{name}.json", res)
         results[name] = res
     return results
@@ -351,8 +360,10 @@ def write_report(
             )
     settings = runs[next(iter(runs))]["settings"]
     prov = [
-        f"- `{name}{_variant(r)}`: command `{r['provenance']['command']}`, commit {r['provenance']['commit']}, "
-        f"{r['provenance']['date']}, {r['provenance']['machine']}, jax {r['provenance']['jax_version']}"
+        f"- `{name}{_variant(r)}`: command `{p['command']}`, commit {p['commit']}, "
+        f"{p['date']}, {p['machine']}, jax {p['jax_version']}"
+        if (p := r.get("provenance"))
+        else f"- `{name}{_variant(r)}`: not recorded (not written by run_mnist)"
         for group in groups
         for name, r in group.items()
     ]
