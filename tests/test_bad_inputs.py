@@ -751,6 +751,9 @@ CLI_CASES = [
     ("fit/settling-diverges", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"),
                                          "--quiet"], 1,
      ["settling diverged while evaluating x_val", "non-finite states in layer(s) z1", "Lower the settling step"]),
+    ("fit/settling-diverges-in-vmapped-trials", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out",
+                                                           str(t / "r"), "--quiet", "--n-trials", "2"], 1,
+     ["settling diverged in trial 0 while evaluating x_val", "non-finite states in layer(s) z1"]),
 ]
 
 

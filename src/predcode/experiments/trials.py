@@ -88,13 +88,24 @@ def _take(tree: Any, t: int) -> Any:
     return jax.tree.map(lambda a: a[t], tree)
 
 
-def _evaluate(veval, params: Params, x: np.ndarray, batch_size: int, n_trials: int) -> np.ndarray:
-    """Per-trial mean ``(bce, tod)`` over all rows of ``x``, shape (n_trials, 2)."""
+def _evaluate(veval, params: Params, x: np.ndarray, batch_size: int, n_trials: int, *,
+              model: GNCN | None = None, name: str = "x", trials: Sequence[int] | None = None) -> np.ndarray:
+    """Per-trial mean ``(bce, tod)`` over all rows of ``x``, shape (n_trials, 2).
+
+    Raises ``FloatingPointError`` naming ``name``, the trial, the rows and the layer if a settle diverges.
+    """
     totals = np.zeros((n_trials, 2))
     for start in range(0, len(x), batch_size):
         rows = min(batch_size, len(x) - start)
         xb, w = pad_batch(jnp.asarray(x[start:start + rows]), batch_size)
         m = veval(params, xb, w)
+        bad = np.flatnonzero(np.asarray(m.status) != 0)
+        if bad.size and model is not None:
+            t = int(bad[0])
+            raise FloatingPointError(
+                f"settling diverged in trial {t if trials is None else trials[t]} while evaluating {name}, "
+                f"rows {start}..{start + rows - 1}: "
+                f"{describe_nonfinite(model, _take(params, t), _take(m, t))}. Lower the settling step beta.")
         totals += np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1) * rows
     return totals / len(x)
 
@@ -133,6 +144,8 @@ def train_trials(
     if len(states) != n:
         raise ValueError(f"states: expected one state (or None) per seed, {n} in all, got {len(states)}")
     eval_batch_size = eval_batch_size or batch_size
+    model.check_input(x_train, "x_train")  # once, here: the compiled loop does not check its inputs
+    model.check_input(x_val, "x_val")
     trainer = make_trainer(model, optimizer)
 
     vstep, veval = vmapped_steps(trainer)
@@ -141,8 +154,10 @@ def train_trials(
     if fresh:
         params0 = stack_trials([model.init(jax.random.key(int(seeds[t]))) for t in fresh])
         start = time.perf_counter()
-        val = _evaluate(veval, params0, x_val, eval_batch_size, len(fresh))
-        tr = _evaluate(veval, params0, x_train, eval_batch_size, len(fresh))
+        val = _evaluate(veval, params0, x_val, eval_batch_size, len(fresh), model=model,
+                        name="x_val (the starting model)", trials=fresh)
+        tr = _evaluate(veval, params0, x_train, eval_batch_size, len(fresh), model=model,
+                       name="x_train (the starting model)", trials=fresh)
         seconds = (time.perf_counter() - start) / len(fresh)
         for i, t in enumerate(fresh):
             p = _take(params0, i)
@@ -182,7 +197,7 @@ def train_trials(
             if on_batch:
                 mean = batch[running].mean(axis=0)
                 on_batch(b + 1, n_batches, float(mean[0]), float(mean[1]))
-        val = _evaluate(veval, params, x_val, eval_batch_size, n)
+        val = _evaluate(veval, params, x_val, eval_batch_size, n, model=model, name=f"x_val (after epoch {epoch})")
         seconds = (time.perf_counter() - start) / running.sum()
         for t in np.flatnonzero(running):
             s = states[t]
