@@ -59,6 +59,11 @@ def fit(
                                   "repeat for several. metrics.csv is always written."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set train.epochs=2 "
                                         "(values as in TOML: --set model.z_dims=[12,12,18]); repeatable."),
+    data_parallel: bool = typer.Option(False, "--data-parallel", help="Split every batch over all devices "
+                                       "(trials then run one after another)."),
+    distributed: bool = typer.Option(False, "--distributed", help="Join a multi-process run first "
+                                     "(jax.distributed; PREDCODE_COORDINATOR, PREDCODE_NUM_PROCESSES, "
+                                     "PREDCODE_PROCESS_ID or Slurm); implies --data-parallel. See docs/distributed.md."),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
     from predcode.data import DatasetError
@@ -85,6 +90,10 @@ def fit(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
+    if distributed:
+        from predcode.experiments.distributed import initialize
+
+        initialize()
     with _progress(quiet) as progress:
         task = progress.add_task("trial 0 epoch 1", total=None, info="evaluating the untrained model")
 
@@ -97,7 +106,8 @@ def fit(
 
         try:
             summary = run_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
-                              on_batch=on_batch, on_epoch=on_epoch, log=tuple(log))
+                              on_batch=on_batch, on_epoch=on_epoch, log=tuple(log),
+                              data_parallel=data_parallel or distributed)
             progress.remove_task(task)  # the bar of the epoch that never started
         except (ConfigError, RunFolderError) as err:
             console.print(f"[red]error:[/red] {err}")

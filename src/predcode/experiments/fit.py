@@ -144,7 +144,8 @@ def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
 
 def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, force: bool = False,
         on_batch: Callable | None = None,
-        on_epoch: Callable[[int, EpochRecord], None] | None = None, log: Sequence[str] = ()) -> dict:
+        on_epoch: Callable[[int, EpochRecord], None] | None = None, log: Sequence[str] = (),
+        data_parallel: bool = False) -> dict:
     """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``.
 
     Trials train together, vmapped in one jitted step, as many at a time as memory allows (at most
@@ -154,6 +155,10 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
     ``metrics.csv`` is always written; ``log=("tensorboard",)`` also writes TensorBoard event files
     to ``out/tb/trial{t}/`` (per epoch: ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod``,
     ``time/seconds_per_epoch``; step 0 is the untrained model).
+
+    ``data_parallel`` splits every batch over all devices of all processes (``jax.devices()``;
+    several processes once ``predcode.experiments.distributed.initialize`` has joined them, see
+    ``docs/distributed.md``) and trains the trials one after another; only process 0 writes files.
     """
     if not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
@@ -162,18 +167,32 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
     out = Path(out)
     x_tr, x_val = load_fit_data(cfg)  # fail on data before touching the run folder
-    _prepare_folder(out, resume, force)
-    if not resume:
-        write_text(out / "config.toml", dump_toml(cfg))
+    writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
+    if writes:
+        _prepare_folder(out, resume, force)
+        if not resume:
+            write_text(out / "config.toml", dump_toml(cfg))
     model = GNCN(cfg.model)
     optimizer = cfg.optimizer.build()
-    trainer = make_trainer(model, optimizer)
+    if data_parallel:
+        from predcode.learning.parallel import make_data_parallel_trainer
+
+        trainer = make_data_parallel_trainer(model, optimizer)
+        for name, size in (("batch_size", cfg.train.batch_size), ("eval_batch_size", cfg.train.eval_batch_size)):
+            if size % trainer.step.mesh.size:
+                raise ConfigError(f"train.{name}: expected a multiple of the {trainer.step.mesh.size} devices "
+                                  f"the batches are split over, got {size}")
+    else:
+        trainer = make_trainer(model, optimizer)
     states: list[TrainState | None] = [
         _load_state(out, model, trainer, t) if resume and (out / f"state{t}.json").exists() else None
         for t in range(n_trials)]
-    writers = [EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log else None for t in range(n_trials)]
+    writers = [EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None
+               for t in range(n_trials)]
 
     def on_epoch_end(trial: int, record: EpochRecord, state: TrainState) -> None:
+        if not writes:
+            return
         if state.best_epoch == record.epoch:
             save_checkpoint(out / f"best{trial}", {k: np.asarray(v) for k, v in state.best_params.items()},
                             _model_metadata(model, trial=trial, epoch=record.epoch,
@@ -190,7 +209,7 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
 
     # Trials run in groups vmapped together (as many as memory allows, at most train.parallel_trials);
     # a group of one is the plain training loop.
-    group = parallel_trials(model, cfg.train.batch_size, n_trials, cfg.train.parallel_trials)
+    group = 1 if data_parallel else parallel_trials(model, cfg.train.batch_size, n_trials, cfg.train.parallel_trials)
     common = dict(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, optimizer=optimizer,
                   eval_batch_size=cfg.train.eval_batch_size, patience=cfg.train.patience, on_batch=on_batch)
     try:
@@ -198,7 +217,7 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
             trials = list(range(first, min(first + group, n_trials)))
             if len(trials) == 1:
                 t = trials[0]
-                states[t] = train(model, x_tr, x_val, seed=cfg.train.seed + t, state=states[t],
+                states[t] = train(model, x_tr, x_val, seed=cfg.train.seed + t, state=states[t], trainer=trainer,
                                   on_epoch=lambda r, s, t=t: on_epoch_end(t, r, s), **common)
             else:
                 done = train_trials(model, x_tr, x_val, seeds=[cfg.train.seed + t for t in trials],
@@ -216,17 +235,19 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         summaries.append({"trial": trial, "seed": cfg.train.seed + trial, "epochs_run": state.epoch,
                           "best_epoch": state.best_epoch, "best_val_bce": best.val_bce,
                           "best_val_tod": best.val_tod, "history": [asdict(r) for r in [state.initial, *state.history]]})
-    return _write_summary(out, cfg, summaries, len(x_tr), len(x_val))
+    return _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
 
 
-def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int) -> dict:
+def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int,
+                   write: bool = True) -> dict:
     rows = [{"trial": t["trial"], **r} for t in trials for r in t["history"]]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    write_text(out / "metrics.csv", buf.getvalue())
-    training_curves(trials[0]["history"], out / "curves.png")
+    if write:
+        write_text(out / "metrics.csv", buf.getvalue())
+        training_curves(trials[0]["history"], out / "curves.png")
     bces = np.array([t["best_val_bce"] for t in trials])
     tods = np.array([t["best_val_tod"] for t in trials])
     summary = {
@@ -237,7 +258,8 @@ def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, 
         "seconds_per_epoch": float(np.mean([r["seconds"] for t in trials for r in t["history"][1:]] or [0.0])),
         "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials],
     }
-    write_json(out / "summary.json", summary)
+    if write:
+        write_json(out / "summary.json", summary)
     return summary
 
 

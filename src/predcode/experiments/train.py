@@ -99,6 +99,7 @@ def train(
     state: TrainState | None = None,
     on_batch: Callable[[int, int, float, float], None] | None = None,
     on_epoch: Callable[[EpochRecord, TrainState], None] | None = None,
+    trainer: GNCNTrainer | None = None,
 ) -> TrainState:
     """Train ``model`` on ``x_train`` (n, x_dim) in {0, 1}; keep the parameters of the best validation BCE.
 
@@ -107,6 +108,8 @@ def train(
     The last, short batch of an epoch is padded and weighted out, so it reuses the compiled step.
     Pass a saved ``state`` to continue a run; ``on_epoch(record, state)`` runs after every epoch
     (epoch 0 is the evaluation of the starting model) and is where a caller saves checkpoints.
+    ``trainer`` (default ``make_trainer(model, optimizer)``) may be another trainer of ``model``,
+    e.g. a data-parallel one (``predcode.learning.parallel``).
     """
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
@@ -121,7 +124,7 @@ def train(
         if len(x) == 0:
             raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
     eval_batch_size = eval_batch_size or batch_size
-    trainer = make_trainer(model, optimizer)
+    trainer = make_trainer(model, optimizer) if trainer is None else trainer
     if state is None:
         params = model.init(jax.random.key(seed)) if params is None else model.check_params(params)
         start = time.perf_counter()
