@@ -51,6 +51,14 @@ def test_feedback_alignment_with_transposed_forward_weights_is_backprop(x64):
     assert _max_diff(grads, jax.grad(model.loss_fn)(params, x, y)) < 1e-14
 
 
+def test_feedback_alignment_with_transposed_weights_equals_the_backprop_rule_bit_for_bit():
+    model, params, x, y = _net(sizes=(6, 9, 8, 7, 3), activation="relu")  # float32
+    fa = FeedbackAlignment(feedback=[W.T for W, _ in params[1:]])
+    g_fa, _ = fa.update(model, params, fa.init(model, params), x, y)
+    g_bp, _ = BackProp().update(model, params, (), x, y)
+    assert _max_diff(g_fa, g_bp) == 0.0
+
+
 def _fa_reference(params, B, x, onehot):
     """float64 NumPy FA for a tanh MLP with softmax cross-entropy (batch mean)."""
     h, zs = [np.asarray(x, np.float64)], []
