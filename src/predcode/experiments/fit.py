@@ -202,8 +202,9 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
             with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
-        if writers[trial] is not None:  # a fresh run starts with the untrained model's record, epoch 0
-            writers[trial].add_scalars(record.epoch, epoch_scalars(record))
+        writer = writers[trial]
+        if writer is not None:  # a fresh run starts with the untrained model's record, epoch 0
+            writer.add_scalars(record.epoch, epoch_scalars(record))
         if on_epoch:
             on_epoch(trial, record)
 
