@@ -9,7 +9,8 @@ sweep is already the fixed point of inference, where every error is zero).
 
 This example trains the chain `x (784) -> h1 (256, relu) -> h2 (256, relu) -> y (10)` built with
 `PCNetwork.chain` and `PCTrainer` (T = 20 state steps of SGD 0.1, then one Adam step of the
-weights), and, for reference, the same architecture with backprop on the same batches.
+weights, learning rate 3e-4 with cosine decay), and, for reference, the same architecture with
+backprop on the same batches, from the same initial weights.
 
 ```
 python examples/supervised_pc.py --out runs/supervised_pc               # 60,000 images, 3 epochs
@@ -18,6 +19,14 @@ python examples/supervised_pc.py --out /tmp/spc --reduced               # 2,000 
 
 It writes `supervised_pc.json` (test accuracy of PC and backprop per epoch, the inference energy)
 and `supervised_pc.png` (test accuracy per epoch for both, and one inference trace).
+
+The full setting (seed 0, 2 CPU cores, 121 s) reached a test accuracy of 94.8, 95.5 and 95.6% with
+PC after epochs 1 to 3, against 95.7, 96.7 and 96.7% with backprop. The learning rate matters:
+with a constant 1e-3, PC's accuracy fell epoch after epoch (90.6, 83.7, 75.3%) while backprop's
+rose. The energy in the trace is dominated by the Gaussian cells' normalizing constants; inference
+removes the small part the errors contribute.
+
+![supervised PC against backprop](../img/supervised_pc/supervised_pc.png)
 """
 
 from __future__ import annotations
@@ -40,8 +49,11 @@ from predcode.data import flatten, load, to_float
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
 
-FULL = {"n_train": 60000, "n_test": 10000, "epochs": 3, "batch_size": 64, "T": 20}
-REDUCED = {"n_train": 2000, "n_test": 1000, "epochs": 1, "batch_size": 50, "T": 20}
+# Adam's learning rate decays to 0 over the run (cosine). Measured on the full setting, seed 0, PC test accuracy by
+# epoch: constant 1e-3: 90.6, 83.7, 75.3% (falling: presumably the weights grow until SGD 0.1 on the states
+# overshoots); cosine from 1e-3: 93.6, 93.8, 93.8%; cosine from 3e-4: 94.8, 95.5, 95.6% (backprop 96.7%).
+FULL = {"n_train": 60000, "n_test": 10000, "epochs": 3, "batch_size": 64, "T": 20, "learning_rate": 3e-4}
+REDUCED = {"n_train": 2000, "n_test": 1000, "epochs": 1, "batch_size": 50, "T": 20, "learning_rate": 1e-3}
 SIZES = (784, 256, 256, 10)
 
 
@@ -65,23 +77,36 @@ def accuracy(predict, params, x: np.ndarray, y: np.ndarray) -> float:
     return hits / len(x)
 
 
-def main(out: Path, *, reduced: bool = False, seed: int = 0) -> dict:
+def main(
+    out: Path,
+    *,
+    reduced: bool = False,
+    seed: int = 0,
+    state_lr: float = 0.1,
+    T: int | None = None,
+    learning_rate: float | None = None,
+    decay: bool = True,
+) -> dict:
     """Train PC and backprop side by side; write the JSON and the figure into ``out``; return the figures."""
     t0 = time.perf_counter()
-    s = REDUCED if reduced else FULL
+    s = dict(REDUCED if reduced else FULL)
+    s["T"] = s["T"] if T is None else T
+    s["learning_rate"] = s["learning_rate"] if learning_rate is None else learning_rate
     out.mkdir(parents=True, exist_ok=True)
     x_tr, y_tr, x_te, y_te = mnist(s["n_train"], s["n_test"])
 
     network = PCNetwork.chain(SIZES, names=["x", "h1", "h2", "y"], activation="relu")
     params = network.init(jax.random.key(seed))
-    trainer = PCTrainer(network, optimizer_x=optax.sgd(0.1), optimizer_p=optax.adam(1e-3), T=s["T"])
+    steps = s["epochs"] * (s["n_train"] // s["batch_size"])
+    lr = optax.cosine_decay_schedule(s["learning_rate"], steps) if decay else s["learning_rate"]
+    trainer = PCTrainer(network, optimizer_x=optax.sgd(state_lr), optimizer_p=optax.adam(lr), T=s["T"])
     opt_state = trainer.init(params)
     pc_predict = jax.jit(lambda p, x: network.forward(p, {"x": x})["y"])
 
     # The same architecture and initial weights, trained by backprop on the squared error to the one-hot label
     # (the energy of the output's unit-Gaussian cell).
     bp_params = params
-    adam = optax.adam(1e-3)
+    adam = optax.adam(lr)
     bp_state = adam.init(bp_params)
 
     @jax.jit
@@ -139,5 +164,17 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("runs/supervised_pc"), help="output folder")
     parser.add_argument("--reduced", action="store_true", help="2,000 images, 1 epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--state-lr", type=float, default=0.1, help="SGD step of the states")
+    parser.add_argument("--T", type=int, default=None, help="state steps per batch (default 20)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam's initial learning rate (3e-4; reduced 1e-3)")
+    parser.add_argument("--no-decay", action="store_true", help="constant learning rate")
     args = parser.parse_args()
-    main(args.out, reduced=args.reduced, seed=args.seed)
+    main(
+        args.out,
+        reduced=args.reduced,
+        seed=args.seed,
+        state_lr=args.state_lr,
+        T=args.T,
+        learning_rate=args.lr,
+        decay=not args.no_decay,
+    )
