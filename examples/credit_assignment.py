@@ -51,6 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from predcode.experiments.credit import RULES, load_mnist, train_rule
+from predcode.experiments.provenance import provenance
 
 FULL = {"n_train": None, "n_test": None, "epochs": 3, "sizes": (784, 256, 256, 10), "batch_size": 128}
 REDUCED = {"n_train": 2000, "n_test": 1000, "epochs": 1, "sizes": (784, 128, 10), "batch_size": 50}
@@ -101,6 +102,7 @@ def main(out: Path, *, reduced: bool = False, seed: int = 0) -> dict:
         "reduced": reduced,
         "rules": results,
         "seconds": time.perf_counter() - t0,
+        **provenance(),
     }
     (out / "credit_assignment.json").write_text(json.dumps(figures, indent=2))
     return figures

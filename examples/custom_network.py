@@ -55,6 +55,7 @@ import optax
 from predcode.cells import BernoulliErrorCell, GaussianErrorCell
 from predcode.data import load_binarized
 from predcode.experiments.probes import knn_probe, linear_probe
+from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import Dense, Node, PCNetwork
 
@@ -147,6 +148,7 @@ def main(out: Path, *, reduced: bool = False, seed: int = 0) -> dict:
         "inference_energy": [float(e) for e in np.asarray(result.energy)],
         "probe_error_pct": probes,
         "seconds": time.perf_counter() - t0,
+        **provenance(),
     }
     (out / "custom_network.json").write_text(json.dumps(figures, indent=2))
     return figures

@@ -46,6 +46,7 @@ import numpy as np
 import optax
 
 from predcode.data import flatten, load, to_float
+from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
 
@@ -154,6 +155,7 @@ def main(
         **history,
         "inference_energy": trace.tolist(),
         "seconds": time.perf_counter() - t0,
+        **provenance(),
     }
     (out / "supervised_pc.json").write_text(json.dumps(figures, indent=2))
     return figures

@@ -41,6 +41,7 @@ from pathlib import Path
 from predcode.experiments.analyze import analyze, sample
 from predcode.experiments.config import load_config, with_overrides
 from predcode.experiments.fit import fit
+from predcode.experiments.provenance import provenance
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist" / "gncn_pdh.toml"
 
@@ -99,6 +100,7 @@ def main(out: Path, *, reduced: bool = False, config: Path = CONFIG) -> dict:
         "analysis": report["out"],
         "reduced": reduced,
         "seconds": time.perf_counter() - t0,
+        **provenance(),
     }
     (out / "walkthrough1.json").write_text(json.dumps(figures, indent=2))
     return figures
