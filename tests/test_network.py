@@ -268,3 +268,12 @@ def test_sequential_transform_is_the_composed_mlp_and_checks_inner_sizes():
     np.testing.assert_allclose(net.prediction(params, {"z": z}, "x"), want, rtol=1e-6)
     with pytest.raises(NetworkError, match=r"Sequential.layers\[1\]: takes 4 units but layers\[0\] gives 5"):
         Sequential((Dense(3, 5), Dense(4, 2)))
+
+
+def test_dense_input_activation_is_whittington_bogacz_w_f_x():
+    d = Dense(3, 2, input_activation="tanh")
+    p = d.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    np.testing.assert_allclose(d(p, x), jnp.tanh(x) @ p["w"] + p["b"], rtol=1e-6)
+    with pytest.raises(ValueError, match="Dense.input_activation"):
+        Dense(3, 2, input_activation="swish")

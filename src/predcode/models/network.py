@@ -89,7 +89,10 @@ def _positive_int(value: Any, what: str) -> int:
 
 @dataclass(frozen=True)
 class Dense:
-    """``act(x @ w + b)``: a dense map from ``in_dim`` to ``out_dim`` units, bias optional.
+    """``act(in_act(x) @ w + b)``: a dense map from ``in_dim`` to ``out_dim`` units, bias optional.
+
+    ``input_activation`` (default identity) applies a nonlinearity to the parent's state first, as in
+    Whittington & Bogacz's ``mu = W f(x)``; e.g. ``"relu"`` on a code makes it a rectified code.
 
     Weights start at ``N(0, (gain / sqrt(in_dim))^2)`` with ``gain = sqrt(2)`` for ReLU and 1
     otherwise (``init_scale`` replaces ``gain / sqrt(in_dim)``); the bias starts at 0.
@@ -100,8 +103,10 @@ class Dense:
     activation: str = "identity"
     bias: bool = True
     init_scale: float | None = None
+    input_activation: str = "identity"
 
     def __post_init__(self) -> None:
+        get_activation(self.input_activation, parameter="Dense.input_activation")
         _positive_int(self.in_dim, "Dense.in_dim")
         _positive_int(self.out_dim, "Dense.out_dim")
         get_activation(self.activation, parameter="Dense.activation")
@@ -118,6 +123,8 @@ class Dense:
         return params
 
     def __call__(self, params: Mapping[str, Array], x: Array) -> Array:
+        if self.input_activation != "identity":
+            x = get_activation(self.input_activation).fn(x)
         z = x @ params["w"]
         if self.bias:
             z = z + params["b"]
