@@ -20,6 +20,7 @@ def _assert_close(a, b, what):
         np.testing.assert_allclose(a[name], b[name], rtol=2e-4, atol=2e-6, err_msg=f"{what}:{name}")
 
 
+@pytest.mark.slow
 def test_vmapped_trials_equal_sequential_trials_with_one_stopping_early_and_one_resumed():
     kw = dict(epochs=4, batch_size=32, eval_batch_size=40, patience=1)
     # Trial 0 resumes after epoch 1 with a best BCE it can never beat: it stops after epoch 2
@@ -87,6 +88,7 @@ def _fit_config(tmp_path, name, parallel, K=5, n_train=300, epochs=2):
     return path
 
 
+@pytest.mark.slow
 def test_fit_with_vmapped_trials_matches_fit_with_sequential_trials(tmp_path):
     from predcode.experiments.checkpoint import load_checkpoint
     from predcode.experiments.config import load_config
