@@ -743,11 +743,8 @@ CLI_CASES = [
      ["-n", "expected an integer", "got 0"]),
     ("analyze/trial-without-a-best-model", lambda t: ["analyze", "--run", str(_good_run(t)), "--trial", "3"], 2,
      ["--trial", "holds no best3 checkpoint", "pass one of them to --trial"]),
-    pytest.param("sample/damaged-prior", lambda t: ["sample", "--run", str(_good_run(t, prior=b"PK\x03\x04junk"))],
-                 1, ["prior.npz"], marks=pytest.mark.xfail(
-                     reason="MixturePrior.load (density.py, the lead's file) lets zipfile.BadZipFile escape: "
-                            "a traceback instead of one message; reported, fix pending", strict=False),
-                 id="sample/damaged-prior"),
+    ("sample/damaged-prior", lambda t: ["sample", "--run", str(_good_run(t, prior=b"PK\x03\x04junk"))],
+     1, ["prior.npz", "cannot read it", "run `predcode analyze` again"]),
     ("fit/settling-diverges", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"),
                                          "--quiet"], 1,
      ["settling diverged while evaluating x_val", "non-finite states in layer(s) z1", "Lower the settling step"]),

@@ -221,10 +221,7 @@ def test_random_bytes_as_the_npz_with_a_matching_hash_are_checkpoint_errors(npz)
 # -------------------------------------------------------------------------- the prior of analyze
 
 
-@pytest.mark.xfail(reason="MixturePrior.load (density.py, the lead's file) lets zipfile's BadZipFile, numpy's "
-                          "TokenError and others escape instead of PriorFileError; reported, fix pending",
-                   strict=False)
-@settings(FUZZ, phases=[Phase.generate])  # no shrinking while it is known to fail
+@settings(FUZZ)
 @given(st.data())
 def test_mutated_prior_files_are_prior_file_errors_or_load(data):
     from predcode.experiments.density import MixturePrior, PriorFileError

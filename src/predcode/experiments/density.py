@@ -175,10 +175,16 @@ class MixturePrior:
                                      "found a single array")
             with npz:
                 arrays = {name: npz[name] for name in npz.files}
+        except PriorFileError:
+            raise
         except FileNotFoundError:
             raise PriorFileError(f"{path}: file not found; run `predcode analyze` to write it") from None
-        except (ValueError, OSError, EOFError) as err:
-            raise PriorFileError(f"{path}: expected an .npz archive without pickles, cannot read it ({err})") from None
+        except Exception as err:  # zipfile, numpy's header parser, ...: any damage is the file's fault
+            raise PriorFileError(f"{path}: expected an .npz archive without pickles, cannot read it "
+                                 f"({type(err).__name__}: {err}); run `predcode analyze` again to rewrite it") from None
+        not_arrays = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+        if not_arrays:  # numpy hands back raw bytes for a member without the NPY magic
+            raise PriorFileError(f"{path}: expected .npy members, got unreadable member(s) {not_arrays}")
         missing = [k for k in ("weights", "means", "covariances") if k not in arrays]
         if missing:
             raise PriorFileError(f"{path}: expected arrays weights, means, covariances; missing {missing}")
