@@ -30,6 +30,7 @@ def _cosine(a, b) -> float:
 
 # ----- inference -------------------------------------------------------------------------------
 
+@pytest.mark.slow  # long inference scans (about 20-30 s on a loaded 2-core machine)
 def test_linear_gaussian_inference_converges_to_closed_form_posterior_mean(x64):
     """z ~ N(0, Sz), h | z ~ N(A z + a, Sh), x | h ~ N(B h + b, Sx), x clamped: E[z, h | x]."""
     rng = np.random.default_rng(0)
@@ -77,6 +78,7 @@ def test_inference_moves_only_free_states_and_keeps_clamps():
 
 # ----- learning --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # long inference scans (about 20-30 s on a loaded 2-core machine)
 def test_pc_weight_update_approaches_backprop_gradient_with_large_T():
     """Whittington & Bogacz: at equilibrium, with a weak output layer (variance >> hidden), the PC
     weight gradient is parallel to the backprop gradient; short inference is not."""
