@@ -133,7 +133,8 @@ class MixturePrior:
     def from_sklearn(cls, gmm: GaussianMixture, **metadata: Any) -> MixturePrior:
         """The prior of a fitted full-covariance scikit-learn ``GaussianMixture`` (its fit diagnostics kept)."""
         if getattr(gmm, "covariance_type", None) != "full":
-            raise ValueError(f"prior: expected a full-covariance mixture, got {getattr(gmm, 'covariance_type', None)!r}")
+            raise ValueError("prior: expected a full-covariance mixture, got "
+                             f"{getattr(gmm, 'covariance_type', None)!r}")
         meta = {"n_iter": int(getattr(gmm, "n_iter_", 0)), "converged": bool(getattr(gmm, "converged_", False)),
                 "lower_bound": float(getattr(gmm, "lower_bound_", float("nan")))}
         meta.update(metadata)
@@ -296,6 +297,7 @@ class Settled(NamedTuple):
 
 @functools.lru_cache(maxsize=8)  # one compiled settle per model
 def _settle_fn(model: GNCN):
+    assert model.config.phi is not None  # GNCNConfig fills it from the museum model
     phi = get_activation(model.config.phi).fn
 
     @jax.jit

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -101,7 +101,7 @@ class GNCNConfig:
         _check(isinstance(self.K, int) and self.K >= 1, "K", "an integer >= 1", self.K)
         _check(self.beta > 0, "beta", "a positive Euler step", self.beta)
         _check(self.leak >= 0, "leak", "a number >= 0", self.leak)
-        _check(self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
+        _check(self.lmbda is not None and self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
         _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
         _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
         _check(self.solver in SOLVERS, "solver", f"one of {SOLVERS}", self.solver)
@@ -260,6 +260,7 @@ class GNCN:
     # ----- dynamics ---------------------------------------------------------------------------
     def _predict(self, params: Params, x: Array, mask, states):
         c, f = self.config, self.config.flags
+        assert c.phi is not None and c.g_hidden is not None  # filled from MUSEUM by __post_init__
         phi, g_hidden, g_out = (get_activation(n).fn for n in (c.phi, c.g_hidden, c.g_out))
         phis = [phi(z) for z in states]
         preds, errs, sigs = [], [], []
@@ -279,6 +280,7 @@ class GNCN:
 
     def _drive(self, params: Params, states, sigs):
         c, f = self.config, self.config.flags
+        assert c.phi is not None and c.lmbda is not None  # filled from MUSEUM by __post_init__
         act = get_activation(c.phi)
         dz = []
         for l in range(1, c.L + 1):
@@ -328,6 +330,7 @@ class GNCN:
     def calc_updates(self, params: Params, result: SettleResult, weights: Array | None = None) -> Params:
         """Gradients for the optimizer (negated Hebbian updates) from the settled states and errors."""
         c, f = self.config, self.config.flags
+        assert c.phi is not None  # filled from MUSEUM by __post_init__
         phi = get_activation(c.phi).fn
         phis = [phi(z) for z in result.states]
         sigs = result.signals
@@ -358,6 +361,7 @@ class GNCN:
         self.check_params(params)
         check_array(z_top, "z_top", shape=(None, c.z_dims[-1]),
                     fix=f"pass one top-layer latent of size {c.z_dims[-1]} a row")
+        assert c.phi is not None  # filled from MUSEUM by __post_init__
         phi, g_out = get_activation(c.phi).fn, get_activation(c.g_out).fn
         s: dict[int, Array] = {c.L: phi(z_top) if apply_phi else z_top}
         for l in range(c.L - 1, -1, -1):
@@ -376,7 +380,7 @@ def _weighted_mean(per_sample: Array, weights: Array | None) -> Array:
 
 def discrepancy_per_sample(errors) -> Array:
     """``sum_l sum_units e_l^2`` of the un-whitened errors for each sample, shape (batch,)."""
-    return sum(jnp.sum(e * e, axis=-1) for e in errors)
+    return cast(Array, sum(jnp.sum(e * e, axis=-1) for e in errors))  # errors is never empty (L >= 1)
 
 
 def total_discrepancy(errors, weights: Array | None = None) -> Array:
