@@ -4,4 +4,7 @@ from predcode.dynamics.inference import InferenceResult, infer
 from predcode.dynamics.settle import SettleResult, settle
 from predcode.dynamics.solvers import SOLVERS, Euler, Heun, Momentum, Nesterov, make_solver
 
-__all__ = ["Euler", "Heun", "InferenceResult", "infer", "Momentum", "Nesterov", "SOLVERS", "SettleResult", "make_solver", "settle"]
+__all__ = [
+    "Euler", "Heun", "InferenceResult", "infer", "Momentum", "Nesterov", "SOLVERS", "SettleResult", "make_solver",
+    "settle",
+]

@@ -17,7 +17,7 @@ the settle stops early, for the whole batch, once the states have stopped moving
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,7 @@ class SettleResult(NamedTuple):
 
 
 def _sq_norm(tree: Any) -> Array:
-    return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+    return cast(Array, sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
 class _AliasMismatch(Exception):
@@ -71,7 +71,7 @@ class _Units:
         self.keep = [i for i, j in enumerate(self.index) if i == j]
 
     def pack(self, units: Any) -> tuple:
-        leaves = self.treedef.flatten_up_to(units)
+        leaves = self.treedef.flatten_up_to(units)  # type: ignore[attr-defined]  # compiled jaxlib PyTreeDef, no stub
         if any(i != j and leaves[i] is not leaves[j] for i, j in enumerate(self.index)):
             raise _AliasMismatch
         return tuple(leaves[i] for i in self.keep)
@@ -88,7 +88,7 @@ def settle(
     init_states: Any,
     *,
     steps: int,
-    solver: Solver = Euler(),
+    solver: Solver = Euler(),  # noqa: B008 (a frozen dataclass: sharing the default is safe)
     tol: float | None = None,
 ) -> SettleResult:
     """Run ``steps`` steps of the settling dynamics and return the final units and energy trace.
