@@ -117,7 +117,7 @@ def _download(name: str, filename: str, folder: Path) -> tuple[Path | None, list
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return None, [f"cannot create {folder}: {e}"]
-    errors = []
+    errors: list[str] = []
     for mirror in MIRRORS[name]:
         url, tmp = mirror + filename, None
         try:
@@ -147,6 +147,7 @@ def locate(name: str, filename: str) -> Path:
         if (folder / filename).is_file():
             _verify(folder / filename, SHA256[name][filename])
             return folder / filename
+    errors: list[str]
     if _offline():
         reason, errors = f"downloading is disabled (PREDCODE_OFFLINE={os.environ['PREDCODE_OFFLINE']})", []
     else:

@@ -47,6 +47,7 @@ def legacy_sigma_update(e_white: Array, prec: Array, weights: Array | None = Non
     ``e~^T e~`` is summed over the batch and ``P`` is divided by ``B`` as well, exactly as
     ngc-learn's ``calc_updates`` scales every delta by ``1/B``.
     """
+    count: int | Array
     if weights is None:
         outer, count = e_white.T @ e_white, e_white.shape[0]
     else:

@@ -12,7 +12,7 @@ import optax
 class KerasAdamState(NamedTuple):
     """State of :func:`keras_adam`: the step count and the first and second moment estimates."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's ScaleByAdamState does
     mu: optax.Updates
     nu: optax.Updates
 

@@ -292,7 +292,7 @@ class PredictiveCoding:
         """Batch-mean ``E = 1/2 sum_{l<L} ||s_l - mu_l||^2 + beta Loss(mu_L, y)``; ``states``: ``s_1..s_{L-1}``."""
         f = model.act.fn
         below = x
-        total = 0.0
+        total: float | Array = 0.0
         for l, (W, b) in enumerate(params[:-1], 1):
             mu = below @ W.T + b
             total = total + 0.5 * jnp.mean(jnp.sum((states[l - 1] - mu) ** 2, axis=-1))
