@@ -107,6 +107,9 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
         raise AnalyzeError(f"--run: {run} holds no config.toml, so it is not a run folder written by "
                            "`predcode fit`; pass the folder given to `predcode fit --out`")
     cfg = load_config(run / "config.toml")
+    if not isinstance(cfg, FitConfig):
+        raise AnalyzeError(f"--run: {run} is a general PC network run (its config.toml has a [network] table), "
+                           "not a museum model run; `predcode analyze --run` handles PC network runs")
     if not (run / f"best{trial}.json").is_file():
         trials = sorted(int(p.stem[4:]) for p in run.glob("best*.json") if p.stem[4:].isdigit())
         hint = (f"trials with a best model here: {trials}; pass one of them to --trial" if trials else
@@ -406,6 +409,6 @@ def sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial
         source = f"10-component mixture fitted to {len(pick)} training latents (no {prior_file})"
     images = sample_images(loaded.model, loaded.params, prior, n, seed=seed)
     path = Path(out) if out is not None else run / f"samples{trial}.png"
-    image_grid(images, path, ncols=min(n, int(math.ceil(math.sqrt(n)))),
+    image_grid(images, path, ncols=min(n, math.ceil(math.sqrt(n))),
                title=f"{loaded.config.model.kind}: {n} samples (seed {seed})")
     return {"path": str(path), "prior": source}

@@ -27,10 +27,11 @@ import numbers
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optax
@@ -40,6 +41,9 @@ from predcode.data import NAMES
 from predcode.dynamics.solvers import SOLVERS
 from predcode.learning.optim import keras_adam
 from predcode.models.gncn import MUSEUM, SIGMA_RULES, GNCNConfig
+
+if TYPE_CHECKING:  # pc_config imports this module
+    from predcode.experiments.pc_config import PCFitConfig
 
 __all__ = [
     "ConfigError",
@@ -439,7 +443,7 @@ def _from_mapping(doc: Any, *, source: str | None, base_dir, line_of: Callable[[
 
     try:
         model = model_config(**{k: prepared(f"model.{k}", v) for k, v in sections["model"].items()})
-        parts = {name: cls(**{k: prepared(f"{name}.{k}", v) for k, v in sections[name].items()})
+        parts: dict[str, Any] = {name: cls(**{k: prepared(f"{name}.{k}", v) for k, v in sections[name].items()})
                  for name, cls in (("data", DataConfig), ("train", TrainConfig), ("optimizer", OptimizerConfig))}
         out_dir = prepared("out_dir", top["out_dir"]) if "out_dir" in top else None
         return FitConfig(model=model, out_dir=out_dir, source=source, **parts)
@@ -737,8 +741,11 @@ def find_config(name: str | os.PathLike) -> tuple[Path, str | None]:
     return p, None
 
 
-def load_config(path: str | os.PathLike) -> FitConfig:
+def load_config(path: str | os.PathLike) -> FitConfig | PCFitConfig:
     """Read a config file: ``*.toml`` as TOML (paths relative to its folder), anything else as legacy.
+
+    A TOML file with a ``[network]`` table is a general PC network config and gives a
+    :class:`~predcode.experiments.pc_config.PCFitConfig`; any other config gives a :class:`FitConfig`.
 
     ``path`` may also name a config shipped with predcode (:func:`shipped_configs`), such as
     ``"mnist/gncn_pdh"``; its run folder (``out_dir``) is then ``runs/<name>`` below the working folder.
@@ -760,6 +767,7 @@ def load_config(path: str | os.PathLike) -> FitConfig:
         raise ConfigError(f"{source}: cannot read the config file ({err.strerror or err})", source=source) from None
     from predcode.experiments.pc_config import is_pc_toml, parse_pc_toml  # imports this module
 
+    cfg: FitConfig | PCFitConfig
     if p.suffix.lower() == ".toml" and is_pc_toml(text):  # a [network] table: a general PC network
         cfg = parse_pc_toml(text, source, base_dir=os.path.dirname(source))
     elif p.suffix.lower() == ".toml":
