@@ -131,9 +131,10 @@ class LaplacianErrorCell:
 class BernoulliErrorCell:
     """Bernoulli error cell on probabilities ``mu``: energy is the binary cross-entropy.
 
-    ``dmu = target / p - (1 - target) / (1 - p)``, ``dtarget = log p - log(1 - p)``, with ``p = clip(mu, eps, 1 - eps)``. The raw
-    mismatch ``e = target - mu`` is also the log-likelihood's derivative with respect to the logit
-    of ``mu``, which is the signal GNCN models send up from a sigmoid output.
+    ``dmu = target / p - (1 - target) / (1 - p)``, ``dtarget = log p - log(1 - p)``, with
+    ``p = clip(mu, eps, 1 - eps)``. The raw mismatch ``e = target - mu`` is also the log-likelihood's
+    derivative with respect to the logit of ``mu``, which is the signal GNCN models send up from a
+    sigmoid output.
     """
 
     eps: float = 1e-7

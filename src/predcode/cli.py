@@ -63,13 +63,15 @@ def fit(
                                        "(trials then run one after another)."),
     distributed: bool = typer.Option(False, "--distributed", help="Join a multi-process run first "
                                      "(jax.distributed; PREDCODE_COORDINATOR, PREDCODE_NUM_PROCESSES, "
-                                     "PREDCODE_PROCESS_ID or Slurm); implies --data-parallel. See docs/distributed.md."),
+                                     "PREDCODE_PROCESS_ID or Slurm); implies --data-parallel. "
+                                     "See docs/distributed.md."),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
     from predcode.data import DatasetError
     from predcode.experiments.checkpoint import CheckpointError
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
-    from predcode.experiments.fit import LOGGERS, RunFolderError, fit as run_fit
+    from predcode.experiments.fit import LOGGERS, RunFolderError
+    from predcode.experiments.fit import fit as run_fit
 
     for name in log:
         if name not in LOGGERS:
@@ -167,7 +169,8 @@ def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_tria
     if "test_accuracy_forward_mean" in summary:
         console.print(f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) over "
                       f"{n_trials} trial(s)")
-    console.print(f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to [bold]{folder.resolve()}[/bold]")
+    console.print(f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to "
+                  f"[bold]{folder.resolve()}[/bold]")
 
 
 @app.command()
@@ -236,9 +239,11 @@ def analyze(
     run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit`."),
     trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
     n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
-    n_latents: int = typer.Option(18000, "--n-latents", help="Class-balanced training latents for the prior and probes."),
+    n_latents: int = typer.Option(18000, "--n-latents",
+                                  help="Class-balanced training latents for the prior and probes."),
     n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
-    n_is_samples: int = typer.Option(None, "--n-is-samples", help="Importance samples per test image (default: --n-samples; 0 skips the estimate)."),
+    n_is_samples: int = typer.Option(None, "--n-is-samples", help="Importance samples per test image "
+                                     "(default: --n-samples; 0 skips the estimate)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the latent sample, the mixture fit and the estimators."),
     n_test: int = typer.Option(None, "--n-test", help="First N test images (default: all)."),
     batch_size: int = typer.Option(500, "--batch-size", help="Images per settle / estimator batch."),

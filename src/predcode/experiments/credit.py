@@ -175,7 +175,7 @@ def train_rule(
     # Compile outside the timed epochs (on a throwaway copy of the state).
     jax.block_until_ready(trainer.step(params, rule_state, opt_state, xa[:batch_size], ya[:batch_size]))
 
-    history = {"angles": [], "epochs": []}
+    history: dict[str, list[dict[str, Any]]] = {"angles": [], "epochs": []}
 
     def record_angle(step):
         updates, errors = angle_fn(params, rule_state)
@@ -523,11 +523,11 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--init-scale", type=float, default=1.0, help="multiplies the initial forward weights")
     m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"), help="folder for <rule>.npz/.json")
-    r = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
-    r.add_argument("--folder", type=Path, default=Path("results/credit"))
-    r.add_argument("--out", type=Path, default=Path("results/credit_assignment"), help="stem of the .md and .json")
-    r.add_argument("--extra", type=Path, nargs="*", default=[], help="folders of variant runs to add")
-    r.add_argument("--notes", type=Path, default=None, help="markdown discussion to include")
+    rep = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
+    rep.add_argument("--folder", type=Path, default=Path("results/credit"))
+    rep.add_argument("--out", type=Path, default=Path("results/credit_assignment"), help="stem of the .md and .json")
+    rep.add_argument("--extra", type=Path, nargs="*", default=[], help="folders of variant runs to add")
+    rep.add_argument("--notes", type=Path, default=None, help="markdown discussion to include")
     o = sub.add_parser("online", help="the seed-004 online product demo; writes the figure and JSON")
     o.add_argument("--out", type=Path, default=Path("results/online.png"), help="figure (JSON beside it)")
     o.add_argument("--seconds", type=float, default=60.0, help="simulated seconds at 1 ms steps")

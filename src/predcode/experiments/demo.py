@@ -30,7 +30,7 @@ def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_tra
     out = Path(out)
     started = time.time()
     images, labels = load_binarized(dataset, "train")
-    x_tr, y_tr, x_val, _ = train_val_split(images[: n_train + n_val], labels[: n_train + n_val],
+    x_tr, _, x_val, _ = train_val_split(images[: n_train + n_val], labels[: n_train + n_val],
                                            n_val, seed=seed)
     x_test, _ = load_binarized(dataset, "test")
     model = GNCN(GNCNConfig(kind=kind))
