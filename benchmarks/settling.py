@@ -22,7 +22,6 @@ from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.provenance import provenance
@@ -92,7 +91,8 @@ def main() -> None:
         jax.block_until_ready(trainer.step(params, trainer.init(params), xb, w))  # compile outside the clock
         runs[name] = dict(model=model, trainer=trainer, params=params, opt=trainer.init(params), settle=settle,
                           total=epochs * n_batches, done=0, seconds=0.0, cpu_seconds=0.0,
-                          curve=[dict(images=0, seconds=0.0, cpu_seconds=0.0, val_bce=_val_bce(trainer, params, x_val, args.batch))],
+                          curve=[dict(images=0, seconds=0.0, cpu_seconds=0.0,
+                                      val_bce=_val_bce(trainer, params, x_val, args.batch))],
                           steps=[])
         print(f"{name}: untrained val BCE {runs[name]['curve'][0]['val_bce']:.2f}", flush=True)
 
@@ -103,7 +103,7 @@ def main() -> None:
                 rows = epoch_order(len(x_tr), args.seed, epoch + 1)[b * args.batch:(b + 1) * args.batch]
                 xb, w = pad_batch(jnp.asarray(x_tr[rows]), args.batch)
                 start, cpu = time.perf_counter(), time.process_time()
-                r["params"], r["opt"], m = r["trainer"].step(r["params"], r["opt"], xb, w)
+                r["params"], r["opt"], _ = r["trainer"].step(r["params"], r["opt"], xb, w)
                 jax.block_until_ready(r["params"])
                 r["seconds"] += time.perf_counter() - start
                 r["cpu_seconds"] += time.process_time() - cpu
@@ -121,7 +121,8 @@ def main() -> None:
         final_ref = _val_bce(reference, r["params"], x_val, args.batch)
         results[name] = dict(config=OPTIONS[name], curve=r["curve"], final_val_bce_museum_settle=final_ref,
                              train_seconds=r["seconds"], train_cpu_seconds=r["cpu_seconds"],
-                             seconds_per_batch=r["seconds"] / r["done"], cpu_seconds_per_batch=r["cpu_seconds"] / r["done"])
+                             seconds_per_batch=r["seconds"] / r["done"],
+                             cpu_seconds_per_batch=r["cpu_seconds"] / r["done"])
         print(f"{name}: final val BCE {r['curve'][-1]['val_bce']:.2f} (museum settle {final_ref:.2f}), "
               f"{r['seconds'] / r['done']:.3f} s/batch, {r['cpu_seconds'] / r['done']:.3f} CPU s/batch", flush=True)
     out = dict(**provenance(), n_train=len(x_tr), n_val=len(x_val), batch=args.batch, seed=args.seed,

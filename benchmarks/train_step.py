@@ -30,16 +30,16 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any, Callable
-
-import numpy as np
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jex_core
 
 from predcode.learning.step import make_trainer
-from predcode.models.gncn import GNCN, GNCNConfig, MUSEUM
+from predcode.models.gncn import GNCN, MUSEUM, GNCNConfig
 
 KINDS = tuple(MUSEUM)
 
@@ -173,7 +173,7 @@ def machine_info() -> dict[str, Any]:
         "niceness": os.nice(0) if hasattr(os, "nice") else None,
         "autogroup": _read("/proc/self/autogroup"),
         "commit": _git_commit(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable), *sys.argv]),
     }
 
@@ -206,7 +206,7 @@ def analytic_flops(config: GNCNConfig, batch: int) -> dict[str, float]:
     """
     c, f = config, config.flags
     d, B, L = config.dims(), batch, config.L
-    mm = lambda m, k, n: 2.0 * m * k * n  # noqa: E731
+    mm = lambda m, k, n: 2.0 * m * k * n
 
     predict = 0.0
     for l in range(L):  # layer l prediction from l+1 (and l+2 with skip)
@@ -361,7 +361,7 @@ def step_shapes(config: GNCNConfig, batch: int) -> list[tuple[tuple[int, int, in
     weight: dict[tuple[int, int, int, bool], float] = {}
 
     def add(shape, count):
-        m, k, n, t = shape
+        m, k, n, _ = shape
         weight[shape] = weight.get(shape, 0.0) + count * 2.0 * m * k * n
 
     passes_pred, passes_drive = c.K, c.K - 1
@@ -515,7 +515,7 @@ def make_plain_pdh_step(config: GNCNConfig, *, fused: bool) -> Callable:
 # ---------------------------------------------------------------------------------------------
 def _fmt_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
                                for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # ---- matmul peak ------------------------------------------------------------------------
     print(f"Matmul peak (jitted float32 jnp.dot; median of {args.peak_repeats} repeats of >= 0.2 s after warm-up)")
-    mr = lambda m, k, n, t=False: matmul_rate(m, k, n, transpose_a=t, repeats=args.peak_repeats)  # noqa: E731
+    mr = lambda m, k, n, t=False: matmul_rate(m, k, n, transpose_a=t, repeats=args.peak_repeats)
     peak_rows = [mr(n, n, n) for n in args.peak_sizes]
     shapes = step_shapes(config, B)
     shape_rows = []
@@ -685,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for _ in range(args.rounds):
         for name, (fn, a) in steps.items():
             pdt, _, _ = timed(peak_loop)
-            dt, fl_, out = timed(lambda: fn(*a))
+            dt, fl_, out = timed(lambda fn=fn, a=a: fn(*a))
             times[name].append(dt)
             foreign[name].append(fl_)
             adj[name].append((step_flops / dt) / (2.0 * pn**3 * p_inner / pdt))
@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info["foreign_cores_busy_during_steps"] = max(allf) if allf else None
     info["quiet_wait_s"] = QUIET["waited"]
     fp, fs = info["foreign_cores_busy_during_peak"], info["foreign_cores_busy_during_steps"]
-    r2 = lambda v: v if v is None else round(v, 2)  # noqa: E731
+    r2 = lambda v: v if v is None else round(v, 2)
     print(f"\n# load average at end: {info['loadavg_end']}; other processes used at most {r2(fp)} cores "
           f"during a timed matmul repeat and {r2(fs)} during a timed step (of {info['nproc']}); "
           f"waited {QUIET['waited']:.0f} s for quiet; 'clean' = samples with < {QUIET['threshold']} "
@@ -748,7 +748,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "max_wait": args.max_wait},
         "flops": {"analytic": fl, "jaxpr_dot": jx["dot"], "jaxpr_linalg": jx["linalg"],
                   "jaxpr_n_dot": jx["n_dot"], "xla_cost_analysis": xla,
-                  "xla_cost_analysis_one_settle_step": xla_body, "xla_cost_analysis_extrapolated": xla_extrap, "step_matmul_flops": step_flops},
+                  "xla_cost_analysis_one_settle_step": xla_body, "xla_cost_analysis_extrapolated": xla_extrap,
+                  "step_matmul_flops": step_flops},
         "peak": {"square": peak_rows, "step_shapes": shape_rows, "fused_shapes": extra_rows,
                  "peak_gflops": peak, "best_peak_gflops": best_peak,
                  "step_shape_weighted_peak_gflops": shape_peak},

@@ -85,7 +85,7 @@ def _markdown(rows: list[dict], note: str) -> str:
             lines.append(f"| {r['dataset']} | {r['model']} | {r['missing']} |||||||||")
             continue
         c = r["checks"]
-        mark = lambda ok: "ok" if ok else "miss"  # noqa: E731
+        mark = lambda ok: "ok" if ok else "miss"
         lines.append(
             f"| {r['dataset']} | {r['model']} | {r['epochs_run']} ({r['best_epoch']}) "
             f"| {r['test_bce']:.2f} ({p['bce']:.2f}, {100 * (r['test_bce'] / p['bce'] - 1):+.1f}%, "
