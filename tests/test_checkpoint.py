@@ -188,7 +188,7 @@ def test_truncated_npz_with_a_matching_hash_is_refused_as_unreadable(tmp_path):
         npz_path, json_path = save_checkpoint(tmp_path / "best", _arrays(), _META)
         truncated = npz_path.read_bytes()[:cut]
         npz_path.write_bytes(truncated)
-        _edit_json(json_path, lambda d: d.update(npz_sha256=hashlib.sha256(truncated).hexdigest()))
+        _edit_json(json_path, lambda d, t=truncated: d.update(npz_sha256=hashlib.sha256(t).hexdigest()))
         with pytest.raises(CheckpointError, match="best.npz.*(cannot read|archive)"):
             load_checkpoint(tmp_path / "best")
 

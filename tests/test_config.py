@@ -252,7 +252,7 @@ def test_load_config_reads_other_suffixes_as_legacy(tmp_path):
 
 # ----- TOML: round trip, dict form, overrides -------------------------------------------------
 
-@pytest.mark.parametrize("path", TOML_CONFIGS + [CONFIGS / "legacy/gncn_pdh_fit.cfg"],
+@pytest.mark.parametrize("path", [*TOML_CONFIGS, CONFIGS / "legacy/gncn_pdh_fit.cfg"],
                          ids=lambda p: p.relative_to(CONFIGS).as_posix())
 def test_dump_toml_round_trips_through_parse_toml(path):
     cfg = load_config(path)
@@ -400,7 +400,8 @@ def test_toml_syntax_error_names_file_and_line():
     ("[train]\nseed = -1\n", "train.seed: expected an integer in [0, 4294967295], got -1"),
     ("[data]\nn_val = 0\n", "data.n_val: expected an integer >= 1, got 0"),
     ("[data]\nn_train = 0\n", "data.n_train"),
-    ("[data]\ndataset = \"mnsit\"\n", "data.dataset: expected one of 'mnist', 'fashion-mnist', 'kmnist', got 'mnsit' (did you mean 'mnist'?"),
+    ("[data]\ndataset = \"mnsit\"\n",
+     "data.dataset: expected one of 'mnist', 'fashion-mnist', 'kmnist', got 'mnsit' (did you mean 'mnist'?"),
     ("[data]\nval_file = \"v.npy\"\n", "data.val_file: expected no value without data.train_file"),
     ("[data]\nbinarize = false\n", "data.binarize: expected true for dataset 'mnist'"),
     ("[data]\nbinarize = 1\n", "data.binarize: expected true or false, got 1"),
