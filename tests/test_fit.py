@@ -146,3 +146,19 @@ def test_divergence_stops_training_naming_the_data_rows_and_layer():
     with pytest.raises(FloatingPointError, match=r"evaluating x_val \(the starting model\), rows 0..7: "
                                                  r"non-finite states in layer\(s\) z1"):
         train(model, x, x, epochs=1, batch_size=8)
+
+
+def test_an_interrupted_fit_keeps_metrics_csv_of_its_finished_epochs(tmp_path):
+    from predcode.experiments.config import load_config
+    from predcode.experiments.fit import fit
+
+    def stop_after_first_epoch(trial, record):
+        if record.epoch == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(load_config(_config(tmp_path, K=5, n_train=300, epochs=3)), out, on_epoch=stop_after_first_epoch)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("trial,epoch,train_bce") and [r.split(",")[1] for r in rows[1:]] == ["0", "1"]
+    assert np.load(out / "vLx0.npy").shape == (2,) and not (out / "summary.json").exists()

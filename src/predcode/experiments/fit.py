@@ -190,6 +190,8 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
     writers = [EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None
                for t in range(n_trials)]
 
+    histories: dict[int, list[EpochRecord]] = {}
+
     def on_epoch_end(trial: int, record: EpochRecord, state: TrainState) -> None:
         if not writes:
             return
@@ -199,6 +201,8 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
                                             val_bce=record.val_bce, val_tod=record.val_tod))
         _save_state(out / f"state{trial}", model, state, trial)
         records = [state.initial, *state.history]
+        histories[trial] = records  # metrics.csv after every epoch: an interrupted run keeps its table too
+        _write_metrics_csv(out, [{"trial": t, **asdict(r)} for t in sorted(histories) for r in histories[t]])
         for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
             with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
@@ -239,15 +243,18 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
     return _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
 
 
-def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int,
-                   write: bool = True) -> dict:
-    rows = [{"trial": t["trial"], **r} for t in trials for r in t["history"]]
+def _write_metrics_csv(out: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
+    write_text(out / "metrics.csv", buf.getvalue())
+
+
+def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int,
+                   write: bool = True) -> dict:
     if write:
-        write_text(out / "metrics.csv", buf.getvalue())
+        _write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
         training_curves(trials[0]["history"], out / "curves.png")
     bces = np.array([t["best_val_bce"] for t in trials])
     tods = np.array([t["best_val_tod"] for t in trials])
