@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,17 @@ class CheckedFunction:
         return getattr(self.unchecked, name)
 
 
+class TrainerFunction(Protocol):
+    """``step`` or ``evaluate`` of a :class:`GNCNTrainer`: callable with checks, ``unchecked`` without."""
+
+    def __call__(self, *args: Any) -> Any: ...
+
+    @property
+    def unchecked(self) -> Callable[..., Any]:
+        """The compiled function without the input checks."""
+        ...
+
+
 class GNCNTrainer(NamedTuple):
     """Jitted training and evaluation steps of one model and optimizer.
 
@@ -57,8 +68,8 @@ class GNCNTrainer(NamedTuple):
     model: GNCN
     optimizer: optax.GradientTransformation
     init: Callable[[Params], Any]
-    step: Callable
-    evaluate: Callable
+    step: TrainerFunction
+    evaluate: TrainerFunction
 
 
 def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = None) -> GNCNTrainer:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,7 @@ from predcode.validation import check_array
 
 Array = jax.Array
 Params = dict[str, Array]
+_Data = TypeVar("_Data", jax.Array, np.ndarray)  # check_input returns its argument unchanged
 
 # What distinguishes the four museum models (GNCN.md, "The four models").
 MUSEUM: dict[str, dict[str, Any]] = {
@@ -247,8 +248,11 @@ class GNCN:
                         "checkpoint (predcode never saves non-finite weights) and lower the learning rate")
         return params
 
-    def check_input(self, x: Array, name: str = "x") -> Array:
-        """Check data for the model: (batch, x_dim) floats, finite, in [0, 1] under a sigmoid output."""
+    def check_input(self, x: _Data, name: str = "x") -> _Data:
+        """Check data for the model: (batch, x_dim) floats, finite, in [0, 1] under a sigmoid output.
+
+        ``x`` (NumPy or JAX) is returned unchanged; bad data raise ``ValueError`` naming ``name``.
+        """
         bernoulli = self.config.g_out == "sigmoid"
         return check_array(
             x, name, shape=(None, self.config.x_dim), low=0.0 if bernoulli else None,
