@@ -25,8 +25,8 @@ import numpy as np
 import optax
 
 from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
-from predcode.learning.step import GNCNTrainer, make_trainer, pad_batch
-from predcode.models.gncn import GNCN, Params
+from predcode.learning.step import GNCNTrainer, StepMetrics, make_trainer, pad_batch
+from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
 
 __all__ = ["parallel_trials", "stack_trials", "train_trials", "trial_bytes", "vmapped_steps"]
 
@@ -64,19 +64,48 @@ def parallel_trials(model: GNCN, batch_size: int, n_trials: int, limit: int | No
 
 
 def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
-    """The trainer's step and evaluation for stacked trials, each one jitted ``vmap``.
+    """The trainer's step and evaluation for stacked trials, jitted ``vmap`` s.
 
     ``step(params, opt_state, x, weights, active)``: everything has a leading trial axis (``x``
     (trials, batch, x_dim)); a trial whose ``active`` is False keeps its parameters and optimizer
     state. ``evaluate(params, x, weights)``: stacked parameters, one batch shared by all trials.
-    """
-    def masked_step(params, opt_state, x, weights, active):
-        new_params, new_opt, metrics = trainer.step(params, opt_state, x, weights)
-        def keep(new, old):
-            return jnp.where(active, new, old)
-        return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt, opt_state), metrics
 
-    return jax.jit(jax.vmap(masked_step)), jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, None)))
+    The step is the trainer's (settle, Hebbian updates, optimizer, constraints), compiled as two
+    programs: the settle and optimizer step, then the constraints. XLA:CPU (jax 0.10) was seen to
+    hang on the single vmapped program with the full-size learned-covariance models (the batched
+    Cholesky of the constraints together with the rest); split, each part runs.
+    """
+    model, optimizer = trainer.model, trainer.optimizer
+    learnable = model.learnable_names()
+
+    def keep(active, new, old):
+        return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+
+    def learn(params, opt_state, x, weights, active):
+        result = model.settle(params, x, weights=weights)
+        grads = model.calc_updates(params, result, weights)
+        sub = {k: params[k] for k in learnable}
+        updates, new_opt = optimizer.update(grads, opt_state, sub)
+        finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
+        partial = (total_discrepancy(result.errors, weights), bce(x, result.predictions[0], weights),
+                   result.status, finite)
+        return {**params, **optax.apply_updates(sub, updates)}, keep(active, new_opt, opt_state), partial
+
+    def constrain(old, new, active, partial):
+        tod, bce_, status, finite = partial
+        params = model.apply_constraints(new)
+        ok = jnp.all(finite) & (status == 0) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v))
+                                                                  for v in params.values()]))
+        return keep(active, params, old), StepMetrics(tod, bce_, (~ok).astype(jnp.int32), finite)
+
+    learn_v, constrain_v = jax.jit(jax.vmap(learn)), jax.jit(jax.vmap(constrain))
+
+    def step(params, opt_state, x, weights, active):
+        new, opt_state, partial = learn_v(params, opt_state, x, weights, active)
+        params, metrics = constrain_v(params, new, active, partial)
+        return params, opt_state, metrics
+
+    return step, jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None, None)))
 
 
 def stack_trials(trees: Sequence[Any]) -> Any:
