@@ -149,3 +149,26 @@ def test_fit_with_vmapped_trials_killed_mid_epoch_then_resumed_ends_with_the_sam
             for key in want:
                 np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}:{key}")
         np.testing.assert_array_equal(np.load(out / f"vLx{t}.npy"), np.load(reference / f"vLx{t}.npy"))
+
+
+@pytest.mark.slow
+def test_vmapped_step_of_the_full_size_mnist_model_finishes():
+    """Regression: XLA:CPU hung on the one-program vmapped step of the 784-360-360-360 PDH model."""
+    import subprocess
+    import sys
+
+    code = """
+import jax, jax.numpy as jnp, numpy as np
+from predcode.experiments.trials import stack_trials, vmapped_steps
+from predcode.learning.step import make_trainer
+from predcode.models.gncn import GNCN, GNCNConfig
+model = GNCN(GNCNConfig(kind="gncn_pdh", K=2))
+trainer = make_trainer(model)
+step, _ = vmapped_steps(trainer)
+ps = [model.init(jax.random.key(s)) for s in range(2)]
+x = jnp.asarray((np.random.default_rng(0).random((2, 64, 784)) < 0.2).astype(np.float32))
+out = step(stack_trials(ps), stack_trials([trainer.init(p) for p in ps]), x, jnp.ones((2, 64)), jnp.ones(2, bool))
+print("status", np.asarray(out[2].status).tolist())
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0 and "status [0, 0]" in proc.stdout, proc.stdout + proc.stderr
