@@ -41,7 +41,7 @@ def _row(runs: Path, dataset: str, model: str) -> dict:
     v = np.load(folder / "vLx0.npy")
     best = json.loads((folder / "best0.json").read_text())
     row.update(epochs_run=len(v) - 1, best_epoch=int(best["epoch"]), best_val_bce=float(best["val_bce"]),
-               last_val_bce=float(v[-1]))
+               last_val_bce=float(v[-1]), val_bce_per_epoch=[round(float(b), 3) for b in v])
     report_file = folder / "analysis0" / "report.json"
     if not report_file.is_file():
         return {**row, "missing": "no analysis"}
