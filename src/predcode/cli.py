@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -67,10 +69,8 @@ def fit(
                                      "See docs/distributed.md."),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
-    from predcode.data import DatasetError
-    from predcode.experiments.checkpoint import CheckpointError
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
-    from predcode.experiments.fit import LOGGERS, RunFolderError
+    from predcode.experiments.fit import LOGGERS
     from predcode.experiments.fit import fit as run_fit
 
     for name in log:
@@ -106,33 +106,43 @@ def fit(
             console.print(f"trial {trial} " + _epoch_line(r))
             progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
 
-        try:
+        with _fit_errors(folder):
             summary = run_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
                               on_batch=on_batch, on_epoch=on_epoch, log=tuple(log),
                               data_parallel=data_parallel or distributed)
             progress.remove_task(task)  # the bar of the epoch that never started
-        except (ConfigError, RunFolderError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
-        except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print(f"interrupted: the last finished epoch is saved in {folder}; "
-                          f"continue with --resume --out {folder}")
-            raise typer.Exit(130) from None
     console.print(f"best validation BCE {summary['best_val_bce_mean']:.2f} +- {summary['best_val_bce_std']:.2f}, "
                   f"ToD {summary['best_val_tod_mean']:.2f} over {n_trials} trial(s); "
                   f"{summary['seconds_per_epoch']:.1f} s per epoch")
     console.print(f"wrote the run to [bold]{folder.resolve()}[/bold]")
 
 
+@contextmanager
+def _fit_errors(folder: Path) -> Iterator[None]:
+    """A fit's errors as one line and an exit code: 2 for usage (config, run folder), 1 for failures,
+    130 after Ctrl-C (the last finished epoch is on disk)."""
+    from predcode.data import DatasetError
+    from predcode.experiments.checkpoint import CheckpointError
+    from predcode.experiments.config import ConfigError
+    from predcode.experiments.fit import RunFolderError
+
+    try:
+        yield
+    except (ConfigError, RunFolderError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the last finished epoch is saved in {folder}; "
+                      f"continue with --resume --out {folder}")
+        raise typer.Exit(130) from None
+
+
 def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_trials: int, resume: bool,
             force: bool, quiet: bool) -> None:
     """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
-    from predcode.data import DatasetError
-    from predcode.experiments.checkpoint import CheckpointError
-    from predcode.experiments.fit import RunFolderError
     from predcode.experiments.pc_config import parse_pc_override, pc_with_overrides
     from predcode.experiments.pc_fit import pc_fit
 
@@ -152,20 +162,10 @@ def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_tria
                           f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)")
             progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
 
-        try:
+        with _fit_errors(folder):
             summary = pc_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
                              on_batch=on_batch, on_epoch=on_epoch)
             progress.remove_task(task)
-        except RunFolderError as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
-        except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print(f"interrupted: the last finished epoch is saved in {folder}; "
-                          f"continue with --resume --out {folder}")
-            raise typer.Exit(130) from None
     if "test_accuracy_forward_mean" in summary:
         console.print(f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) over "
                       f"{n_trials} trial(s)")

@@ -112,20 +112,8 @@ class Momentum:
 
 
 @dataclass(frozen=True)
-class Nesterov:
+class Nesterov(Momentum):
     """Nesterov momentum on the states (optax's form): ``v <- mu v + dz``, ``z <- z + dt (mu v + dz)``."""
-
-    dt: float = 0.1
-    mu: float = 0.5
-    evaluations = 1
-
-    def __post_init__(self) -> None:
-        _check_dt(self.dt)
-        _check_mu(self.mu)
-
-    def init(self, states: Any) -> Any:
-        """The velocity ``v``, zeros shaped like the states."""
-        return jax.tree.map(lambda z: z * 0, states)
 
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
         """One step from ``states`` given their drive ``dz``; returns the new states and velocity."""
