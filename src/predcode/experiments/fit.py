@@ -15,10 +15,12 @@ BCE and ToD).
 from __future__ import annotations
 
 import csv
+import functools
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +38,6 @@ from predcode.experiments.trials import parallel_trials, train_trials
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
 
-
 LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
 
 
@@ -52,12 +53,15 @@ def _read_design_matrix(path: str, x_dim: int, what: str) -> np.ndarray:
     except (ValueError, OSError) as err:
         raise ConfigError(f"{what}: {path} is not a readable .npy array without pickles ({err})") from None
     if x.ndim != 2 or x.shape[1] != x_dim:
-        raise ConfigError(f"{what}: expected a design matrix of shape (n, {x_dim}) (one image a row, "
-                          f"model.x_dim = {x_dim}), got shape {x.shape} in {path}")
+        raise ConfigError(
+            f"{what}: expected a design matrix of shape (n, {x_dim}) (one image a row, "
+            f"model.x_dim = {x_dim}), got shape {x.shape} in {path}"
+        )
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
-        raise ConfigError(f"{what}: expected finite values in [0, 1] in {path}, got range "
-                          f"[{np.nanmin(x)}, {np.nanmax(x)}]")
+        raise ConfigError(
+            f"{what}: expected finite values in [0, 1] in {path}, got range [{np.nanmin(x)}, {np.nanmax(x)}]"
+        )
     return x
 
 
@@ -88,9 +92,15 @@ def _save_state(path: Path, model: GNCN, state: TrainState, trial: int) -> None:
     leaves = jax.tree.leaves(state.opt_state)
     arrays = {f"p_{k}": np.asarray(v) for k, v in state.params.items()}
     arrays.update({f"opt_{i}": np.asarray(v) for i, v in enumerate(leaves)})
-    meta = _model_metadata(model, trial=trial, epoch=state.epoch, best_epoch=state.best_epoch,
-                           best_val_bce=state.best_val_bce, initial=asdict(state.initial),
-                           history=[asdict(r) for r in state.history])
+    meta = _model_metadata(
+        model,
+        trial=trial,
+        epoch=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_bce=state.best_val_bce,
+        initial=asdict(state.initial),
+        history=[asdict(r) for r in state.history],
+    )
     save_checkpoint(path, arrays, meta)
 
 
@@ -98,22 +108,31 @@ def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
     arrays, meta = load_checkpoint(folder / f"state{trial}")
     best, _ = load_checkpoint(folder / f"best{trial}")
     if meta.get("kind") != model.config.kind:
-        raise RunFolderError(f"state{trial}: it was written for model {meta.get('kind')!r}, "
-                             f"the config asks for {model.config.kind!r}; use another --out")
+        raise RunFolderError(
+            f"state{trial}: it was written for model {meta.get('kind')!r}, "
+            f"the config asks for {model.config.kind!r}; use another --out"
+        )
     params = {k[2:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("p_")}
     try:
         model.check_params(params)
         model.check_params({k: jnp.asarray(v) for k, v in best.items()})
     except ValueError as err:
-        raise RunFolderError(f"--resume: the run in {folder} does not match the config's model ({err}); "
-                             "resume with the run's own config.toml, or start a new run in another --out") from None
-    treedef = jax.tree.structure(trainer.init(params))
-    leaves = [jnp.asarray(arrays[f"opt_{i}"]) for i in range(treedef.num_leaves)]
+        raise RunFolderError(
+            f"--resume: the run in {folder} does not match the config's model ({err}); "
+            "resume with the run's own config.toml, or start a new run in another --out"
+        ) from None
+    fresh_leaves, treedef = jax.tree.flatten(trainer.init(params))
+    leaves = [jnp.asarray(arrays[f"opt_{i}"]) for i in range(len(fresh_leaves))]
     return TrainState(
-        params=params, opt_state=jax.tree.unflatten(treedef, leaves), epoch=int(meta["epoch"]),
-        best_params={k: jnp.asarray(v) for k, v in best.items()}, best_epoch=int(meta["best_epoch"]),
-        best_val_bce=float(meta["best_val_bce"]), initial=EpochRecord(**meta["initial"]),
-        history=[EpochRecord(**r) for r in meta["history"]])
+        params=params,
+        opt_state=jax.tree.unflatten(treedef, leaves),
+        epoch=int(meta["epoch"]),
+        best_params={k: jnp.asarray(v) for k, v in best.items()},
+        best_epoch=int(meta["best_epoch"]),
+        best_val_bce=float(meta["best_val_bce"]),
+        initial=EpochRecord(**meta["initial"]),
+        history=[EpochRecord(**r) for r in meta["history"]],
+    )
 
 
 _RUN_FILES = ("config.toml", "summary.json", "metrics.csv", "best*.json", "state*.json", "Lx*.npy")
@@ -121,31 +140,42 @@ _RUN_FILES = ("config.toml", "summary.json", "metrics.csv", "best*.json", "state
 
 def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out: expected a folder for the run, got the existing file {out}; "
-                             "choose another --out")
+        raise RunFolderError(f"--out: expected a folder for the run, got the existing file {out}; choose another --out")
     has_run = (out / "config.toml").exists()
     if not has_run and not force and out.is_dir():
         found = sorted(p.name for pattern in _RUN_FILES for p in out.glob(pattern))
         if found:
-            raise RunFolderError(f"--out: {out} holds files of an earlier run ({', '.join(found[:4])}) but "
-                                 "no config.toml to resume it from; pass --force to overwrite them or "
-                                 "choose another --out")
+            raise RunFolderError(
+                f"--out: {out} holds files of an earlier run ({', '.join(found[:4])}) but "
+                "no config.toml to resume it from; pass --force to overwrite them or "
+                "choose another --out"
+            )
     if resume and not has_run:
         raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
     if has_run and not resume and not force:
-        raise RunFolderError(f"--out: {out} already holds a run; pass --resume to continue it or "
-                             "--force to overwrite it")
+        raise RunFolderError(
+            f"--out: {out} already holds a run; pass --resume to continue it or --force to overwrite it"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RunFolderError(f"--out: cannot create the folder {out} ({err.strerror or err}); "
-                             "choose another --out") from None
+        raise RunFolderError(
+            f"--out: cannot create the folder {out} ({err.strerror or err}); choose another --out"
+        ) from None
 
 
-def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, force: bool = False,
-        on_batch: Callable | None = None,
-        on_epoch: Callable[[int, EpochRecord], None] | None = None, log: Sequence[str] = (),
-        data_parallel: bool = False) -> dict:
+def fit(
+    cfg: FitConfig,
+    out: Path,
+    *,
+    n_trials: int = 1,
+    resume: bool = False,
+    force: bool = False,
+    on_batch: Callable | None = None,
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    log: Sequence[str] = (),
+    data_parallel: bool = False,
+) -> dict:
     """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``.
 
     Trials train together, vmapped in one jitted step, as many at a time as memory allows (at most
@@ -175,20 +205,25 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
     model = GNCN(cfg.model)
     optimizer = cfg.optimizer.build()
     if data_parallel:
-        from predcode.learning.parallel import make_data_parallel_trainer
+        from predcode.learning.parallel import data_mesh, make_data_parallel_trainer
 
-        trainer = make_data_parallel_trainer(model, optimizer)
+        mesh = data_mesh()
+        trainer = make_data_parallel_trainer(model, optimizer, mesh)
         for name, size in (("batch_size", cfg.train.batch_size), ("eval_batch_size", cfg.train.eval_batch_size)):
-            if size % trainer.step.mesh.size:
-                raise ConfigError(f"train.{name}: expected a multiple of the {trainer.step.mesh.size} devices "
-                                  f"the batches are split over, got {size}")
+            if size % mesh.size:
+                raise ConfigError(
+                    f"train.{name}: expected a multiple of the {mesh.size} devices "
+                    f"the batches are split over, got {size}"
+                )
     else:
         trainer = make_trainer(model, optimizer)
     states: list[TrainState | None] = [
         _load_state(out, model, trainer, t) if resume and (out / f"state{t}.json").exists() else None
-        for t in range(n_trials)]
-    writers = [EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None
-               for t in range(n_trials)]
+        for t in range(n_trials)
+    ]
+    writers = [
+        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
+    ]
 
     histories: dict[int, list[EpochRecord]] = {}
 
@@ -196,9 +231,11 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         if not writes:
             return
         if state.best_epoch == record.epoch:
-            save_checkpoint(out / f"best{trial}", {k: np.asarray(v) for k, v in state.best_params.items()},
-                            _model_metadata(model, trial=trial, epoch=record.epoch,
-                                            val_bce=record.val_bce, val_tod=record.val_tod))
+            save_checkpoint(
+                out / f"best{trial}",
+                {k: np.asarray(v) for k, v in state.best_params.items()},
+                _model_metadata(model, trial=trial, epoch=record.epoch, val_bce=record.val_bce, val_tod=record.val_tod),
+            )
         _save_state(out / f"state{trial}", model, state, trial)
         records = [state.initial, *state.history]
         histories[trial] = records  # metrics.csv after every epoch: an interrupted run keeps its table too
@@ -212,34 +249,66 @@ def fit(cfg: FitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, f
         if on_epoch:
             on_epoch(trial, record)
 
+    def on_group_epoch(trials: list[int], i: int, record: EpochRecord, state: TrainState) -> None:
+        on_epoch_end(trials[i], record, state)  # i: the trial's index within its vmapped group
+
     # Trials run in groups vmapped together (as many as memory allows, at most train.parallel_trials);
     # a group of one is the plain training loop.
     group = 1 if data_parallel else parallel_trials(model, cfg.train.batch_size, n_trials, cfg.train.parallel_trials)
-    common = dict(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, optimizer=optimizer,
-                  eval_batch_size=cfg.train.eval_batch_size, patience=cfg.train.patience, on_batch=on_batch)
+    common: dict[str, Any] = dict(
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        optimizer=optimizer,
+        eval_batch_size=cfg.train.eval_batch_size,
+        patience=cfg.train.patience,
+        on_batch=on_batch,
+    )
     try:
         for first in range(0, n_trials, group):
             trials = list(range(first, min(first + group, n_trials)))
             if len(trials) == 1:
                 t = trials[0]
-                states[t] = train(model, x_tr, x_val, seed=cfg.train.seed + t, state=states[t], trainer=trainer,
-                                  on_epoch=lambda r, s, t=t: on_epoch_end(t, r, s), **common)
+                states[t] = train(
+                    model,
+                    x_tr,
+                    x_val,
+                    seed=cfg.train.seed + t,
+                    state=states[t],
+                    trainer=trainer,
+                    on_epoch=functools.partial(on_epoch_end, t),
+                    **common,
+                )
             else:
-                done = train_trials(model, x_tr, x_val, seeds=[cfg.train.seed + t for t in trials],
-                                    states=[states[t] for t in trials],
-                                    on_epoch=lambda i, r, s, trials=trials: on_epoch_end(trials[i], r, s), **common)
-                for t, state in zip(trials, done):
-                    states[t] = state
+                done = train_trials(
+                    model,
+                    x_tr,
+                    x_val,
+                    seeds=[cfg.train.seed + t for t in trials],
+                    states=[states[t] for t in trials],
+                    on_epoch=functools.partial(on_group_epoch, trials),
+                    **common,
+                )
+                for t, trained in zip(trials, done):
+                    states[t] = trained
     finally:
         for writer in writers:
             if writer is not None:
                 writer.close()
     summaries = []
     for trial, state in enumerate(states):
+        assert state is not None  # every trial was trained above
         best = [state.initial, *state.history][state.best_epoch]
-        summaries.append({"trial": trial, "seed": cfg.train.seed + trial, "epochs_run": state.epoch,
-                          "best_epoch": state.best_epoch, "best_val_bce": best.val_bce,
-                          "best_val_tod": best.val_tod, "history": [asdict(r) for r in [state.initial, *state.history]]})
+        summaries.append(
+            {
+                "trial": trial,
+                "seed": cfg.train.seed + trial,
+                "epochs_run": state.epoch,
+                "best_epoch": state.best_epoch,
+                "best_val_bce": best.val_bce,
+                "best_val_tod": best.val_tod,
+                "history": [asdict(r) for r in [state.initial, *state.history]],
+            }
+        )
     return _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
 
 
@@ -251,18 +320,22 @@ def _write_metrics_csv(out: Path, rows: list[dict]) -> None:
     write_text(out / "metrics.csv", buf.getvalue())
 
 
-def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int,
-                   write: bool = True) -> dict:
+def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int, write: bool = True) -> dict:
     if write:
         _write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
         training_curves(trials[0]["history"], out / "curves.png")
     bces = np.array([t["best_val_bce"] for t in trials])
     tods = np.array([t["best_val_tod"] for t in trials])
     summary = {
-        **provenance(), "model": cfg.model.kind, "n_trials": len(trials),
-        "n_train": n_train, "n_val": n_val,
-        "best_val_bce_mean": float(bces.mean()), "best_val_bce_std": float(bces.std()),
-        "best_val_tod_mean": float(tods.mean()), "best_val_tod_std": float(tods.std()),
+        **provenance(),
+        "model": cfg.model.kind,
+        "n_trials": len(trials),
+        "n_train": n_train,
+        "n_val": n_val,
+        "best_val_bce_mean": float(bces.mean()),
+        "best_val_bce_std": float(bces.std()),
+        "best_val_tod_mean": float(tods.mean()),
+        "best_val_tod_std": float(tods.std()),
         "seconds_per_epoch": float(np.mean([r["seconds"] for t in trials for r in t["history"][1:]] or [0.0])),
         "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials],
     }

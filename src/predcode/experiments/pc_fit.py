@@ -31,8 +31,17 @@ from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
 
-__all__ = ["PCData", "PCEpochRecord", "clamps_for", "load_pc_data", "make_pc_trainer", "params_from_arrays",
-           "params_to_arrays", "pc_fit", "predict_labels"]
+__all__ = [
+    "PCData",
+    "PCEpochRecord",
+    "clamps_for",
+    "load_pc_data",
+    "make_pc_trainer",
+    "params_from_arrays",
+    "params_to_arrays",
+    "pc_fit",
+    "predict_labels",
+]
 
 
 @dataclass(frozen=True)
@@ -49,14 +58,16 @@ class PCData:
 
 def load_pc_data(cfg: PCFitConfig) -> PCData:
     """The config's dataset as float32 rows (binarized at 0.5 if asked), validation split seeded."""
+
     def prepare(images):
         x = to_float(images).reshape(len(images), -1)
         return (x >= 0.5).astype(np.float32) if cfg.data.binarize else x
 
     images, labels = load(cfg.data.dataset, "train")
     test_images, test_labels = load(cfg.data.dataset, "test")
-    x_tr, y_tr, x_val, y_val = train_val_split(prepare(images), labels.astype(np.int32), cfg.data.n_val,
-                                               seed=cfg.train.seed)
+    x_tr, y_tr, x_val, y_val = train_val_split(
+        prepare(images), labels.astype(np.int32), cfg.data.n_val, seed=cfg.train.seed
+    )
     if cfg.data.n_train is not None:
         x_tr, y_tr = x_tr[: cfg.data.n_train], y_tr[: cfg.data.n_train]
     return PCData(x_tr, y_tr, x_val, y_val, prepare(test_images), test_labels.astype(np.int32))
@@ -77,14 +88,18 @@ def clamps_for(cfg: PCFitConfig, network: PCNetwork, x: np.ndarray, y: np.ndarra
 def make_pc_trainer(cfg: PCFitConfig, network: PCNetwork | None = None, *, n_train: int | None = None) -> PCTrainer:
     """The :class:`PCTrainer` of a config (``n_train`` sets the length of a cosine learning-rate schedule)."""
     total = cfg.train.epochs * max(1, (n_train or 0) // cfg.train.batch_size)
-    return PCTrainer(network or build_network(cfg), optimizer_x=cfg.inference.build(),
-                     optimizer_p=cfg.optimizer.build(total), T=cfg.inference.T)
+    return PCTrainer(
+        network or build_network(cfg),
+        optimizer_x=cfg.inference.build(),
+        optimizer_p=cfg.optimizer.build(total),
+        T=cfg.inference.T,
+    )
 
 
 def predict_labels(network: PCNetwork, params, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
     """Class predictions by a forward pass (the fixed point of inference with the label free)."""
     forward = _forward_fn(network)
-    out = [np.asarray(forward(params, jnp.asarray(x[i:i + batch_size]))) for i in range(0, len(x), batch_size)]
+    out = [np.asarray(forward(params, jnp.asarray(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
     return np.argmax(np.concatenate(out), axis=1)
 
 
@@ -111,10 +126,13 @@ def params_from_arrays(template, arrays: dict, paths: list[str], prefix: str = "
     leaves = jax.tree_util.tree_flatten_with_path(template)[0]
     want = [jax.tree_util.keystr(path) for path, _ in leaves]
     if want != list(paths):
-        raise RunFolderError(f"the checkpoint holds parameters {paths} but the config's network has {want}; "
-                             "it was written for another network (use another --out)")
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template),
-                                        [jnp.asarray(arrays[f"{prefix}_{i}"]) for i in range(len(want))])
+        raise RunFolderError(
+            f"the checkpoint holds parameters {paths} but the config's network has {want}; "
+            "it was written for another network (use another --out)"
+        )
+    return jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(template), [jnp.asarray(arrays[f"{prefix}_{i}"]) for i in range(len(want))]
+    )
 
 
 @dataclass
@@ -135,11 +153,11 @@ def _evaluate(cfg: PCFitConfig, trainer: PCTrainer, params, x: np.ndarray, y: np
     T = cfg.inference.T_eval if cfg.inference.T_eval is not None else cfg.inference.T
     energy, sq = 0.0, 0.0
     for i in range(0, len(x), bs):
-        result = trainer.infer(params, clamps_for(cfg, net, x[i:i + bs], y[i:i + bs]), T=T)
+        result = trainer.infer(params, clamps_for(cfg, net, x[i : i + bs], y[i : i + bs]), T=T)
         energy += float(result.energy[-1])
         if cfg.network.task == "generative":
             image = net.names[-1]
-            sq += float(jnp.sum((net.prediction(params, result.states, image) - x[i:i + bs]) ** 2))
+            sq += float(jnp.sum((net.prediction(params, result.states, image) - x[i : i + bs]) ** 2))
     out = {"val_energy": energy / len(x), "val_accuracy": None, "val_mse": None}
     if cfg.network.task == "supervised":
         out["val_accuracy"] = float(np.mean(predict_labels(net, params, x, batch_size=bs) == y))
@@ -152,12 +170,15 @@ def _better(cfg: PCFitConfig, record: PCEpochRecord, best: float | None) -> bool
     if best is None:
         return True
     if cfg.network.task == "supervised":
-        return record.val_accuracy > best
+        return _score(cfg, record) > best
     return record.val_energy < best
 
 
 def _score(cfg: PCFitConfig, record: PCEpochRecord) -> float:
-    return record.val_accuracy if cfg.network.task == "supervised" else record.val_energy
+    if cfg.network.task == "supervised":
+        assert record.val_accuracy is not None  # every supervised record has an accuracy
+        return record.val_accuracy
+    return record.val_energy
 
 
 def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
@@ -165,8 +186,9 @@ def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
     if resume and not has_run:
         raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
     if has_run and not resume and not force:
-        raise RunFolderError(f"--out: {out} already holds a run; pass --resume to continue it or "
-                             "--force to overwrite it")
+        raise RunFolderError(
+            f"--out: {out} already holds a run; pass --resume to continue it or --force to overwrite it"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -174,9 +196,16 @@ def _metadata(cfg: PCFitConfig, **extra) -> dict:
     return {"model": "pc_network", "task": cfg.network.task, "network": asdict(cfg.network), **extra}
 
 
-def pc_fit(cfg: PCFitConfig, out: Path, *, n_trials: int = 1, resume: bool = False, force: bool = False,
-           on_batch: Callable[[int, int, float], None] | None = None,
-           on_epoch: Callable[[int, PCEpochRecord], None] | None = None) -> dict:
+def pc_fit(
+    cfg: PCFitConfig,
+    out: Path,
+    *,
+    n_trials: int = 1,
+    resume: bool = False,
+    force: bool = False,
+    on_batch: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, PCEpochRecord], None] | None = None,
+) -> dict:
     """Train ``n_trials`` networks (seeds ``seed, seed + 1, ...``) of ``cfg`` into the run folder ``out``."""
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
@@ -213,38 +242,58 @@ def _fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch) -> di
         start = time.perf_counter()
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         for b in range(n_batches):
-            idx = perm[b * bs:(b + 1) * bs]
+            idx = perm[b * bs : (b + 1) * bs]
             clamps = clamps_for(cfg, net, data.x_train[idx], data.y_train[idx])
             params, opt_state, metrics = trainer.step(params, opt_state, clamps)
             if b % 50 == 0 or b == n_batches - 1:
                 energy = float(metrics.energy)
                 if not np.isfinite(energy) or int(metrics.status) != 0:
-                    raise FloatingPointError(f"trial {trial}, epoch {epoch}, batch {b}: the energy became "
-                                             f"{energy} (inference or learning diverged); lower "
-                                             "inference.learning_rate or optimizer.learning_rate")
+                    raise FloatingPointError(
+                        f"trial {trial}, epoch {epoch}, batch {b}: the energy became "
+                        f"{energy} (inference or learning diverged); lower "
+                        "inference.learning_rate or optimizer.learning_rate"
+                    )
                 if on_batch:
                     on_batch(b + 1, n_batches, energy)
         train_energy = float(metrics.energy)
         ev = _evaluate(cfg, trainer, params, data.x_val, data.y_val)
-        record = PCEpochRecord(epoch, train_energy, ev["val_energy"], ev["val_accuracy"], ev["val_mse"],
-                               time.perf_counter() - start)
+        record = PCEpochRecord(
+            epoch, train_energy, ev["val_energy"], ev["val_accuracy"], ev["val_mse"], time.perf_counter() - start
+        )
         history.append(record)
         if _better(cfg, record, best_score):
             best_score, best_epoch = _score(cfg, record), epoch
             arrays, paths = params_to_arrays(params)
-            save_checkpoint(out / f"best{trial}", arrays, _metadata(cfg, trial=trial, param_paths=paths,
-                                                                    **asdict(record)))
+            save_checkpoint(
+                out / f"best{trial}", arrays, _metadata(cfg, trial=trial, param_paths=paths, **asdict(record))
+            )
         arrays, paths = params_to_arrays(params)
         opt_arrays, opt_paths = params_to_arrays(opt_state, "opt")
-        save_checkpoint(out / f"state{trial}", {**arrays, **opt_arrays},
-                        _metadata(cfg, trial=trial, epoch=epoch, param_paths=paths, opt_paths=opt_paths,
-                                  best_score=best_score, best_epoch=best_epoch,
-                                  history=[asdict(r) for r in history]))
+        save_checkpoint(
+            out / f"state{trial}",
+            {**arrays, **opt_arrays},
+            _metadata(
+                cfg,
+                trial=trial,
+                epoch=epoch,
+                param_paths=paths,
+                opt_paths=opt_paths,
+                best_score=best_score,
+                best_epoch=best_epoch,
+                history=[asdict(r) for r in history],
+            ),
+        )
         if on_epoch:
             on_epoch(trial, record)
-    result = {"trial": trial, "seed": seed, "epochs_run": len(history), "best_epoch": best_epoch,
-              "best_val_score": best_score, "train_seconds": float(sum(r.seconds for r in history)),
-              "history": [asdict(r) for r in history]}
+    result = {
+        "trial": trial,
+        "seed": seed,
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "best_val_score": best_score,
+        "train_seconds": float(sum(r.seconds for r in history)),
+        "history": [asdict(r) for r in history],
+    }
     if cfg.network.task == "supervised":
         arrays, meta = load_checkpoint(out / f"best{trial}")
         best = params_from_arrays(net.init(jax.random.key(0)), arrays, meta["param_paths"])
@@ -259,7 +308,7 @@ def _inference_accuracy(cfg, trainer, params, x, y) -> float:
     T = cfg.inference.T_eval if cfg.inference.T_eval is not None else cfg.inference.T
     preds = []
     for i in range(0, len(x), bs):
-        states = trainer.infer(params, clamps_for(cfg, net, x[i:i + bs]), T=T).states
+        states = trainer.infer(params, clamps_for(cfg, net, x[i : i + bs]), T=T).states
         preds.append(np.argmax(np.asarray(states[net.names[-1]]), axis=1))
     return float(np.mean(np.concatenate(preds) == y))
 
@@ -272,10 +321,17 @@ def _write_summary(out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork
     writer.writerows(rows)
     write_text(out / "metrics.csv", buf.getvalue())
     _curves(trials[0]["history"], out / "curves.png", cfg.network.task)
-    summary = {**provenance(), "model": "pc_network", "task": cfg.network.task, "network": repr(network),
-               "n_trials": len(trials), "n_train": len(data.x_train), "n_val": len(data.x_val),
-               "train_seconds_total": float(sum(t["train_seconds"] for t in trials)),
-               "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials]}
+    summary = {
+        **provenance(),
+        "model": "pc_network",
+        "task": cfg.network.task,
+        "network": repr(network),
+        "n_trials": len(trials),
+        "n_train": len(data.x_train),
+        "n_val": len(data.x_val),
+        "train_seconds_total": float(sum(t["train_seconds"] for t in trials)),
+        "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials],
+    }
     if cfg.network.task == "supervised":
         accs = np.array([t["test_accuracy_forward"] for t in trials])
         summary.update(test_accuracy_forward_mean=float(accs.mean()), test_accuracy_forward_std=float(accs.std()))
@@ -285,6 +341,7 @@ def _write_summary(out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork
 
 def _curves(history: list[dict], path: Path, task: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

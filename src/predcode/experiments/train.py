@@ -58,11 +58,12 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
     idx = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
-        yield idx[start:start + batch_size]
+        yield idx[start : start + batch_size]
 
 
-def evaluate(trainer: GNCNTrainer, params: Params, x: np.ndarray, batch_size: int, *,
-             name: str = "x") -> tuple[float, float]:
+def evaluate(
+    trainer: GNCNTrainer, params: Params, x: np.ndarray, batch_size: int, *, name: str = "x"
+) -> tuple[float, float]:
     """Settle every row of ``x`` (no learning); return per-sample mean ``(bce, tod)`` over all rows.
 
     Raises ``FloatingPointError`` naming ``name``, the rows and the layer if a settle diverges.
@@ -78,7 +79,8 @@ def evaluate(trainer: GNCNTrainer, params: Params, x: np.ndarray, batch_size: in
         if int(m.status) != 0:
             raise FloatingPointError(
                 f"settling diverged while evaluating {name}, rows {rows[0]}..{rows[-1]}: "
-                f"{describe_nonfinite(trainer.model, params, m)}. Lower the settling step beta.")
+                f"{describe_nonfinite(trainer.model, params, m)}. Lower the settling step beta."
+            )
         total_bce += float(m.bce) * len(rows)
         total_tod += float(m.tod) * len(rows)
     return total_bce / len(x), total_tod / len(x)
@@ -114,8 +116,9 @@ def train(
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    if patience is not None and (not isinstance(patience, (int, np.integer)) or isinstance(patience, bool)
-                                 or patience < 1):
+    if patience is not None and (
+        not isinstance(patience, (int, np.integer)) or isinstance(patience, bool) or patience < 1
+    ):
         raise ValueError(f"patience: expected an integer >= 1 or None, got {patience!r}")
     # The data are checked once here (shape, finite, range); the loop then calls the compiled step.
     model.check_input(x_train, "x_train")
@@ -129,8 +132,7 @@ def train(
         params = model.init(jax.random.key(seed)) if params is None else model.check_params(params)
         start = time.perf_counter()
         val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name="x_val (the starting model)")
-        train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size,
-                                        name="x_train (the starting model)")
+        train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size, name="x_train (the starting model)")
         initial = EpochRecord(0, train_bce, train_tod, val_bce, val_tod, time.perf_counter() - start)
         state = TrainState(params, trainer.init(params), 0, params, 0, val_bce, initial)
         if on_epoch:
@@ -148,12 +150,14 @@ def train(
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch}, batch {b + 1} of {n_batches}: "
                     f"{describe_nonfinite(model, params, m)}; the best checkpoint on disk is intact. "
-                    "Lower the learning rate or the settling step beta.")
+                    "Lower the learning rate or the settling step beta."
+                )
             sums += np.array([float(m.bce), float(m.tod)]) * len(rows)
             if on_batch:
                 on_batch(b + 1, n_batches, float(m.bce), float(m.tod))
         val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name=f"x_val (after epoch {epoch})")
-        record = EpochRecord(epoch, *(sums / len(x_train)), val_bce, val_tod, time.perf_counter() - start)
+        epoch_bce, epoch_tod = sums / len(x_train)
+        record = EpochRecord(epoch, epoch_bce, epoch_tod, val_bce, val_tod, time.perf_counter() - start)
         state.history.append(record)
         state.params, state.opt_state, state.epoch = params, opt_state, epoch
         if val_bce < state.best_val_bce:
@@ -170,14 +174,19 @@ def describe_nonfinite(model: GNCN, params: Params, metrics) -> str:
     parts = []
     # A finite Sigma{l} with a non-finite Prec{l}: the Cholesky factor of the floored covariance
     # failed in float32, i.e. the learned covariance stopped being positive definite.
-    not_pd = [f"Sigma{k[4:]}" for k in arrays if k.startswith("Prec") and f"Sigma{k[4:]}" not in arrays
-              and f"Sigma{k[4:]}" in params]
+    not_pd = [
+        f"Sigma{k[4:]}"
+        for k in arrays
+        if k.startswith("Prec") and f"Sigma{k[4:]}" not in arrays and f"Sigma{k[4:]}" in params
+    ]
     for name in not_pd:
         cov = np.asarray(params[name], np.float64)
         low = np.linalg.eigvalsh(0.5 * (cov + cov.T)).min()
-        parts.append(f"the learned covariance {name} is no longer positive definite or overflowed float32 "
-                     f"(smallest eigenvalue of its symmetric part {low:.3g}), so its Cholesky factor "
-                     f"failed and the precision Prec{name[5:]} is NaN")
+        parts.append(
+            f"the learned covariance {name} is no longer positive definite or overflowed float32 "
+            f"(smallest eigenvalue of its symmetric part {low:.3g}), so its Cholesky factor "
+            f"failed and the precision Prec{name[5:]} is NaN"
+        )
     arrays = [k for k in arrays if not (k.startswith("Prec") and f"Sigma{k[4:]}" in not_pd)]
     if layers:
         parts.append(f"non-finite states in layer(s) {', '.join(layers)}")

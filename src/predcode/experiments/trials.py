@@ -87,15 +87,18 @@ def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
         sub = {k: params[k] for k in learnable}
         updates, new_opt = optimizer.update(grads, opt_state, sub)
         finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
-        partial = (total_discrepancy(result.errors, weights), bce(x, result.predictions[0], weights),
-                   result.status, finite)
+        partial = (
+            total_discrepancy(result.errors, weights),
+            bce(x, result.predictions[0], weights),
+            result.status,
+            finite,
+        )
         return {**params, **optax.apply_updates(sub, updates)}, keep(active, new_opt, opt_state), partial
 
     def constrain(old, new, active, partial):
         tod, bce_, status, finite = partial
         params = model.apply_constraints(new)
-        ok = jnp.all(finite) & (status == 0) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v))
-                                                                  for v in params.values()]))
+        ok = jnp.all(finite) & (status == 0) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
         return keep(active, params, old), StepMetrics(tod, bce_, (~ok).astype(jnp.int32), finite)
 
     learn_v, constrain_v = jax.jit(jax.vmap(learn)), jax.jit(jax.vmap(constrain))
@@ -117,8 +120,17 @@ def _take(tree: Any, t: int) -> Any:
     return jax.tree.map(lambda a: a[t], tree)
 
 
-def _evaluate(veval, params: Params, x: np.ndarray, batch_size: int, n_trials: int, *,
-              model: GNCN | None = None, name: str = "x", trials: Sequence[int] | None = None) -> np.ndarray:
+def _evaluate(
+    veval,
+    params: Params,
+    x: np.ndarray,
+    batch_size: int,
+    n_trials: int,
+    *,
+    model: GNCN | None = None,
+    name: str = "x",
+    trials: Sequence[int] | None = None,
+) -> np.ndarray:
     """Per-trial mean ``(bce, tod)`` over all rows of ``x``, shape (n_trials, 2).
 
     Raises ``FloatingPointError`` naming ``name``, the trial, the rows and the layer if a settle diverges.
@@ -126,7 +138,7 @@ def _evaluate(veval, params: Params, x: np.ndarray, batch_size: int, n_trials: i
     totals = np.zeros((n_trials, 2))
     for start in range(0, len(x), batch_size):
         rows = min(batch_size, len(x) - start)
-        xb, w = pad_batch(jnp.asarray(x[start:start + rows]), batch_size)
+        xb, w = pad_batch(jnp.asarray(x[start : start + rows]), batch_size)
         m = veval(params, xb, w)
         bad = np.flatnonzero(np.asarray(m.status) != 0)
         if bad.size and model is not None:
@@ -134,7 +146,8 @@ def _evaluate(veval, params: Params, x: np.ndarray, batch_size: int, n_trials: i
             raise FloatingPointError(
                 f"settling diverged in trial {t if trials is None else trials[t]} while evaluating {name}, "
                 f"rows {start}..{start + rows - 1}: "
-                f"{describe_nonfinite(model, _take(params, t), _take(m, t))}. Lower the settling step beta.")
+                f"{describe_nonfinite(model, _take(params, t), _take(m, t))}. Lower the settling step beta."
+            )
         totals += np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1) * rows
     return totals / len(x)
 
@@ -169,9 +182,9 @@ def train_trials(
             raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
     if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
         raise ValueError(f"patience: expected an integer >= 1 or None, got {patience!r}")
-    states = list(states) if states is not None else [None] * n
-    if len(states) != n:
-        raise ValueError(f"states: expected one state (or None) per seed, {n} in all, got {len(states)}")
+    slots: list[TrainState | None] = list(states) if states is not None else [None] * n
+    if len(slots) != n:
+        raise ValueError(f"states: expected one state (or None) per seed, {n} in all, got {len(slots)}")
     eval_batch_size = eval_batch_size or batch_size
     model.check_input(x_train, "x_train")  # once, here: the compiled loop does not check its inputs
     model.check_input(x_val, "x_val")
@@ -179,37 +192,54 @@ def train_trials(
 
     vstep, veval = vmapped_steps(trainer)
 
-    fresh = [t for t in range(n) if states[t] is None]
+    fresh = [t for t in range(n) if slots[t] is None]
     if fresh:
         params0 = stack_trials([model.init(jax.random.key(int(seeds[t]))) for t in fresh])
         start = time.perf_counter()
-        val = _evaluate(veval, params0, x_val, eval_batch_size, len(fresh), model=model,
-                        name="x_val (the starting model)", trials=fresh)
-        tr = _evaluate(veval, params0, x_train, eval_batch_size, len(fresh), model=model,
-                       name="x_train (the starting model)", trials=fresh)
+        val = _evaluate(
+            veval,
+            params0,
+            x_val,
+            eval_batch_size,
+            len(fresh),
+            model=model,
+            name="x_val (the starting model)",
+            trials=fresh,
+        )
+        tr = _evaluate(
+            veval,
+            params0,
+            x_train,
+            eval_batch_size,
+            len(fresh),
+            model=model,
+            name="x_train (the starting model)",
+            trials=fresh,
+        )
         seconds = (time.perf_counter() - start) / len(fresh)
         for i, t in enumerate(fresh):
             p = _take(params0, i)
-            initial = EpochRecord(0, *map(float, tr[i]), *map(float, val[i]), seconds)
-            states[t] = TrainState(p, trainer.init(p), 0, p, 0, float(val[i, 0]), initial)
+            initial = EpochRecord(0, float(tr[i, 0]), float(tr[i, 1]), float(val[i, 0]), float(val[i, 1]), seconds)
+            slots[t] = new = TrainState(p, trainer.init(p), 0, p, 0, float(val[i, 0]), initial)
             if on_epoch:
-                on_epoch(t, initial, states[t])
-    params = stack_trials([s.params for s in states])
-    opt_state = stack_trials([s.opt_state for s in states])
+                on_epoch(t, initial, new)
+    trained = [s for s in slots if s is not None]  # all n: every trial has a state now
+    params = stack_trials([s.params for s in trained])
+    opt_state = stack_trials([s.opt_state for s in trained])
 
     def wants_more(s: TrainState) -> bool:
         return s.epoch < epochs and not (patience is not None and s.epoch - s.best_epoch >= patience)
 
     n_batches = -(-len(x_train) // batch_size)
-    while any(wants_more(s) for s in states):
-        epoch = min(s.epoch for s in states if wants_more(s)) + 1
-        running = np.array([wants_more(s) and s.epoch + 1 == epoch for s in states])
+    while any(wants_more(s) for s in trained):
+        epoch = min(s.epoch for s in trained if wants_more(s)) + 1
+        running = np.array([wants_more(s) and s.epoch + 1 == epoch for s in trained])
         orders = [epoch_order(len(x_train), int(seed), epoch) for seed in seeds]
         active = jnp.asarray(running)
         start = time.perf_counter()
         sums = np.zeros((n, 2))
         for b in range(n_batches):
-            rows = [o[b * batch_size:(b + 1) * batch_size] for o in orders]
+            rows = [o[b * batch_size : (b + 1) * batch_size] for o in orders]
             padded = [pad_batch(jnp.asarray(x_train[r]), batch_size) for r in rows]
             xb, w = jnp.stack([p[0] for p in padded]), jnp.stack([p[1] for p in padded])
             params, opt_state, m = vstep(params, opt_state, xb, w, active)
@@ -220,7 +250,8 @@ def train_trials(
                 raise FloatingPointError(
                     f"training diverged in trial {t} (seed {seeds[t]}), epoch {epoch}, batch {b + 1} of "
                     f"{n_batches}: {describe_nonfinite(model, _take(params, t), _take(m, t))}; the best "
-                    "checkpoint on disk is intact. Lower the learning rate or the settling step beta.")
+                    "checkpoint on disk is intact. Lower the learning rate or the settling step beta."
+                )
             batch = np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1)
             sums += batch * len(rows[0])
             if on_batch:
@@ -228,13 +259,14 @@ def train_trials(
                 on_batch(b + 1, n_batches, float(mean[0]), float(mean[1]))
         val = _evaluate(veval, params, x_val, eval_batch_size, n, model=model, name=f"x_val (after epoch {epoch})")
         seconds = (time.perf_counter() - start) / running.sum()
-        for t in np.flatnonzero(running):
-            s = states[t]
-            record = EpochRecord(epoch, *map(float, sums[t] / len(x_train)), *map(float, val[t]), float(seconds))
+        for t in map(int, np.flatnonzero(running)):
+            s = trained[t]
+            train_bce, train_tod = map(float, sums[t] / len(x_train))
+            record = EpochRecord(epoch, train_bce, train_tod, float(val[t, 0]), float(val[t, 1]), float(seconds))
             s.history.append(record)
             s.params, s.opt_state, s.epoch = _take(params, t), _take(opt_state, t), epoch
             if record.val_bce < s.best_val_bce:
                 s.best_params, s.best_epoch, s.best_val_bce = s.params, epoch, record.val_bce
             if on_epoch:
                 on_epoch(int(t), record, s)
-    return states
+    return trained

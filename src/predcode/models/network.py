@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -71,8 +71,15 @@ class Transform(Protocol):
     pytree and ``__call__(params, x)`` maps ``x: (batch, in_dim)`` to ``(batch, out_dim)``.
     """
 
-    in_dim: int
-    out_dim: int
+    @property
+    def in_dim(self) -> int:
+        """Units taken from the parent."""
+        ...
+
+    @property
+    def out_dim(self) -> int:
+        """Units given to the child."""
+        ...
 
     def init(self, key: Array) -> Any:
         """The transform's parameter pytree, drawn with ``key``."""
@@ -148,8 +155,10 @@ class Sequential:
             raise NetworkError("Sequential.layers: expected at least one transform, got none")
         for i in range(1, len(layers)):
             if layers[i].in_dim != layers[i - 1].out_dim:
-                raise NetworkError(f"Sequential.layers[{i}]: takes {layers[i].in_dim} units but layers[{i - 1}] "
-                                   f"gives {layers[i - 1].out_dim}")
+                raise NetworkError(
+                    f"Sequential.layers[{i}]: takes {layers[i].in_dim} units but layers[{i - 1}] "
+                    f"gives {layers[i - 1].out_dim}"
+                )
         object.__setattr__(self, "layers", layers)
 
     @property
@@ -201,16 +210,23 @@ class Node:
             raise NetworkError(f"Node.name: expected a non-empty string, got {self.name!r}")
         _positive_int(self.dim, f"node {self.name!r}: dim")
         if not isinstance(self.inputs, Mapping):
-            raise NetworkError(f"node {self.name!r}: inputs: expected a dict {{parent name: transform}}, "
-                               f"got {type(self.inputs).__name__}")
+            raise NetworkError(
+                f"node {self.name!r}: inputs: expected a dict {{parent name: transform}}, "
+                f"got {type(self.inputs).__name__}"
+            )
         object.__setattr__(self, "inputs", dict(self.inputs))
-        if self.cell is not None and not isinstance(self.cell, (GaussianErrorCell, LaplacianErrorCell,
-                                                                BernoulliErrorCell)):
-            raise NetworkError(f"node {self.name!r}: cell: expected a GaussianErrorCell, LaplacianErrorCell, "
-                               f"BernoulliErrorCell or None, got {type(self.cell).__name__}")
+        if self.cell is not None and not isinstance(
+            self.cell, (GaussianErrorCell, LaplacianErrorCell, BernoulliErrorCell)
+        ):
+            raise NetworkError(
+                f"node {self.name!r}: cell: expected a GaussianErrorCell, LaplacianErrorCell, "
+                f"BernoulliErrorCell or None, got {type(self.cell).__name__}"
+            )
         if self.sigma_init is not None and not self.learnable_covariance:
-            raise NetworkError(f"node {self.name!r}: sigma_init: expected None for a cell without a learnable "
-                               f"covariance ({self.cell!r}); use GaussianErrorCell('scalar'|'diagonal'|'full')")
+            raise NetworkError(
+                f"node {self.name!r}: sigma_init: expected None for a cell without a learnable "
+                f"covariance ({self.cell!r}); use GaussianErrorCell('scalar'|'diagonal'|'full')"
+            )
         if self.learnable_covariance:
             self._check_sigma_init()
 
@@ -227,6 +243,7 @@ class Node:
         return self.cell
 
     def _check_sigma_init(self) -> np.ndarray:
+        assert isinstance(self.cell, GaussianErrorCell)  # called only for a learnable covariance
         kind, n, where = self.cell.covariance, self.dim, f"node {self.name!r}: sigma_init"
         s = np.asarray(1.0 if self.sigma_init is None else self.sigma_init, np.float64)
         if kind == "scalar":
@@ -235,20 +252,26 @@ class Node:
         elif kind == "diagonal":
             s = np.broadcast_to(s, (n,)) if s.shape == () else s
             if s.shape != (n,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
-                raise NetworkError(f"{where}: expected positive variances of shape ({n},) for "
-                                   f"covariance='diagonal', got shape {s.shape} with min {np.min(s)!r}")
+                raise NetworkError(
+                    f"{where}: expected positive variances of shape ({n},) for "
+                    f"covariance='diagonal', got shape {s.shape} with min {np.min(s)!r}"
+                )
         else:
             s = s * np.eye(n) if s.shape == () else s
             if s.shape != (n, n) or not np.all(np.isfinite(s)):
-                raise NetworkError(f"{where}: expected a finite ({n}, {n}) covariance for "
-                                   f"covariance='full', got shape {s.shape}")
+                raise NetworkError(
+                    f"{where}: expected a finite ({n}, {n}) covariance for covariance='full', got shape {s.shape}"
+                )
             if not np.allclose(s, s.T, rtol=1e-6, atol=1e-8):
-                raise NetworkError(f"{where}: expected a symmetric covariance, got max |S - S^T| = "
-                                   f"{np.max(np.abs(s - s.T)):.3g}")
+                raise NetworkError(
+                    f"{where}: expected a symmetric covariance, got max |S - S^T| = {np.max(np.abs(s - s.T)):.3g}"
+                )
             low = float(np.linalg.eigvalsh(s)[0])
             if not low > 0:
-                raise NetworkError(f"{where}: expected a positive-definite covariance, got smallest "
-                                   f"eigenvalue {low:.4g} (add a multiple of the identity)")
+                raise NetworkError(
+                    f"{where}: expected a positive-definite covariance, got smallest "
+                    f"eigenvalue {low:.4g} (add a multiple of the identity)"
+                )
         return s
 
     def init_cell(self) -> dict[str, Array]:
@@ -256,6 +279,7 @@ class Node:
         if not self.learnable_covariance:
             return {}
         s = self._check_sigma_init()
+        assert isinstance(self.cell, GaussianErrorCell)  # learnable_covariance says so
         if self.cell.covariance in ("scalar", "diagonal"):
             return {"log_var": jnp.asarray(np.log(s))}
         chol = np.linalg.cholesky(s)
@@ -265,7 +289,13 @@ class Node:
     def cell_energy(self, cell_params: Mapping[str, Array], target: Array, mu: Array, mask=None) -> Array:
         """Per-sample energy ``(batch,)`` of ``target`` under this node's cell given ``mu``."""
         cell = self.effective_cell
+        if cell is None:
+            raise NetworkError(
+                f"node {self.name!r}: a root without a cell has no energy; give it a cell "
+                "(a prior) or leave it out of the energy"
+            )
         if self.learnable_covariance:
+            assert isinstance(cell, GaussianErrorCell)  # learnable_covariance says so
             kind = cell.covariance
             if kind == "full":
                 t = cell_params["tril"]
@@ -292,30 +322,50 @@ class PCNetwork:
                 raise NetworkError(f"node {node.name!r}: the name is used twice; names must be unique")
             for parent, transform in node.inputs.items():
                 if parent not in seen:
-                    where = ("is listed after it" if any(n.name == parent for n in nodes)
-                             else f"does not exist (nodes: {[n.name for n in nodes]})")
-                    raise NetworkError(f"node {node.name!r}: input {parent!r} {where}; list every node "
-                                       "after the nodes it takes input from")
+                    where = (
+                        "is listed after it"
+                        if any(n.name == parent for n in nodes)
+                        else f"does not exist (nodes: {[n.name for n in nodes]})"
+                    )
+                    raise NetworkError(
+                        f"node {node.name!r}: input {parent!r} {where}; list every node "
+                        "after the nodes it takes input from"
+                    )
                 for attr in ("in_dim", "out_dim", "init"):
                     if not hasattr(transform, attr) or not callable(transform):
-                        raise NetworkError(f"node {node.name!r}: input {parent!r}: expected a transform with "
-                                           f"in_dim, out_dim, init and __call__ (e.g. Dense), got "
-                                           f"{type(transform).__name__}")
+                        raise NetworkError(
+                            f"node {node.name!r}: input {parent!r}: expected a transform with "
+                            f"in_dim, out_dim, init and __call__ (e.g. Dense), got "
+                            f"{type(transform).__name__}"
+                        )
                 if transform.in_dim != seen[parent].dim:
-                    raise NetworkError(f"node {node.name!r}: the transform from {parent!r} takes "
-                                       f"{transform.in_dim} units but node {parent!r} has {seen[parent].dim}")
+                    raise NetworkError(
+                        f"node {node.name!r}: the transform from {parent!r} takes "
+                        f"{transform.in_dim} units but node {parent!r} has {seen[parent].dim}"
+                    )
                 if transform.out_dim != node.dim:
-                    raise NetworkError(f"node {node.name!r}: the transform from {parent!r} gives "
-                                       f"{transform.out_dim} units but node {node.name!r} has {node.dim}")
+                    raise NetworkError(
+                        f"node {node.name!r}: the transform from {parent!r} gives "
+                        f"{transform.out_dim} units but node {node.name!r} has {node.dim}"
+                    )
             seen[node.name] = node
         self.nodes: tuple[Node, ...] = nodes
         self.by_name: dict[str, Node] = seen
 
     @classmethod
-    def chain(cls, dims: Sequence[int], *, names: Sequence[str] | None = None, activation: str = "relu",
-              output_activation: str = "identity", bias: bool = True, cell: Cell | None = None,
-              output_cell: Cell | None = None, root_cell: Cell | None = None,
-              output_sigma_init: Any = None) -> PCNetwork:
+    def chain(
+        cls,
+        dims: Sequence[int],
+        *,
+        names: Sequence[str] | None = None,
+        activation: str = "relu",
+        output_activation: str = "identity",
+        bias: bool = True,
+        cell: Cell | None = None,
+        output_cell: Cell | None = None,
+        root_cell: Cell | None = None,
+        output_sigma_init: Any = None,
+    ) -> PCNetwork:
         """A stack ``dims[0] -> dims[1] -> ... -> dims[-1]`` of :class:`Dense` transforms.
 
         Hidden nodes use ``activation`` and ``cell``; the last node ``output_activation`` and
@@ -334,8 +384,15 @@ class PCNetwork:
             last = i == len(dims) - 1
             act = output_activation if last else activation
             node_cell = (output_cell if output_cell is not None else cell) if last else cell
-            nodes.append(Node(names[i], dims[i], {names[i - 1]: Dense(dims[i - 1], dims[i], act, bias)},
-                              cell=node_cell, sigma_init=output_sigma_init if last else None))
+            nodes.append(
+                Node(
+                    names[i],
+                    dims[i],
+                    {names[i - 1]: Dense(dims[i - 1], dims[i], act, bias)},
+                    cell=node_cell,
+                    sigma_init=output_sigma_init if last else None,
+                )
+            )
         return cls(nodes)
 
     @property
@@ -344,13 +401,13 @@ class PCNetwork:
         return tuple(n.name for n in self.nodes)
 
     def __repr__(self) -> str:
-        parts = [f"{n.name}({n.dim}" + (" <- " + ", ".join(n.inputs) if n.inputs else "") + ")"
-                 for n in self.nodes]
+        parts = [f"{n.name}({n.dim}" + (" <- " + ", ".join(n.inputs) if n.inputs else "") + ")" for n in self.nodes]
         return "PCNetwork(" + ", ".join(parts) + ")"
 
     def init(self, key: Array) -> dict[str, dict]:
         """Fresh parameters: ``{"edges": {child: {parent: ...}}, "cells": {node: ...}}``."""
-        edges, cells = {}, {}
+        edges: dict[str, dict[str, Any]] = {}
+        cells: dict[str, dict[str, Array]] = {}
         keys = jax.random.split(key, max(1, sum(len(n.inputs) for n in self.nodes)))
         k = 0
         for node in self.nodes:
@@ -370,6 +427,7 @@ class PCNetwork:
         if not node.learnable_covariance:
             return None
         p = params["cells"][name]
+        assert isinstance(node.cell, GaussianErrorCell)  # learnable_covariance says so
         if node.cell.covariance == "full":
             t = p["tril"]
             chol = jnp.tril(t, -1) + jnp.diag(jnp.exp(jnp.diagonal(t)))
@@ -386,10 +444,11 @@ class PCNetwork:
     def prediction(self, params: Mapping, states: Mapping[str, Array], name: str) -> Array:
         """``mu`` of node ``name``: the sum of its transforms of the parents' states."""
         node = self.by_name[name]
-        return sum(t(params["edges"][name][p], states[p]) for p, t in node.inputs.items())
+        return cast(Array, sum(t(params["edges"][name][p], states[p]) for p, t in node.inputs.items()))
 
-    def energies(self, params: Mapping, states: Mapping[str, Array],
-                 masks: Mapping[str, Array] | None = None) -> dict[str, Array]:
+    def energies(
+        self, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
+    ) -> dict[str, Array]:
         """Per-node, per-sample energies ``{name: (batch,)}`` of the nodes that have a cell."""
         masks = masks or {}
         out = {}
@@ -402,13 +461,13 @@ class PCNetwork:
             out[node.name] = node.cell_energy(params["cells"].get(node.name, {}), x, mu, masks.get(node.name))
         return out
 
-    def energy_per_sample(self, params: Mapping, states: Mapping[str, Array],
-                          masks: Mapping[str, Array] | None = None) -> Array:
+    def energy_per_sample(
+        self, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
+    ) -> Array:
         """The energy of each sample, ``(batch,)``: the sum over nodes."""
-        return sum(self.energies(params, states, masks).values())
+        return cast(Array, sum(self.energies(params, states, masks).values()))
 
-    def energy(self, params: Mapping, states: Mapping[str, Array],
-               masks: Mapping[str, Array] | None = None) -> Array:
+    def energy(self, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None) -> Array:
         """The total energy, a scalar: summed over nodes and over the batch.
 
         Summing over the batch makes ``jax.grad`` with respect to the states give each sample its
@@ -424,20 +483,25 @@ class PCNetwork:
         for name, value in clamps.items():
             if name not in self.by_name:
                 near = [n for n in self.names if n.lower() == str(name).lower()]
-                raise NetworkError(f"clamp on node {name!r}: no such node; the network has {list(self.names)}"
-                                   + (f" (did you mean {near[0]!r}?)" if near else ""))
+                raise NetworkError(
+                    f"clamp on node {name!r}: no such node; the network has {list(self.names)}"
+                    + (f" (did you mean {near[0]!r}?)" if near else "")
+                )
             dim = self.by_name[name].dim
             shape = tuple(jnp.shape(value))
             if len(shape) != 2 or shape[1] != dim:
                 raise NetworkError(f"clamp on node {name!r}: expected shape (batch, {dim}), got {shape}")
             if batch is not None and shape[0] != batch:
-                raise NetworkError(f"clamp on node {name!r}: batch size {shape[0]} differs from {batch} "
-                                   "of the other clamps")
+                raise NetworkError(
+                    f"clamp on node {name!r}: batch size {shape[0]} differs from {batch} of the other clamps"
+                )
             batch = shape[0]
+        assert batch is not None  # clamps is not empty
         return batch
 
-    def forward(self, params: Mapping, clamps: Mapping[str, Array],
-                init: Mapping[str, Array] | None = None) -> dict[str, Array]:
+    def forward(
+        self, params: Mapping, clamps: Mapping[str, Array], init: Mapping[str, Array] | None = None
+    ) -> dict[str, Array]:
         """States from one feedforward sweep: clamped nodes take their data, free roots ``init`` (or
         zeros), every other free node its prediction. With only roots clamped this is the fixed point
         of inference (every error is zero), i.e. the network's feedforward output.
