@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PREDCODE_DATA ?= $(firstword $(wildcard $(CURDIR)/../shared/data))
 export PREDCODE_DATA
 DEMO_OUT ?= runs/demo
+LINT_PATHS := src tests examples scripts setup.py benchmarks
 
 .PHONY: demo test install docs lint bench clean
 
@@ -19,7 +20,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/predcode demo --out $(DEMO_OUT)
 
+# Lint (ruff check and format) first: it takes seconds and names the file and line.
 test: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/python -m pytest -q
 
 # The docs site into site/; any warning (a broken link, a missing docstring target) fails the build.
@@ -27,8 +31,8 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site  # the variable silences an end-of-life notice
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples scripts setup.py
-	$(VENV)/bin/ruff format --check src tests examples scripts setup.py
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy
 
 # Benchmarks (minutes; the machine should be otherwise idle): the peer comparison with PCX and

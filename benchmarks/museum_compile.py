@@ -54,9 +54,15 @@ def child(kind: str, batch: int) -> dict:
         t5 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         t6 = time.perf_counter()
-        out[name] = {"trace_s": t1 - t0, "lower_s": t2 - t1, "xla_compile_s": t3 - t2,
-                     "trace_lower_compile_s": t3 - t0, "first_call_s": t5 - t4, "second_call_s": t6 - t5,
-                     "first_minus_second_s": (t5 - t4) - (t6 - t5)}
+        out[name] = {
+            "trace_s": t1 - t0,
+            "lower_s": t2 - t1,
+            "xla_compile_s": t3 - t2,
+            "trace_lower_compile_s": t3 - t0,
+            "first_call_s": t5 - t4,
+            "second_call_s": t6 - t5,
+            "first_minus_second_s": (t5 - t4) - (t6 - t5),
+        }
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -75,17 +81,26 @@ def main(argv=None) -> None:
 
     kinds = args.kinds or list(MUSEUM)
     rows = []
-    info = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([os.path.relpath(sys.executable), *sys.argv]), "loadavg_start": os.getloadavg()}
+    info = {
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
+        "loadavg_start": os.getloadavg(),
+    }
     for kind in kinds:
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", kind, "--batch", str(args.batch)],
-                           capture_output=True, text=True, check=True)
+        p = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--child", kind, "--batch", str(args.batch)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f"{kind:15s} step: trace {r['step']['trace_s']:.2f} + lower {r['step']['lower_s']:.2f} + XLA "
-              f"{r['step']['xla_compile_s']:.2f} = {r['step']['trace_lower_compile_s']:.2f} s; first call - second "
-              f"= {r['step']['first_minus_second_s']:.2f} s | evaluate {r['evaluate']['trace_lower_compile_s']:.2f} s"
-              f" | peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(
+            f"{kind:15s} step: trace {r['step']['trace_s']:.2f} + lower {r['step']['lower_s']:.2f} + XLA "
+            f"{r['step']['xla_compile_s']:.2f} = {r['step']['trace_lower_compile_s']:.2f} s; first call - second "
+            f"= {r['step']['first_minus_second_s']:.2f} s | evaluate {r['evaluate']['trace_lower_compile_s']:.2f} s"
+            f" | peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
     info["loadavg_end"] = os.getloadavg()
     if args.json:
         with open(args.json, "w") as fh:

@@ -74,8 +74,10 @@ def main() -> None:
                 if cat:
                     spent[cat] += ev.duration_ns
     total = sum(v for k, v in spent.items() if not k.startswith("waiting"))
-    print(f"{kind} batch {batch}: wall per step {wall / N_STEPS / 1e6:.0f} ms (profiler on); "
-          "thunk time summed over XLA's threads, per step:")
+    print(
+        f"{kind} batch {batch}: wall per step {wall / N_STEPS / 1e6:.0f} ms (profiler on); "
+        "thunk time summed over XLA's threads, per step:"
+    )
     for cat, ns in spent.most_common():
         share = "(not in the shares)" if cat.startswith("waiting") else f"{100 * ns / total:5.1f}%"
         print(f"  {cat:30s} {ns / N_STEPS / 1e6:8.1f} ms  {share}")

@@ -43,7 +43,7 @@ OPTIONS: dict[str, dict] = {
 def _val_bce(trainer, params, x_val, batch):
     total = 0.0
     for s in range(0, len(x_val), batch):
-        xb, w = pad_batch(jnp.asarray(x_val[s:s + batch]), batch)
+        xb, w = pad_batch(jnp.asarray(x_val[s : s + batch]), batch)
         total += float(trainer.evaluate(params, xb, w).bce) * min(batch, len(x_val) - s)
     return total / len(x_val)
 
@@ -61,8 +61,12 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="option names to run (default: all)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
-    ap.add_argument("--replot", default=None, metavar="RESULTS_JSON",
-                    help="only add the FLOP counts to saved results (rewritten in place) and redraw --plot")
+    ap.add_argument(
+        "--replot",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="only add the FLOP counts to saved results (rewritten in place) and redraw --plot",
+    )
     args = ap.parse_args()
     if args.replot:
         with open(args.replot) as f:
@@ -89,18 +93,26 @@ def main() -> None:
         settle = jax.jit(lambda p, x, model=model: model.settle(p, x).n_steps)
         xb, w = pad_batch(jnp.asarray(x_tr[: args.batch]), args.batch)
         jax.block_until_ready(trainer.step(params, trainer.init(params), xb, w))  # compile outside the clock
-        runs[name] = dict(model=model, trainer=trainer, params=params, opt=trainer.init(params), settle=settle,
-                          total=epochs * n_batches, done=0, seconds=0.0, cpu_seconds=0.0,
-                          curve=[dict(images=0, seconds=0.0, cpu_seconds=0.0,
-                                      val_bce=_val_bce(trainer, params, x_val, args.batch))],
-                          steps=[])
+        runs[name] = dict(
+            model=model,
+            trainer=trainer,
+            params=params,
+            opt=trainer.init(params),
+            settle=settle,
+            total=epochs * n_batches,
+            done=0,
+            seconds=0.0,
+            cpu_seconds=0.0,
+            curve=[dict(images=0, seconds=0.0, cpu_seconds=0.0, val_bce=_val_bce(trainer, params, x_val, args.batch))],
+            steps=[],
+        )
         print(f"{name}: untrained val BCE {runs[name]['curve'][0]['val_bce']:.2f}", flush=True)
 
     while any(r["done"] < r["total"] for r in runs.values()):
         for name, r in runs.items():
             for _ in range(min(args.chunk, r["total"] - r["done"])):
                 epoch, b = divmod(r["done"], n_batches)
-                rows = epoch_order(len(x_tr), args.seed, epoch + 1)[b * args.batch:(b + 1) * args.batch]
+                rows = epoch_order(len(x_tr), args.seed, epoch + 1)[b * args.batch : (b + 1) * args.batch]
                 xb, w = pad_batch(jnp.asarray(x_tr[rows]), args.batch)
                 start, cpu = time.perf_counter(), time.process_time()
                 r["params"], r["opt"], _ = r["trainer"].step(r["params"], r["opt"], xb, w)
@@ -110,23 +122,34 @@ def main() -> None:
                 r["done"] += 1
                 if r["done"] % args.eval_every == 0 or r["done"] == r["total"]:
                     r["steps"].append(int(r["settle"](r["params"], xb)))
-                    point = dict(images=r["done"] * args.batch, seconds=r["seconds"], cpu_seconds=r["cpu_seconds"],
-                                 val_bce=_val_bce(r["trainer"], r["params"], x_val, args.batch),
-                                 settle_steps=r["steps"][-1])
+                    point = dict(
+                        images=r["done"] * args.batch,
+                        seconds=r["seconds"],
+                        cpu_seconds=r["cpu_seconds"],
+                        val_bce=_val_bce(r["trainer"], r["params"], x_val, args.batch),
+                        settle_steps=r["steps"][-1],
+                    )
                     r["curve"].append(point)
                     print(f"{name}: {point}", flush=True)
 
     results = {}
     for name, r in runs.items():
         final_ref = _val_bce(reference, r["params"], x_val, args.batch)
-        results[name] = dict(config=OPTIONS[name], curve=r["curve"], final_val_bce_museum_settle=final_ref,
-                             train_seconds=r["seconds"], train_cpu_seconds=r["cpu_seconds"],
-                             seconds_per_batch=r["seconds"] / r["done"],
-                             cpu_seconds_per_batch=r["cpu_seconds"] / r["done"])
-        print(f"{name}: final val BCE {r['curve'][-1]['val_bce']:.2f} (museum settle {final_ref:.2f}), "
-              f"{r['seconds'] / r['done']:.3f} s/batch, {r['cpu_seconds'] / r['done']:.3f} CPU s/batch", flush=True)
-    out = dict(**provenance(), n_train=len(x_tr), n_val=len(x_val), batch=args.batch, seed=args.seed,
-               options=results)
+        results[name] = dict(
+            config=OPTIONS[name],
+            curve=r["curve"],
+            final_val_bce_museum_settle=final_ref,
+            train_seconds=r["seconds"],
+            train_cpu_seconds=r["cpu_seconds"],
+            seconds_per_batch=r["seconds"] / r["done"],
+            cpu_seconds_per_batch=r["cpu_seconds"] / r["done"],
+        )
+        print(
+            f"{name}: final val BCE {r['curve'][-1]['val_bce']:.2f} (museum settle {final_ref:.2f}), "
+            f"{r['seconds'] / r['done']:.3f} s/batch, {r['cpu_seconds'] / r['done']:.3f} CPU s/batch",
+            flush=True,
+        )
+    out = dict(**provenance(), n_train=len(x_tr), n_val=len(x_val), batch=args.batch, seed=args.seed, options=results)
     out["flops_per_step"] = step_flops(args.batch)
     if args.json:
         with open(args.json, "w") as f:
@@ -190,8 +213,10 @@ def plot(out: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     ref_name = next(iter(out["options"]))
-    panels = [("seconds", "training wall time under load (s, evaluation excluded)"),
-              ("cpu_seconds", "training CPU time of the process (s)")]
+    panels = [
+        ("seconds", "training wall time under load (s, evaluation excluded)"),
+        ("cpu_seconds", "training CPU time of the process (s)"),
+    ]
     if "flops_per_step" in out:
         _cumulative_flops(out)
         panels.insert(0, ("gflops", "training work (GFLOP, XLA cost analysis)"))
@@ -200,14 +225,25 @@ def plot(out: dict, path: str) -> None:
     for ax, (key, label) in zip(axes, panels):
         for name, r in out["options"].items():
             c = r["curve"][1:]
-            ax.plot([p[key] for p in c], [p["val_bce"] for p in c], marker=".", label=name,
-                    lw=2.5 if name == ref_name else 1.2)
+            ax.plot(
+                [p[key] for p in c],
+                [p["val_bce"] for p in c],
+                marker=".",
+                label=name,
+                lw=2.5 if name == ref_name else 1.2,
+            )
         ax.axhline(ref[-1]["val_bce"], color="k", ls="--", lw=0.8)
         ax.axvline(ref[-1][key] / 2, color="k", ls=":", lw=0.8)
-        ax.annotate("Euler K=50 final BCE", (0, ref[-1]["val_bce"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
-        ax.annotate("half its time", (ref[-1][key] / 2, ref[-1]["val_bce"]), textcoords="offset points",
-                    xytext=(4, 20), fontsize=8)
+        ax.annotate(
+            "Euler K=50 final BCE", (0, ref[-1]["val_bce"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
+        ax.annotate(
+            "half its time",
+            (ref[-1][key] / 2, ref[-1]["val_bce"]),
+            textcoords="offset points",
+            xytext=(4, 20),
+            fontsize=8,
+        )
         ax.set_xlabel(label)
     axes[0].set_ylabel("validation BCE (nats/image, own settle)")
     axes[0].legend(fontsize=8)

@@ -142,17 +142,25 @@ def summarise(times: list[float], foreign: list[float | None]) -> dict[str, Any]
     else over all samples (flagged)."""
     clean = [t for t, f in zip(times, foreign) if f is not None and f < QUIET["threshold"]]
     use = clean if 2 * len(clean) >= len(times) else times
-    return {"median_s": float(np.median(use)), "min_s": float(np.min(times)), "times_s": times,
-            "foreign_cores": foreign, "n_clean": len(clean), "used_clean_only": use is clean}
+    return {
+        "median_s": float(np.median(use)),
+        "min_s": float(np.min(times)),
+        "times_s": times,
+        "foreign_cores": foreign,
+        "n_clean": len(clean),
+        "used_clean_only": use is clean,
+    }
 
 
 def _git_commit() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -248,7 +256,7 @@ def analytic_flops(config: GNCNConfig, batch: int) -> dict[str, float]:
 def _subjaxprs(params: dict) -> list:
     out = []
     for v in params.values():
-        for item in (v if isinstance(v, (tuple, list)) else (v,)):
+        for item in v if isinstance(v, (tuple, list)) else (v,):
             if isinstance(item, jex_core.ClosedJaxpr):
                 out.append(item.jaxpr)
             elif isinstance(item, jex_core.Jaxpr):
@@ -321,8 +329,9 @@ def xla_cost_flops(jitted, *args) -> float | None:
 # ---------------------------------------------------------------------------------------------
 # Matmul peak
 # ---------------------------------------------------------------------------------------------
-def matmul_rate(m: int, k: int, n: int, *, transpose_a: bool = False, warmup: int = 2,
-                repeats: int = 7, min_time: float = 0.2) -> dict[str, float]:
+def matmul_rate(
+    m: int, k: int, n: int, *, transpose_a: bool = False, warmup: int = 2, repeats: int = 7, min_time: float = 0.2
+) -> dict[str, float]:
     """GFLOP/s of a jitted float32 ``(m,k)@(k,n)``; each repeat loops enough calls to last ``min_time``.
     With ``transpose_a`` the left operand is stored (k, m) and used as ``a.T`` (the Hebbian form)."""
     ka, kb = jax.random.split(jax.random.key(1))
@@ -338,20 +347,31 @@ def matmul_rate(m: int, k: int, n: int, *, transpose_a: bool = False, warmup: in
         jax.block_until_ready(f(a, b))
     per_call, foreign = [], []
     for _ in range(repeats):
+
         def loop():
             for _ in range(inner):
                 out = f(a, b)
             return out
+
         dt, fl, _ = timed(loop)
         per_call.append(dt / inner)
         foreign.append(fl)
     summ = summarise(per_call, foreign)
     flops = 2.0 * m * k * n
-    return {"m": m, "k": k, "n": n, "transpose_a": transpose_a, "median_s": summ["median_s"],
-            "gflops": flops / summ["median_s"] / 1e9, "best_gflops": flops / summ["min_s"] / 1e9,
-            "n_clean": summ["n_clean"], "repeats": repeats,
-            "foreign_cores_busy": max((v for v in foreign if v is not None), default=None),
-            "per_call_s": per_call, "foreign_cores": foreign}
+    return {
+        "m": m,
+        "k": k,
+        "n": n,
+        "transpose_a": transpose_a,
+        "median_s": summ["median_s"],
+        "gflops": flops / summ["median_s"] / 1e9,
+        "best_gflops": flops / summ["min_s"] / 1e9,
+        "n_clean": summ["n_clean"],
+        "repeats": repeats,
+        "foreign_cores_busy": max((v for v in foreign if v is not None), default=None),
+        "per_call_s": per_call,
+        "foreign_cores": foreign,
+    }
 
 
 def step_shapes(config: GNCNConfig, batch: int) -> list[tuple[tuple[int, int, int, bool], float]]:
@@ -420,8 +440,7 @@ def make_plain_pdh_step(config: GNCNConfig, *, fused: bool) -> Callable:
         B = x.shape[0]
         if fused:  # loop-invariant weight concatenations, done once per step
             WM0, WM1 = jnp.concatenate([W1, M2]), jnp.concatenate([W2, M3])
-            EV1, EV2, EV3 = (jnp.concatenate([E1, -V1]), jnp.concatenate([E2, -V2]),
-                             jnp.concatenate([E3, -V3]))
+            EV1, EV2, EV3 = (jnp.concatenate([E1, -V1]), jnp.concatenate([E2, -V2]), jnp.concatenate([E3, -V3]))
 
         def predict(z1, z2, z3):
             f1, f2, f3 = relu(z1), relu(z2), relu(z3)
@@ -458,8 +477,7 @@ def make_plain_pdh_step(config: GNCNConfig, *, fused: bool) -> Callable:
         zs = tuple(jnp.zeros((B, d), x.dtype) for d in config.z_dims)
         mu0, errs, sigs = predict(*zs)
         first = energy(errs)
-        ((z1, z2, z3), mu0, errs, (s0, s1, s2)), trace = jax.lax.scan(
-            body, (zs, mu0, errs, sigs), None, length=K - 1)
+        ((z1, z2, z3), mu0, errs, (s0, s1, s2)), trace = jax.lax.scan(body, (zs, mu0, errs, sigs), None, length=K - 1)
         trace = jnp.concatenate([first[None], trace])
 
         f1, f2, f3 = relu(z1), relu(z2), relu(z3)
@@ -469,11 +487,11 @@ def make_plain_pdh_step(config: GNCNConfig, *, fused: bool) -> Callable:
         g: dict[str, jax.Array] = {}
         if fused:
             a = jnp.concatenate([f1, f2], 1).T @ s0w
-            g["W1"], g["M2"] = -a[: f1.shape[1]] / sw, -a[f1.shape[1]:] / sw
+            g["W1"], g["M2"] = -a[: f1.shape[1]] / sw, -a[f1.shape[1] :] / sw
             a = jnp.concatenate([f2, f3, s1], 1).T @ s1w
             n2, n3 = f2.shape[1], f3.shape[1]
-            g["W2"], g["M3"] = -a[:n2] / sw, -a[n2:n2 + n3] / sw
-            g["Sigma1"] = -0.5 * (a[n2 + n3:] - P1) / sw
+            g["W2"], g["M3"] = -a[:n2] / sw, -a[n2 : n2 + n3] / sw
+            g["Sigma1"] = -0.5 * (a[n2 + n3 :] - P1) / sw
             a = jnp.concatenate([f3, s2], 1).T @ s2w
             g["W3"], g["Sigma2"] = -a[:n3] / sw, -0.5 * (a[n3:] - P2) / sw
         else:
@@ -515,27 +533,40 @@ def make_plain_pdh_step(config: GNCNConfig, *, fused: bool) -> Callable:
 # ---------------------------------------------------------------------------------------------
 def _fmt_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
-                               for i, (c, w) in enumerate(zip(r, widths)))
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--kind", choices=KINDS, default="gncn_pdh")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds of each step (median reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed calls after the compiling call")
     ap.add_argument("--K", type=int, default=None, help="settling steps (default: the config's 50)")
-    ap.add_argument("--peak-sizes", type=int, nargs="+", default=[512, 1024, 2048, 3072],
-                    help="square sizes n for the n x n @ n x n peak")
+    ap.add_argument(
+        "--peak-sizes",
+        type=int,
+        nargs="+",
+        default=[512, 1024, 2048, 3072],
+        help="square sizes n for the n x n @ n x n peak",
+    )
     ap.add_argument("--peak-repeats", type=int, default=7, help="timed repeats of each matmul shape")
     ap.add_argument("--no-baseline", action="store_true", help="skip the plain-JAX baselines")
-    ap.add_argument("--quiet-threshold", type=float, default=0.15,
-                    help="a sample is clean if other processes used fewer cores than this meanwhile")
-    ap.add_argument("--max-wait", type=float, default=600.0,
-                    help="total seconds to spend waiting for other processes to go idle (0: never wait)")
+    ap.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=0.15,
+        help="a sample is clean if other processes used fewer cores than this meanwhile",
+    )
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=600.0,
+        help="total seconds to spend waiting for other processes to go idle (0: never wait)",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -549,8 +580,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"# predcode train-step benchmark  {info['date']}")
     print(f"# command : {info['command']}")
     print(f"# commit  : {info['commit']}   jax {info['jax']} (jaxlib {info['jaxlib']}, {info['backend']})")
-    print(f"# machine : {info['cpu_model']}, nproc {info['nproc']} (affinity {info['affinity']}), "
-          f"python {info['python']}, niceness {info['niceness']} ({info['autogroup']})")
+    print(
+        f"# machine : {info['cpu_model']}, nproc {info['nproc']} (affinity {info['affinity']}), "
+        f"python {info['python']}, niceness {info['niceness']} ({info['autogroup']})"
+    )
     print(f"# XLA_FLAGS='{info['XLA_FLAGS']}'   load average at start: {info['loadavg_start']}")
     print(f"# model   : {args.kind}, x_dim {config.x_dim}, z_dims {config.z_dims}, K {config.K}, batch {B}")
     print()
@@ -585,19 +618,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             xla_extrap = xla + (config.K - 2) * xla_body
     step_flops = fl["matmul_total"]
     print("FLOPs of one training step (2mnk per matrix product; elementwise ops ignored)")
-    print(f"  analytic  : settle {fl['settle'] / 1e9:.3f} G (predict pass {fl['predict_pass'] / 1e6:.1f} M "
-          f"x {config.K}, drive pass {fl['drive_pass'] / 1e6:.1f} M x {config.K - 1}) + updates "
-          f"{fl['updates'] / 1e9:.3f} G = {step_flops / 1e9:.3f} GFLOP"
-          f"   [+ constraint linalg {fl['linalg_constraints'] / 1e6:.1f} MFLOP, not counted]")
-    print(f"  jaxpr walk: dot_general {jx['dot'] / 1e9:.3f} GFLOP in {int(jx['n_dot'])} dot executions, "
-          f"linalg {jx['linalg'] / 1e6:.1f} MFLOP"
-          + (f"  (!{jx['while_loops']} while loops counted once)" if jx["while_loops"] else ""))
+    print(
+        f"  analytic  : settle {fl['settle'] / 1e9:.3f} G (predict pass {fl['predict_pass'] / 1e6:.1f} M "
+        f"x {config.K}, drive pass {fl['drive_pass'] / 1e6:.1f} M x {config.K - 1}) + updates "
+        f"{fl['updates'] / 1e9:.3f} G = {step_flops / 1e9:.3f} GFLOP"
+        f"   [+ constraint linalg {fl['linalg_constraints'] / 1e6:.1f} MFLOP, not counted]"
+    )
+    print(
+        f"  jaxpr walk: dot_general {jx['dot'] / 1e9:.3f} GFLOP in {int(jx['n_dot'])} dot executions, "
+        f"linalg {jx['linalg'] / 1e6:.1f} MFLOP"
+        + (f"  (!{jx['while_loops']} while loops counted once)" if jx["while_loops"] else "")
+    )
     if xla is not None:
-        print(f"  XLA cost_analysis(): {xla / 1e9:.3f} GFLOP as reported (all ops incl. elementwise; the "
-              f"scan's while-loop body is counted once)")
+        print(
+            f"  XLA cost_analysis(): {xla / 1e9:.3f} GFLOP as reported (all ops incl. elementwise; the "
+            f"scan's while-loop body is counted once)"
+        )
         if xla_extrap is not None:
-            print(f"  XLA cost_analysis() + (K-2) x one settling step ({xla_body / 1e6:.1f} M, costed apart): "
-                  f"{xla_extrap / 1e9:.3f} GFLOP (elementwise included: expect slightly above analytic)")
+            print(
+                f"  XLA cost_analysis() + (K-2) x one settling step ({xla_body / 1e6:.1f} M, costed apart): "
+                f"{xla_extrap / 1e9:.3f} GFLOP (elementwise included: expect slightly above analytic)"
+            )
     else:
         print("  XLA cost_analysis(): not available")
     agree = abs(jx["dot"] - step_flops) / step_flops
@@ -627,7 +668,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # FLOP-weighted harmonic mean: the rate the step would reach if each of its matmuls ran at its
     # own isolated rate and nothing else took time.
     shape_peak = sum(r["step_flop_share"] for r in shape_rows) / sum(
-        r["step_flop_share"] / r["gflops"] for r in shape_rows)
+        r["step_flop_share"] / r["gflops"] for r in shape_rows
+    )
 
     def shape_name(r):
         lhs = f"({r['k']}x{r['m']}).T" if r["transpose_a"] else f"{r['m']}x{r['k']}"
@@ -636,12 +678,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for kind, rs in (("square", peak_rows), ("step", shape_rows), ("fused", extra_rows)):
         for r in rs:
-            rows.append([shape_name(r), kind, f"{r['gflops']:.1f}", f"{r['best_gflops']:.1f}",
-                         f"{100 * r['step_flop_share']:.1f}%" if "step_flop_share" in r else "",
-                         f"{r['n_clean']}/{r['repeats']}"])
+            rows.append(
+                [
+                    shape_name(r),
+                    kind,
+                    f"{r['gflops']:.1f}",
+                    f"{r['best_gflops']:.1f}",
+                    f"{100 * r['step_flop_share']:.1f}%" if "step_flop_share" in r else "",
+                    f"{r['n_clean']}/{r['repeats']}",
+                ]
+            )
     print(_fmt_table(rows, ["shape", "kind", "GFLOP/s (median)", "GFLOP/s (best)", "step FLOPs", "clean"]))
-    print(f"  peak = {peak:.1f} GFLOP/s ({shape_name(peak_row)}, median);  step-shape weighted peak = "
-          f"{shape_peak:.1f} GFLOP/s ({shape_peak / peak:.3f} of peak)")
+    print(
+        f"  peak = {peak:.1f} GFLOP/s ({shape_name(peak_row)}, median);  step-shape weighted peak = "
+        f"{shape_peak:.1f} GFLOP/s ({shape_peak / peak:.3f} of peak)"
+    )
     print()
 
     # ---- the training steps -------------------------------------------------------------------
@@ -698,32 +749,69 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             p_b, _, _ = steps[name][0](params, inits[name](params), x, weights)
             maxdiff[name] = max(float(jnp.max(jnp.abs(p_ref[k] - p_b[k]))) for k in p_ref)
 
-    print(f"Training step, batch {B}: compile (first call) timed apart, {args.warmup} warm-up calls, "
-          f"median of {args.rounds} rounds (interleaved)")
+    print(
+        f"Training step, batch {B}: compile (first call) timed apart, {args.warmup} warm-up calls, "
+        f"median of {args.rounds} rounds (interleaved)"
+    )
     rows, out_steps = [], {}
     for name in steps:
         summ = summarise(times[name], foreign[name])
         med = summ["median_s"]
         achieved = step_flops / med / 1e9
         best = step_flops / summ["min_s"] / 1e9
-        rec = {"compile_s": compile_s[name], **summ, "samples_per_s": B / med, "gflops": achieved,
-               "fraction_of_peak": achieved / peak, "fraction_of_step_shape_peak": achieved / shape_peak,
-               "best_gflops": best, "best_fraction_of_best_peak": best / best_peak,
-               "fraction_of_adjacent_peak_per_round": adj[name],
-               "fraction_of_adjacent_peak": float(np.median(adj[name]))}
+        rec = {
+            "compile_s": compile_s[name],
+            **summ,
+            "samples_per_s": B / med,
+            "gflops": achieved,
+            "fraction_of_peak": achieved / peak,
+            "fraction_of_step_shape_peak": achieved / shape_peak,
+            "best_gflops": best,
+            "best_fraction_of_best_peak": best / best_peak,
+            "fraction_of_adjacent_peak_per_round": adj[name],
+            "fraction_of_adjacent_peak": float(np.median(adj[name])),
+        }
         if name in maxdiff:
             rec["max_abs_param_diff_vs_predcode"] = maxdiff[name]
         out_steps[name] = rec
-        rows.append([name, f"{compile_s[name]:.2f}", f"{1e3 * med:.1f}", f"{1e3 * summ['min_s']:.1f}",
-                     f"{B / med:.0f}", f"{achieved:.1f}", f"{rec['fraction_of_peak']:.3f}",
-                     f"{rec['fraction_of_step_shape_peak']:.3f}", f"{rec['best_fraction_of_best_peak']:.3f}",
-                     f"{rec['fraction_of_adjacent_peak']:.3f}",
-                     f"{summ['n_clean']}/{len(times[name])}"])
-    print(_fmt_table(rows, ["step", "compile s", "median ms", "min ms", "samples/s", "GFLOP/s",
-                            "of peak", "of shape-peak", "best/best", "of adj. peak", "clean"]))
-    print(f"  of peak = median GFLOP/s / peak; of shape-peak = median GFLOP/s / step-shape weighted peak; "
-          f"best/best = fastest round / fastest square repeat ({best_peak:.1f} GFLOP/s); of adj. peak = "
-          f"median over rounds of the step's rate / the {pn}^2 matmul rate timed just before it")
+        rows.append(
+            [
+                name,
+                f"{compile_s[name]:.2f}",
+                f"{1e3 * med:.1f}",
+                f"{1e3 * summ['min_s']:.1f}",
+                f"{B / med:.0f}",
+                f"{achieved:.1f}",
+                f"{rec['fraction_of_peak']:.3f}",
+                f"{rec['fraction_of_step_shape_peak']:.3f}",
+                f"{rec['best_fraction_of_best_peak']:.3f}",
+                f"{rec['fraction_of_adjacent_peak']:.3f}",
+                f"{summ['n_clean']}/{len(times[name])}",
+            ]
+        )
+    print(
+        _fmt_table(
+            rows,
+            [
+                "step",
+                "compile s",
+                "median ms",
+                "min ms",
+                "samples/s",
+                "GFLOP/s",
+                "of peak",
+                "of shape-peak",
+                "best/best",
+                "of adj. peak",
+                "clean",
+            ],
+        )
+    )
+    print(
+        f"  of peak = median GFLOP/s / peak; of shape-peak = median GFLOP/s / step-shape weighted peak; "
+        f"best/best = fastest round / fastest square repeat ({best_peak:.1f} GFLOP/s); of adj. peak = "
+        f"median over rounds of the step's rate / the {pn}^2 matmul rate timed just before it"
+    )
     for name, v in maxdiff.items():
         print(f"  {name}: max |param - predcode param| after one step = {v:.2e}")
     info["loadavg_end"] = _loadavg()
@@ -732,27 +820,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info["quiet_wait_s"] = QUIET["waited"]
     fp, fs = info["foreign_cores_busy_during_peak"], info["foreign_cores_busy_during_steps"]
     r2 = lambda v: v if v is None else round(v, 2)
-    print(f"\n# load average at end: {info['loadavg_end']}; other processes used at most {r2(fp)} cores "
-          f"during a timed matmul repeat and {r2(fs)} during a timed step (of {info['nproc']}); "
-          f"waited {QUIET['waited']:.0f} s for quiet; 'clean' = samples with < {QUIET['threshold']} "
-          f"foreign cores (medians use only those when at least half are)")
+    print(
+        f"\n# load average at end: {info['loadavg_end']}; other processes used at most {r2(fp)} cores "
+        f"during a timed matmul repeat and {r2(fs)} during a timed step (of {info['nproc']}); "
+        f"waited {QUIET['waited']:.0f} s for quiet; 'clean' = samples with < {QUIET['threshold']} "
+        f"foreign cores (medians use only those when at least half are)"
+    )
     pc = out_steps["predcode"]["fraction_of_peak"]
-    print(f"# predcode step: {out_steps['predcode']['samples_per_s']:.0f} samples/s, "
-          f"{out_steps['predcode']['gflops']:.1f} GFLOP/s = {pc:.3f} of matmul peak (target >= 0.90)" + (
-              f"; plain JAX {out_steps['plain_jax']['fraction_of_peak']:.3f}" if "plain_jax" in out_steps else ""))
+    print(
+        f"# predcode step: {out_steps['predcode']['samples_per_s']:.0f} samples/s, "
+        f"{out_steps['predcode']['gflops']:.1f} GFLOP/s = {pc:.3f} of matmul peak (target >= 0.90)"
+        + (f"; plain JAX {out_steps['plain_jax']['fraction_of_peak']:.3f}" if "plain_jax" in out_steps else "")
+    )
 
     report = {
         "machine": info,
-        "config": {**config.to_dict(), "batch": B, "rounds": args.rounds, "warmup": args.warmup,
-                   "peak_repeats": args.peak_repeats, "quiet_threshold": args.quiet_threshold,
-                   "max_wait": args.max_wait},
-        "flops": {"analytic": fl, "jaxpr_dot": jx["dot"], "jaxpr_linalg": jx["linalg"],
-                  "jaxpr_n_dot": jx["n_dot"], "xla_cost_analysis": xla,
-                  "xla_cost_analysis_one_settle_step": xla_body, "xla_cost_analysis_extrapolated": xla_extrap,
-                  "step_matmul_flops": step_flops},
-        "peak": {"square": peak_rows, "step_shapes": shape_rows, "fused_shapes": extra_rows,
-                 "peak_gflops": peak, "best_peak_gflops": best_peak,
-                 "step_shape_weighted_peak_gflops": shape_peak},
+        "config": {
+            **config.to_dict(),
+            "batch": B,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "peak_repeats": args.peak_repeats,
+            "quiet_threshold": args.quiet_threshold,
+            "max_wait": args.max_wait,
+        },
+        "flops": {
+            "analytic": fl,
+            "jaxpr_dot": jx["dot"],
+            "jaxpr_linalg": jx["linalg"],
+            "jaxpr_n_dot": jx["n_dot"],
+            "xla_cost_analysis": xla,
+            "xla_cost_analysis_one_settle_step": xla_body,
+            "xla_cost_analysis_extrapolated": xla_extrap,
+            "step_matmul_flops": step_flops,
+        },
+        "peak": {
+            "square": peak_rows,
+            "step_shapes": shape_rows,
+            "fused_shapes": extra_rows,
+            "peak_gflops": peak,
+            "best_peak_gflops": best_peak,
+            "step_shape_weighted_peak_gflops": shape_peak,
+        },
         "steps": out_steps,
     }
     if args.json:

@@ -70,16 +70,28 @@ def main() -> None:
 
         v_wall, v_cpu = _time(vmapped, args.reps)
         s_wall, s_cpu = _time(sequential, args.reps)
-        row = dict(trials=n, vmapped_wall_s=v_wall, vmapped_cpu_s=v_cpu, sequential_wall_s=s_wall,
-                   sequential_cpu_s=s_cpu,
-                   vmapped_images_per_s_per_trial=args.batch / v_wall,
-                   sequential_images_per_s_per_trial=args.batch / s_wall,
-                   vmapped_images_per_cpu_s_per_trial=args.batch / v_cpu,
-                   sequential_images_per_cpu_s_per_trial=args.batch / s_cpu)
+        row = dict(
+            trials=n,
+            vmapped_wall_s=v_wall,
+            vmapped_cpu_s=v_cpu,
+            sequential_wall_s=s_wall,
+            sequential_cpu_s=s_cpu,
+            vmapped_images_per_s_per_trial=args.batch / v_wall,
+            sequential_images_per_s_per_trial=args.batch / s_wall,
+            vmapped_images_per_cpu_s_per_trial=args.batch / v_cpu,
+            sequential_images_per_cpu_s_per_trial=args.batch / s_cpu,
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = dict(**provenance(), model="gncn_pdh", K=args.K, batch=args.batch, reps=args.reps,
-               devices=[str(d) for d in jax.devices()], rows=rows)
+    out = dict(
+        **provenance(),
+        model="gncn_pdh",
+        K=args.K,
+        batch=args.batch,
+        reps=args.reps,
+        devices=[str(d) for d in jax.devices()],
+        rows=rows,
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 sup, gen = (Path(a) for a in sys.argv[1:3])
 out = Path(__file__).resolve().parents[1] / "results" / "pc_mnist"
-doc = {"supervised": {"fit_summary": json.loads((sup / "summary.json").read_text())},
-       "generative": {"fit_summary": json.loads((gen / "summary.json").read_text())}}
+doc = {
+    "supervised": {"fit_summary": json.loads((sup / "summary.json").read_text())},
+    "generative": {"fit_summary": json.loads((gen / "summary.json").read_text())},
+}
 for name, run in (("supervised", sup), ("generative", gen)):
     report = run / "analysis0" / "report.json"
     if report.exists():

@@ -17,5 +17,12 @@ d = load_pc_data(cfg)
 idx = balanced_indices(d.y_train, 1000, seed=0)  # what `predcode analyze --n-latents 10000` samples
 lp = linear_probe(d.x_train[idx], d.y_train[idx], d.x_test, d.y_test)
 kn = knn_probe(d.x_train[idx], d.y_train[idx], d.x_test, d.y_test)
-print(json.dumps({"pixels_linear_probe_accuracy_pct": 100 - lp["error_pct"],
-                  "pixels_5nn_accuracy_pct": 100 - kn["error_pct"], "n_train": len(idx)}))
+print(
+    json.dumps(
+        {
+            "pixels_linear_probe_accuracy_pct": 100 - lp["error_pct"],
+            "pixels_5nn_accuracy_pct": 100 - kn["error_pct"],
+            "n_train": len(idx),
+        }
+    )
+)

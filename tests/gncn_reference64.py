@@ -23,6 +23,7 @@ with ``dz_bu = e~_{l-1} @ E_l`` (E_l = W_l^T for t1 models) and
 ``dz_td = -e~_l - phi(z_l) @ V_l``. Within each step: all z (from the previous step's errors),
 then all mu, then all e. States and errors start at zero.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -119,8 +120,9 @@ def _predict(kind, p, phi1, phi2, phi3):
     return mu0, mu1, mu2
 
 
-def settle64(kind: str, params: dict, x: np.ndarray, *, K: int = 50, beta: float = 0.1,
-             leak: float = 0.001, lmbda: float = 0.01) -> dict:
+def settle64(
+    kind: str, params: dict, x: np.ndarray, *, K: int = 50, beta: float = 0.1, leak: float = 0.001, lmbda: float = 0.01
+) -> dict:
     """Settle the latents for K legacy steps from zero states; returns every final quantity.
 
     ``lmbda`` is used only by the t1 models (the others have no prior).
@@ -185,8 +187,22 @@ def settle64(kind: str, params: dict, x: np.ndarray, *, K: int = 50, beta: float
         et1 = e1 @ P1
         et2 = e2 @ P2
 
-    return dict(z1=z1, z2=z2, z3=z3, phi1=phi1, phi2=phi2, phi3=phi3,
-                mu0=mu0, mu1=mu1, mu2=mu2, e0=e0, e1=e1, e2=e2, et1=et1, et2=et2)
+    return dict(
+        z1=z1,
+        z2=z2,
+        z3=z3,
+        phi1=phi1,
+        phi2=phi2,
+        phi3=phi3,
+        mu0=mu0,
+        mu1=mu1,
+        mu2=mu2,
+        e0=e0,
+        e1=e1,
+        e2=e2,
+        et1=et1,
+        et2=et2,
+    )
 
 
 def updates64(kind: str, params: dict, settled: dict) -> dict:
@@ -240,10 +256,19 @@ def _col_clip(A: np.ndarray, max_norm: float = 1.0) -> np.ndarray:
     return A * (max_norm / np.maximum(nrm, max_norm))
 
 
-def adam_constraints_step64(kind: str, params: dict, grads: dict, *, lr: float = 1e-3,
-                            b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7, t: int = 1,
-                            m: dict | None = None, v: dict | None = None
-                            ) -> tuple[dict, dict, dict]:
+def adam_constraints_step64(
+    kind: str,
+    params: dict,
+    grads: dict,
+    *,
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-7,
+    t: int = 1,
+    m: dict | None = None,
+    v: dict | None = None,
+) -> tuple[dict, dict, dict]:
     """One Keras-style Adam step on every learnable array, then the legacy constraints.
 
     Returns (new_params, m, v). Prec1/Prec2 are recomputed from the post-Adam Sigma *before*
@@ -254,7 +279,7 @@ def adam_constraints_step64(kind: str, params: dict, grads: dict, *, lr: float =
     names = learnable_names(kind)
     m = {} if m is None else _f64(m)
     v = {} if v is None else _f64(v)
-    alpha = lr * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+    alpha = lr * np.sqrt(1.0 - b2**t) / (1.0 - b1**t)
     new = dict(p)
     new_m, new_v = {}, {}
     for n in names:

@@ -45,13 +45,19 @@ def main(out: str, *distributed: str) -> None:
         bces.append(float(m.bce))
     refused = ""
     try:  # a batch the devices cannot share evenly
-        trainer.step(params, opt_state, batches[0][:BATCH - 1], weights[:BATCH - 1])
+        trainer.step(params, opt_state, batches[0][: BATCH - 1], weights[: BATCH - 1])
     except ValueError as err:
         refused = str(err)
     if jax.process_index() == 0:
         arrays = {k: np.asarray(v) for k, v in params.items()}
-        np.savez(out, bces=np.array(bces), n_devices=trainer.step.mesh.size,
-                 n_processes=jax.process_count(), refused=refused, **arrays)
+        np.savez(
+            out,
+            bces=np.array(bces),
+            n_devices=trainer.step.mesh.size,
+            n_processes=jax.process_count(),
+            refused=refused,
+            **arrays,
+        )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,23 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def analyzed(run):
-    result = _cli("analyze", "--run", str(run), "--n-latents", "200", "--n-components", "3", "--n-samples", "50",
-                  "--n-test", "200", "--batch-size", "100", "--seed", "1")
+    result = _cli(
+        "analyze",
+        "--run",
+        str(run),
+        "--n-latents",
+        "200",
+        "--n-components",
+        "3",
+        "--n-samples",
+        "50",
+        "--n-test",
+        "200",
+        "--batch-size",
+        "100",
+        "--seed",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     return run / "analysis0", result.output
 
@@ -69,8 +84,9 @@ def analyzed(run):
 def test_analyze_writes_every_file(analyzed):
     out, output = analyzed
     assert "log p(x)" in output and "linear probe" in output and "wrote the analysis" in output
-    latents, labels, idx = (np.load(out / f, allow_pickle=False)
-                            for f in ("latents.npy", "latent_labels.npy", "latent_indices.npy"))
+    latents, labels, idx = (
+        np.load(out / f, allow_pickle=False) for f in ("latents.npy", "latent_labels.npy", "latent_indices.npy")
+    )
     assert latents.shape == (200, 36) and labels.shape == idx.shape == (200,)
     assert np.all(np.isfinite(latents)) and np.all(latents >= 0)  # phi = relu
     np.testing.assert_array_equal(np.bincount(labels, minlength=10), [20] * 10)  # class-balanced
@@ -81,6 +97,7 @@ def test_analyze_writes_every_file(analyzed):
     np.testing.assert_allclose(again, latents[:7], atol=1e-4)  # ... and to their latents
     cfg = loaded.config  # no validation image among them (split with train.seed)
     from predcode.data import train_val_split
+
     _, _, val_idx, _ = train_val_split(np.arange(len(images)), train_labels, cfg.data.n_val, seed=cfg.train.seed)
     assert not set(idx) & set(val_idx)
 
@@ -101,8 +118,14 @@ def test_report_has_every_figure_and_setting(analyzed):
     assert r["command"].startswith("predcode analyze --run") and "--n-samples 50" in r["command"]
     assert r["trial"] == 0 and r["checkpoint"]["file"] == "best0" and r["model"]["kind"] == "gncn_pdh"
     s = r["settings"]
-    assert (s["n_components"], s["n_latents"], s["n_samples"], s["n_is_samples"], s["n_test"], s["seed"]) == \
-        (3, 200, 50, 50, 200, 1)
+    assert (s["n_components"], s["n_latents"], s["n_samples"], s["n_is_samples"], s["n_test"], s["seed"]) == (
+        3,
+        200,
+        50,
+        50,
+        200,
+        1,
+    )
     assert s["latent_class_counts"] == {str(c): 20 for c in range(10)}
     assert s["importance_sampling"]["scales"] and 0 < s["importance_sampling"]["defensive"] < 1
     assert s["gmm"]["reg_covar"] == 1e-6 and s["prob_clip_log_px"] == 1e-6

@@ -44,8 +44,9 @@ def _params(model: GNCN, seed: int = 0) -> dict:
     for name, shape in model.param_shapes().items():
         if name.startswith("V"):
             l = int(name[1:])
-            params[name] = lateral_matrix(shape[0], c.n_top_group if l == c.L else c.n_group,
-                                          c.alpha_scale, c.beta_scale)
+            params[name] = lateral_matrix(
+                shape[0], c.n_top_group if l == c.L else c.n_group, c.alpha_scale, c.beta_scale
+            )
         elif name.startswith(("Sigma", "Prec")):
             params[name] = np.eye(shape[0], dtype=np.float32)
         else:
@@ -110,8 +111,11 @@ class _Marker:
 def _data_cfg(tmp: Path, extra: str = "") -> Path:
     """A config training on a 20-image .npy file (no dataset, no compile needed to reach the checks)."""
     np.save(tmp / "x.npy", _x(20))
-    return _toml(tmp, f'[model]\nkind = "gncn_pdh"\nx_dim = 16\nz_dims = [12, 12, 18]\nK = 3\n'
-                      f'[data]\ntrain_file = "x.npy"\nn_val = 4\n[train]\nepochs = 1\nbatch_size = 8\n{extra}')
+    return _toml(
+        tmp,
+        f'[model]\nkind = "gncn_pdh"\nx_dim = 16\nz_dims = [12, 12, 18]\nK = 3\n'
+        f'[data]\ntrain_file = "x.npy"\nn_val = 4\n[train]\nepochs = 1\nbatch_size = 8\n{extra}',
+    )
 
 
 # ----------------------------------------------------------------------------------- the catalogue
@@ -138,10 +142,12 @@ def case(id, error, param, expected, got, fix, *extra):
     def register(fn):
         CASES.append(Case(id, error, fn, param, expected, got, fix, list(extra)))
         return fn
+
     return register
 
 
 # --- IDX files ------------------------------------------------------------------------------------
+
 
 @case("idx/images-wrong-magic", DatasetError, "i.gz", "magic number 2051", "found 2049", "Delete the file")
 def _(tmp, small):
@@ -153,8 +159,15 @@ def _(tmp, small):
     read_idx_labels(_idx(tmp / "l.gz", 2051, (1,), bytes(1)))
 
 
-@case("idx/images-truncated", DatasetError, "i.gz", "expected 2352 payload bytes", "found 1568", "Delete the file",
-      "truncated")
+@case(
+    "idx/images-truncated",
+    DatasetError,
+    "i.gz",
+    "expected 2352 payload bytes",
+    "found 1568",
+    "Delete the file",
+    "truncated",
+)
 def _(tmp, small):
     read_idx_images(_idx(tmp / "i.gz", 2051, (3, 28, 28), bytes(2 * 784)))
 
@@ -180,27 +193,47 @@ def _(tmp, small):
     read_idx_images(_idx(tmp / "i.gz", 2051, (1, 28, 28), bytes(790)))
 
 
-@case("idx/labels-and-images-counts-differ", DatasetError, "l.gz", "expected equal counts", "3 images but",
-      "replace both", "2 labels")
+@case(
+    "idx/labels-and-images-counts-differ",
+    DatasetError,
+    "l.gz",
+    "expected equal counts",
+    "3 images but",
+    "replace both",
+    "2 labels",
+)
 def _(tmp, small):
     read_idx_pair(_idx(tmp / "i.gz", 2051, (3, 28, 28), bytes(3 * 784)), _idx(tmp / "l.gz", 2049, (2,), bytes(2)))
 
 
-@case("idx/gzip-garbage", DatasetError, "g.gz", "expected a complete gzip-compressed IDX file",
-      "broken gzip stream", "Delete the file")
+@case(
+    "idx/gzip-garbage",
+    DatasetError,
+    "g.gz",
+    "expected a complete gzip-compressed IDX file",
+    "broken gzip stream",
+    "Delete the file",
+)
 def _(tmp, small):
     (tmp / "g.gz").write_bytes(b"\x1f\x8b not really gzip at all")
     read_idx_labels(tmp / "g.gz")
 
 
-@case("idx/gzip-stream-cut", DatasetError, "c.gz", "expected a complete gzip-compressed IDX file",
-      "broken gzip stream", "Delete the file")
+@case(
+    "idx/gzip-stream-cut",
+    DatasetError,
+    "c.gz",
+    "expected a complete gzip-compressed IDX file",
+    "broken gzip stream",
+    "Delete the file",
+)
 def _(tmp, small):
     (tmp / "c.gz").write_bytes(gzip.compress(struct.pack(">II", 2049, 1000) + bytes(1000))[:-20])
     read_idx_labels(tmp / "c.gz")
 
 
 # --- downloads and dataset files ----------------------------------------------------------------
+
 
 def _dataset_env(tmp, monkeypatch, fetch=None, offline=False):
     monkeypatch.setenv("PREDCODE_DATA", str(tmp / "data"))
@@ -212,16 +245,28 @@ def _dataset_env(tmp, monkeypatch, fetch=None, offline=False):
     monkeypatch.setattr(ds, "_fetch", fetch or (lambda url, dest: (_ for _ in ()).throw(OSError("no network"))))
 
 
-@case("download/local-copy-checksum-mismatch", DatasetError, "t10k-labels-idx1-ubyte.gz", "sha256 mismatch: expected "
-      + ds.SHA256["mnist"]["t10k-labels-idx1-ubyte.gz"], "found", "Delete it")
+@case(
+    "download/local-copy-checksum-mismatch",
+    DatasetError,
+    "t10k-labels-idx1-ubyte.gz",
+    "sha256 mismatch: expected " + ds.SHA256["mnist"]["t10k-labels-idx1-ubyte.gz"],
+    "found",
+    "Delete it",
+)
 def _(tmp, small, monkeypatch=None):
     (tmp / "data" / "mnist").mkdir(parents=True)
     (tmp / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"tampered"))
     ds.locate("mnist", "t10k-labels-idx1-ubyte.gz")
 
 
-@case("download/wrong-bytes-from-every-mirror", DatasetError, "t10k-labels-idx1-ubyte.gz",
-      "expected " + ds.SHA256["mnist"]["t10k-labels-idx1-ubyte.gz"], "downloaded file has sha256", "set PREDCODE_DATA")
+@case(
+    "download/wrong-bytes-from-every-mirror",
+    DatasetError,
+    "t10k-labels-idx1-ubyte.gz",
+    "expected " + ds.SHA256["mnist"]["t10k-labels-idx1-ubyte.gz"],
+    "downloaded file has sha256",
+    "set PREDCODE_DATA",
+)
 def _(tmp, small, monkeypatch=None):
     try:
         ds.locate("mnist", "t10k-labels-idx1-ubyte.gz")
@@ -229,8 +274,14 @@ def _(tmp, small, monkeypatch=None):
         assert list((tmp / "xdg" / "predcode" / "mnist").iterdir()) == [], "no partial download may be kept"
 
 
-@case("download/interrupted-transfer", DatasetError, "t10k-labels-idx1-ubyte.gz", "was not found",
-      "connection reset by peer", "allow the download")
+@case(
+    "download/interrupted-transfer",
+    DatasetError,
+    "t10k-labels-idx1-ubyte.gz",
+    "was not found",
+    "connection reset by peer",
+    "allow the download",
+)
 def _(tmp, small, monkeypatch=None):
     try:
         ds.locate("mnist", "t10k-labels-idx1-ubyte.gz")
@@ -238,27 +289,40 @@ def _(tmp, small, monkeypatch=None):
         assert list((tmp / "xdg" / "predcode" / "mnist").iterdir()) == [], "no partial download may be kept"
 
 
-@case("download/offline-and-missing", DatasetError, "PREDCODE_OFFLINE", "was not found", "downloading is disabled",
-      "set PREDCODE_DATA")
+@case(
+    "download/offline-and-missing",
+    DatasetError,
+    "PREDCODE_OFFLINE",
+    "was not found",
+    "downloading is disabled",
+    "set PREDCODE_DATA",
+)
 def _(tmp, small, monkeypatch=None):
     ds.locate("kmnist", "t10k-labels-idx1-ubyte.gz")
 
 
-@case("data/unknown-dataset-name", ValueError, "name", "one of 'mnist', 'fashion-mnist', 'kmnist'", "'mnits'",
-      "one of")
+@case("data/unknown-dataset-name", ValueError, "name", "one of 'mnist', 'fashion-mnist', 'kmnist'", "'mnits'", "one of")
 def _(tmp, small):
     load("mnits", "train")
 
 
 _DOWNLOAD_FETCH = {
     "download/wrong-bytes-from-every-mirror": lambda url, dest: Path(dest).write_bytes(b"not the file"),
-    "download/interrupted-transfer": lambda url, dest: (Path(dest).write_bytes(b"half a fi"),
-                                                        (_ for _ in ()).throw(OSError("connection reset by peer"))),
+    "download/interrupted-transfer": lambda url, dest: (
+        Path(dest).write_bytes(b"half a fi"),
+        (_ for _ in ()).throw(OSError("connection reset by peer")),
+    ),
 }
 
 
-@case("data/train-file-holds-a-pickle", ConfigError, "data.train_file", "a readable .npy array without pickles",
-      "allow_pickle=False", "x.npy")
+@case(
+    "data/train-file-holds-a-pickle",
+    ConfigError,
+    "data.train_file",
+    "a readable .npy array without pickles",
+    "allow_pickle=False",
+    "x.npy",
+)
 def _(tmp, small):
     evil = np.empty(1, dtype=object)
     evil[0] = _Marker(str(tmp / "marker"))
@@ -271,8 +335,7 @@ def _(tmp, small):
         assert not (tmp / "run").exists(), "the run folder is touched only after the data loaded"
 
 
-@case("data/train-file-with-nan", ConfigError, "data.train_file", "finite values in [0, 1]", "got range",
-      "x.npy")
+@case("data/train-file-with-nan", ConfigError, "data.train_file", "finite values in [0, 1]", "got range", "x.npy")
 def _(tmp, small):
     cfg = load_config(_data_cfg(tmp))
     x = _x(20)
@@ -295,68 +358,163 @@ def _toml_case(id, text, param, expected, got, fix, *extra, legacy=False):
             parse_toml(text, "cfg.toml")
 
 
-_toml_case("config/unknown-key", "[train]\nbach_size = 64\n", "train.bach_size", "did you mean", "'train.bach_size'",
-           "'train.batch_size'", "line 2")
-_toml_case("config/unknown-section", "[trian]\nepochs = 3\n", "[trian]", "did you mean", "unknown section",
-           "[train]")
-_toml_case("config/wrong-type-quoted-number", _PDH + 'K = "50"\n', "model.K", "an integer >= 1", "got '50'",
-           "write the number without quotes")
-_toml_case("config/wrong-type-bool-for-number", "[optimizer]\nlearning_rate = true\n", "optimizer.learning_rate",
-           "a number > 0", "got True", "true/false is not a number")
-_toml_case("config/K-below-1", _PDH + "K = 0\n", "model.K", "an integer >= 1", "got 0", "the museum uses 50",
-           "line 3")
-_toml_case("config/beta-zero", _PDH + "beta = 0\n", "model.beta", "a number > 0", "got 0",
-           "the museum uses 0.1")
-_toml_case("config/beta-negative", _PDH + "beta = -0.1\n", "model.beta", "a number > 0", "got -0.1",
-           "the museum uses 0.1")
-_toml_case("config/beta-not-finite", _PDH + "beta = inf\n", "model.beta", "a finite number > 0", "got inf",
-           "the museum uses 0.1")
-_toml_case("config/batch-size-below-1", "[train]\nbatch_size = 0\n", "train.batch_size", "an integer >= 1",
-           "got 0", "the walkthrough uses 512")
-_toml_case("config/learning-rate-zero", "[optimizer]\nlearning_rate = 0.0\n", "optimizer.learning_rate",
-           "a number > 0", "got 0.0", "the walkthrough uses 0.001")
-_toml_case("config/learning-rate-negative", "[optimizer]\nlearning_rate = -1e-3\n", "optimizer.learning_rate",
-           "a number > 0", "got -0.001", "the walkthrough uses 0.001")
-_toml_case("config/layer-size-not-a-multiple-of-its-group", _PDH + "z_dims = [360, 350, 360]\n",
-           "model.z_dims[1]", "a multiple of n_group=12", "got 350", "change the layer size or the group size")
-_toml_case("config/no-latent-layers", _PDH + "z_dims = []\n", "model.z_dims", "a non-empty list",
-           "got []", "latent layer sizes from z1")
-_toml_case("config/x_dim-does-not-match-the-dataset", _PDH + "x_dim = 100\n", "model.x_dim",
-           "784 for dataset 'mnist'", "got 100", "28 x 28")
-_toml_case("config/toml-syntax-error", "[model]\nkind = gncn_pdh\n", "cfg.toml, line 2", "TOML syntax error",
-           "Invalid value", "strings need quotes")
-_toml_case("config/legacy-unknown-key", "bach_size = 64\n", "'bach_size'", "did you mean", "unknown key",
-           "'batch_size'", "fit.cfg, line 1", legacy=True)
-_toml_case("config/legacy-not-a-number", "K = fifty\n", "K (model.K)", "an integer >= 1", "got 'fifty'",
-           "the museum uses 50", "line 1", legacy=True)
-_toml_case("config/legacy-unknown-model-type", "model_type = GNCN_PDX\n", "model_type (model.kind)",
-           "one of GNCN_t1", "got 'GNCN_PDX'", "did you mean 'GNCN_PDH'", legacy=True)
+_toml_case(
+    "config/unknown-key",
+    "[train]\nbach_size = 64\n",
+    "train.bach_size",
+    "did you mean",
+    "'train.bach_size'",
+    "'train.batch_size'",
+    "line 2",
+)
+_toml_case("config/unknown-section", "[trian]\nepochs = 3\n", "[trian]", "did you mean", "unknown section", "[train]")
+_toml_case(
+    "config/wrong-type-quoted-number",
+    _PDH + 'K = "50"\n',
+    "model.K",
+    "an integer >= 1",
+    "got '50'",
+    "write the number without quotes",
+)
+_toml_case(
+    "config/wrong-type-bool-for-number",
+    "[optimizer]\nlearning_rate = true\n",
+    "optimizer.learning_rate",
+    "a number > 0",
+    "got True",
+    "true/false is not a number",
+)
+_toml_case("config/K-below-1", _PDH + "K = 0\n", "model.K", "an integer >= 1", "got 0", "the museum uses 50", "line 3")
+_toml_case("config/beta-zero", _PDH + "beta = 0\n", "model.beta", "a number > 0", "got 0", "the museum uses 0.1")
+_toml_case(
+    "config/beta-negative", _PDH + "beta = -0.1\n", "model.beta", "a number > 0", "got -0.1", "the museum uses 0.1"
+)
+_toml_case(
+    "config/beta-not-finite",
+    _PDH + "beta = inf\n",
+    "model.beta",
+    "a finite number > 0",
+    "got inf",
+    "the museum uses 0.1",
+)
+_toml_case(
+    "config/batch-size-below-1",
+    "[train]\nbatch_size = 0\n",
+    "train.batch_size",
+    "an integer >= 1",
+    "got 0",
+    "the walkthrough uses 512",
+)
+_toml_case(
+    "config/learning-rate-zero",
+    "[optimizer]\nlearning_rate = 0.0\n",
+    "optimizer.learning_rate",
+    "a number > 0",
+    "got 0.0",
+    "the walkthrough uses 0.001",
+)
+_toml_case(
+    "config/learning-rate-negative",
+    "[optimizer]\nlearning_rate = -1e-3\n",
+    "optimizer.learning_rate",
+    "a number > 0",
+    "got -0.001",
+    "the walkthrough uses 0.001",
+)
+_toml_case(
+    "config/layer-size-not-a-multiple-of-its-group",
+    _PDH + "z_dims = [360, 350, 360]\n",
+    "model.z_dims[1]",
+    "a multiple of n_group=12",
+    "got 350",
+    "change the layer size or the group size",
+)
+_toml_case(
+    "config/no-latent-layers",
+    _PDH + "z_dims = []\n",
+    "model.z_dims",
+    "a non-empty list",
+    "got []",
+    "latent layer sizes from z1",
+)
+_toml_case(
+    "config/x_dim-does-not-match-the-dataset",
+    _PDH + "x_dim = 100\n",
+    "model.x_dim",
+    "784 for dataset 'mnist'",
+    "got 100",
+    "28 x 28",
+)
+_toml_case(
+    "config/toml-syntax-error",
+    "[model]\nkind = gncn_pdh\n",
+    "cfg.toml, line 2",
+    "TOML syntax error",
+    "Invalid value",
+    "strings need quotes",
+)
+_toml_case(
+    "config/legacy-unknown-key",
+    "bach_size = 64\n",
+    "'bach_size'",
+    "did you mean",
+    "unknown key",
+    "'batch_size'",
+    "fit.cfg, line 1",
+    legacy=True,
+)
+_toml_case(
+    "config/legacy-not-a-number",
+    "K = fifty\n",
+    "K (model.K)",
+    "an integer >= 1",
+    "got 'fifty'",
+    "the museum uses 50",
+    "line 1",
+    legacy=True,
+)
+_toml_case(
+    "config/legacy-unknown-model-type",
+    "model_type = GNCN_PDX\n",
+    "model_type (model.kind)",
+    "one of GNCN_t1",
+    "got 'GNCN_PDX'",
+    "did you mean 'GNCN_PDH'",
+    legacy=True,
+)
 
 
-@case("config/file-missing", ConfigError, "nowhere.toml", "config file not found", "nowhere.toml",
-      "check the path")
+@case("config/file-missing", ConfigError, "nowhere.toml", "config file not found", "nowhere.toml", "check the path")
 def _(tmp, small):
     load_config(tmp / "nowhere.toml")
 
 
 # --- arrays handed to the API --------------------------------------------------------------------
 
-@case("array/settle-x-wrong-width", ValueError, "x", "expected shape (batch, 16)", "got shape (4, 15)",
-      "one image a row")
+
+@case(
+    "array/settle-x-wrong-width", ValueError, "x", "expected shape (batch, 16)", "got shape (4, 15)", "one image a row"
+)
 def _(tmp, small):
     model, params = small
     model.settle(params, _x(4, 15))
 
 
-@case("array/settle-x-uint8-pixels", ValueError, "x", "expected a floating-point array", "got dtype uint8",
-      "to_float")
+@case("array/settle-x-uint8-pixels", ValueError, "x", "expected a floating-point array", "got dtype uint8", "to_float")
 def _(tmp, small):
     model, params = small
     model.settle(params, (_x() * 255).astype(np.uint8))
 
 
-@case("array/settle-x-nan", ValueError, "x", "expected finite values", "got 1 NaN and 0 infinite",
-      "Remove or replace", "index (2, 5)")
+@case(
+    "array/settle-x-nan",
+    ValueError,
+    "x",
+    "expected finite values",
+    "got 1 NaN and 0 infinite",
+    "Remove or replace",
+    "index (2, 5)",
+)
 def _(tmp, small):
     model, params = small
     x = _x()
@@ -364,15 +522,28 @@ def _(tmp, small):
     model.settle(params, x)
 
 
-@case("array/settle-x-inf-as-jax-array", ValueError, "x", "expected finite values", "got 0 NaN and 1 infinite",
-      "Remove or replace")
+@case(
+    "array/settle-x-inf-as-jax-array",
+    ValueError,
+    "x",
+    "expected finite values",
+    "got 0 NaN and 1 infinite",
+    "Remove or replace",
+)
 def _(tmp, small):
     model, params = small
     model.settle(params, jnp.asarray(_x()).at[0, 0].set(jnp.inf))
 
 
-@case("array/bernoulli-output-x-outside-0-1", ValueError, "x", "expected values in [0.0, 1.0]",
-      "got values from 0 to 255", "Scale images to [0, 1]", "Bernoulli")
+@case(
+    "array/bernoulli-output-x-outside-0-1",
+    ValueError,
+    "x",
+    "expected values in [0.0, 1.0]",
+    "got values from 0 to 255",
+    "Scale images to [0, 1]",
+    "Bernoulli",
+)
 def _(tmp, small):
     model, params = small
     model.settle(params, _x() * 255)
@@ -390,15 +561,27 @@ def _(tmp, small):
     model.settle({k: v for k, v in params.items() if k != "W2"}, _x())
 
 
-@case("array/params-wrong-shape", ValueError, "params['W1']", "expected shape (12, 16)", "got shape (12, 784)",
-      "same architecture")
+@case(
+    "array/params-wrong-shape",
+    ValueError,
+    "params['W1']",
+    "expected shape (12, 16)",
+    "got shape (12, 784)",
+    "same architecture",
+)
 def _(tmp, small):
     model, params = small
     model.settle({**params, "W1": np.zeros((12, 784), np.float32)}, _x())
 
 
-@case("array/params-nan", ValueError, "params['Sigma1']", "expected finite values", "1 NaN",
-      "reload the last good checkpoint")
+@case(
+    "array/params-nan",
+    ValueError,
+    "params['Sigma1']",
+    "expected finite values",
+    "1 NaN",
+    "reload the last good checkpoint",
+)
 def _(tmp, small):
     model, params = small
     sigma = params["Sigma1"].copy()
@@ -406,8 +589,14 @@ def _(tmp, small):
     model.settle({**params, "Sigma1": sigma}, _x())
 
 
-@case("array/trainer-step-x-outside-0-1", ValueError, "x", "expected values in [0.0, 1.0]", "got values from",
-      "Scale images to [0, 1]")
+@case(
+    "array/trainer-step-x-outside-0-1",
+    ValueError,
+    "x",
+    "expected values in [0.0, 1.0]",
+    "got values from",
+    "Scale images to [0, 1]",
+)
 def _(tmp, small):
     model, params = small
     trainer = make_trainer(model)
@@ -415,8 +604,14 @@ def _(tmp, small):
     trainer.step(params, trainer.init(params), xb, w)
 
 
-@case("array/trainer-step-weights-wrong-shape", ValueError, "weights", "expected shape (8,)", "got shape (4,)",
-      "pad_batch")
+@case(
+    "array/trainer-step-weights-wrong-shape",
+    ValueError,
+    "weights",
+    "expected shape (8,)",
+    "got shape (4,)",
+    "pad_batch",
+)
 def _(tmp, small):
     model, params = small
     trainer = make_trainer(model)
@@ -433,8 +628,14 @@ def _(tmp, small):
     trainer.evaluate(params, *pad_batch(jnp.asarray(x), 4))
 
 
-@case("array/train-x_train-wrong-width", ValueError, "x_train", "expected shape (batch, 16)",
-      "got shape (20, 784)", "one image a row")
+@case(
+    "array/train-x_train-wrong-width",
+    ValueError,
+    "x_train",
+    "expected shape (batch, 16)",
+    "got shape (20, 784)",
+    "one image a row",
+)
 def _(tmp, small):
     model, _ = small
     train(model, _x(20, 784), _x(4), epochs=1, batch_size=8)
@@ -454,8 +655,7 @@ def _(tmp, small):
     train(model, _x(20), _x(4), epochs=1, batch_size=0)
 
 
-@case("array/evaluate-x-wrong-dtype", ValueError, "x", "expected a floating-point array", "got dtype int64",
-      "to_float")
+@case("array/evaluate-x-wrong-dtype", ValueError, "x", "expected a floating-point array", "got dtype int64", "to_float")
 def _(tmp, small):
     model, params = small
     evaluate(make_trainer(model), params, _x().astype(np.int64), 4)
@@ -466,8 +666,14 @@ def _(tmp, small):
     pad_batch(jnp.asarray(_x(6)), 4)
 
 
-@case("array/project-z_top-wrong-size", ValueError, "z_top", "expected shape (batch, 18)", "got shape (2, 12)",
-      "top-layer latent of size 18")
+@case(
+    "array/project-z_top-wrong-size",
+    ValueError,
+    "z_top",
+    "expected shape (batch, 18)",
+    "got shape (2, 12)",
+    "top-layer latent of size 18",
+)
 def _(tmp, small):
     model, params = small
     model.project(params, jnp.zeros((2, 12)))
@@ -479,8 +685,15 @@ def _(tmp, small):
     model.settle(params, "images.npy")
 
 
-@case("array/checkpoint-save-nan-weights", ValueError, "'W1'", "expected finite values", "got 1 NaN",
-      "Keep the last good checkpoint", "allow_nonfinite")
+@case(
+    "array/checkpoint-save-nan-weights",
+    ValueError,
+    "'W1'",
+    "expected finite values",
+    "got 1 NaN",
+    "Keep the last good checkpoint",
+    "allow_nonfinite",
+)
 def _(tmp, small):
     w = np.ones((3, 3), np.float32)
     w[1, 1] = np.nan
@@ -490,16 +703,29 @@ def _(tmp, small):
         assert list(tmp.iterdir()) == [], "nothing may be written"
 
 
-@case("array/checkpoint-save-object-array", ValueError, "'evil'", "holds Python objects", "dtype object",
-      "convert it to a numeric")
+@case(
+    "array/checkpoint-save-object-array",
+    ValueError,
+    "'evil'",
+    "holds Python objects",
+    "dtype object",
+    "convert it to a numeric",
+)
 def _(tmp, small):
     save_checkpoint(tmp / "best", {"evil": np.array([{"a": 1}], dtype=object)}, {})
 
 
 # --- checkpoints -------------------------------------------------------------------------------
 
-@case("checkpoint/hash-mismatch", CheckpointError, "best.npz", "SHA-256 mismatch. Expected", "found",
-      "To fix: restore both files")
+
+@case(
+    "checkpoint/hash-mismatch",
+    CheckpointError,
+    "best.npz",
+    "SHA-256 mismatch. Expected",
+    "found",
+    "To fix: restore both files",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     data = bytearray(stem.with_suffix(".npz").read_bytes())
@@ -508,8 +734,7 @@ def _(tmp, small):
     load_checkpoint(stem)
 
 
-@case("checkpoint/truncated-npz", CheckpointError, "best.npz", "SHA-256 mismatch. Expected", "bytes)",
-      "To fix")
+@case("checkpoint/truncated-npz", CheckpointError, "best.npz", "SHA-256 mismatch. Expected", "bytes)", "To fix")
 def _(tmp, small):
     stem = _pair(tmp)
     npz = stem.with_suffix(".npz")
@@ -517,8 +742,14 @@ def _(tmp, small):
     load_checkpoint(stem)
 
 
-@case("checkpoint/truncated-npz-hash-rewritten", CheckpointError, "best.npz", "expected an .npz archive",
-      "cannot read it", "Save the checkpoint again")
+@case(
+    "checkpoint/truncated-npz-hash-rewritten",
+    CheckpointError,
+    "best.npz",
+    "expected an .npz archive",
+    "cannot read it",
+    "Save the checkpoint again",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     npz = stem.with_suffix(".npz")
@@ -527,38 +758,63 @@ def _(tmp, small):
     load_checkpoint(stem)
 
 
-@case("checkpoint/array-missing", CheckpointError, "best.npz", "Expected ['W1', 'W2']", "missing ['W2']",
-      "save the checkpoint again")
+@case(
+    "checkpoint/array-missing",
+    CheckpointError,
+    "best.npz",
+    "Expected ['W1', 'W2']",
+    "missing ['W2']",
+    "save the checkpoint again",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     _rewrite_npz(stem, {"W1": np.ones((3, 3), np.float32)})
     load_checkpoint(stem)
 
 
-@case("checkpoint/array-wrong-shape", CheckpointError, "'W1'", "expected shape (3, 3)", "found shape (2, 2)",
-      "save the checkpoint again")
+@case(
+    "checkpoint/array-wrong-shape",
+    CheckpointError,
+    "'W1'",
+    "expected shape (3, 3)",
+    "found shape (2, 2)",
+    "save the checkpoint again",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     _rewrite_npz(stem, {"W1": np.ones((2, 2), np.float32), "W2": np.zeros((2, 3), np.float32)})
     load_checkpoint(stem)
 
 
-@case("checkpoint/newer-format-version", CheckpointError, "format_version 2",
-      "reads (up to 1)", "newer than this predcode", "Upgrade predcode")
+@case(
+    "checkpoint/newer-format-version",
+    CheckpointError,
+    "format_version 2",
+    "reads (up to 1)",
+    "newer than this predcode",
+    "Upgrade predcode",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     _edit_json(stem, format_version=2)
     load_checkpoint(stem)
 
 
-@case("checkpoint/npz-with-a-pickled-object", CheckpointError, "'evil'", "a plain numeric or string dtype",
-      "a pickled object array", "do not trust it")
+@case(
+    "checkpoint/npz-with-a-pickled-object",
+    CheckpointError,
+    "'evil'",
+    "a plain numeric or string dtype",
+    "a pickled object array",
+    "do not trust it",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     evil = np.empty(1, dtype=object)
     evil[0] = _Marker(str(tmp / "marker"))
-    _rewrite_npz(stem, {"W1": np.ones((3, 3), np.float32), "W2": np.zeros((2, 3), np.float32), "evil": evil},
-                 allow_pickle=True)
+    _rewrite_npz(
+        stem, {"W1": np.ones((3, 3), np.float32), "W2": np.zeros((2, 3), np.float32), "evil": evil}, allow_pickle=True
+    )
     doc = json.loads(stem.with_suffix(".json").read_text())
     doc["arrays"]["evil"] = {"shape": [1], "dtype": "object"}
     stem.with_suffix(".json").write_text(json.dumps(doc))
@@ -568,8 +824,14 @@ def _(tmp, small):
         assert not (tmp / "marker").exists(), "the pickle ran"
 
 
-@case("checkpoint/npz-member-that-is-not-npy", CheckpointError, "'W1'", "expected an .npy array",
-      "found bytes", "Save the checkpoint again")
+@case(
+    "checkpoint/npz-member-that-is-not-npy",
+    CheckpointError,
+    "'W1'",
+    "expected an .npy array",
+    "found bytes",
+    "Save the checkpoint again",
+)
 def _(tmp, small):
     import zipfile
 
@@ -581,8 +843,14 @@ def _(tmp, small):
     load_checkpoint(stem)
 
 
-@case("checkpoint/npy-header-that-does-not-parse", CheckpointError, "'W1'", "cannot be read", "TokenError",
-      "Save the checkpoint again")
+@case(
+    "checkpoint/npy-header-that-does-not-parse",
+    CheckpointError,
+    "'W1'",
+    "cannot be read",
+    "TokenError",
+    "Save the checkpoint again",
+)
 def _(tmp, small):
     import io
     import zipfile
@@ -598,24 +866,35 @@ def _(tmp, small):
     load_checkpoint(stem)
 
 
-@case("checkpoint/json-not-json", CheckpointError, "best.json", "expected JSON", "parse error",
-      "restore it or save the checkpoint again")
+@case(
+    "checkpoint/json-not-json",
+    CheckpointError,
+    "best.json",
+    "expected JSON",
+    "parse error",
+    "restore it or save the checkpoint again",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     stem.with_suffix(".json").write_text('{"format": "predcode-checkpoint", ')
     load_checkpoint(stem)
 
 
-@case("checkpoint/not-a-predcode-checkpoint", CheckpointError, "best.json",
-      "expected \"format\": \"predcode-checkpoint\"", "found 'something-else'", "pass the stem of a pair")
+@case(
+    "checkpoint/not-a-predcode-checkpoint",
+    CheckpointError,
+    "best.json",
+    'expected "format": "predcode-checkpoint"',
+    "found 'something-else'",
+    "pass the stem of a pair",
+)
 def _(tmp, small):
     stem = _pair(tmp)
     _edit_json(stem, format="something-else")
     load_checkpoint(stem)
 
 
-@case("checkpoint/npz-missing", CheckpointError, "best.npz", "file not found", "describes it",
-      "restore best.npz")
+@case("checkpoint/npz-missing", CheckpointError, "best.npz", "file not found", "describes it", "restore best.npz")
 def _(tmp, small):
     stem = _pair(tmp)
     stem.with_suffix(".npz").unlink()
@@ -623,6 +902,7 @@ def _(tmp, small):
 
 
 # --- run folders ---------------------------------------------------------------------------------
+
 
 @case("run/existing-run-without-force", RunFolderError, "--out", "pass --resume", "already holds a run", "--force")
 def _(tmp, small):
@@ -632,16 +912,29 @@ def _(tmp, small):
     fit(cfg, tmp / "run")
 
 
-@case("run/out-is-a-file", RunFolderError, "--out", "expected a folder for the run", "got the existing file",
-      "choose another --out")
+@case(
+    "run/out-is-a-file",
+    RunFolderError,
+    "--out",
+    "expected a folder for the run",
+    "got the existing file",
+    "choose another --out",
+)
 def _(tmp, small):
     cfg = load_config(_data_cfg(tmp))
     (tmp / "run").write_text("not a folder")
     fit(cfg, tmp / "run")
 
 
-@case("run/leftover-run-files-without-config", RunFolderError, "--out", "pass --force", "best0.json",
-      "choose another --out", "holds files of an earlier run")
+@case(
+    "run/leftover-run-files-without-config",
+    RunFolderError,
+    "--out",
+    "pass --force",
+    "best0.json",
+    "choose another --out",
+    "holds files of an earlier run",
+)
 def _(tmp, small):
     cfg = load_config(_data_cfg(tmp))
     _pair(tmp / "run")
@@ -654,8 +947,14 @@ def _(tmp, small):
     fit(load_config(_data_cfg(tmp)), tmp / "empty", resume=True)
 
 
-@case("run/resume-with-another-architecture", RunFolderError, "--resume", "expected shape (12, 16)",
-      "got shape (24, 16)", "resume with the run's own config.toml")
+@case(
+    "run/resume-with-another-architecture",
+    RunFolderError,
+    "--resume",
+    "expected shape (12, 16)",
+    "got shape (24, 16)",
+    "resume with the run's own config.toml",
+)
 def _(tmp, small):
     cfg = load_config(_data_cfg(tmp))
     other = GNCN(GNCNConfig(kind="gncn_pdh", x_dim=16, z_dims=(24, 24, 36), K=3))
@@ -671,23 +970,29 @@ def _(tmp, small):
 
 # ------------------------------------------------------------------------------------------ tests
 
-_NEEDS_ENV = {"download/local-copy-checksum-mismatch": {},
-              "download/wrong-bytes-from-every-mirror": {},
-              "download/interrupted-transfer": {},
-              "download/offline-and-missing": {"offline": True}}
+_NEEDS_ENV = {
+    "download/local-copy-checksum-mismatch": {},
+    "download/wrong-bytes-from-every-mirror": {},
+    "download/interrupted-transfer": {},
+    "download/offline-and-missing": {"offline": True},
+}
 
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
-def test_bad_input_raises_its_documented_error_naming_parameter_expected_got_and_fix(c, tmp_path, small,
-                                                                                     monkeypatch):
+def test_bad_input_raises_its_documented_error_naming_parameter_expected_got_and_fix(c, tmp_path, small, monkeypatch):
     if c.id in _NEEDS_ENV:
         _dataset_env(tmp_path, monkeypatch, _DOWNLOAD_FETCH.get(c.id), **_NEEDS_ENV[c.id])
     with pytest.raises(BaseException) as info:
         c.run(tmp_path, small)
     assert type(info.value) is c.error, f"expected {c.error.__name__}, got {type(info.value).__name__}: {info.value}"
     message = str(info.value)
-    for role, fragment in (("parameter", c.param), ("expected", c.expected), ("got", c.got), ("fix", c.fix),
-                           *(("detail", e) for e in c.extra)):
+    for role, fragment in (
+        ("parameter", c.param),
+        ("expected", c.expected),
+        ("got", c.got),
+        ("fix", c.fix),
+        *(("detail", e) for e in c.extra),
+    ):
         assert fragment in message, f"the message should give the {role} ({fragment!r}); it is:\n{message}"
     assert "Traceback" not in message and message.count("\n") <= 10, "one clear message, not a dump"
 
@@ -709,56 +1014,137 @@ def _cli_cfg(tmp: Path) -> str:
 
 # (id, args(tmp) -> list, exit code, fragments of the one error message)
 CLI_CASES = [
-    ("fit/config-missing", lambda t: ["fit", "--config", str(t / "none.toml")], 2,
-     ["config file not found", "none.toml", "check the path"]),
-    ("fit/config-out-of-range", lambda t: ["fit", "--config", str(_toml(t, "[model]\nK = 0\n"))], 2,
-     ["model.K", "expected an integer >= 1", "got 0"]),
-    ("fit/config-unknown-key", lambda t: ["fit", "--config", str(_toml(t, "[train]\nepoch = 3\n"))], 2,
-     ["train.epoch", "did you mean 'train.epochs'"]),
-    ("fit/n-trials-zero", lambda t: ["fit", "--config", _cli_cfg(t), "--n-trials", "0"], 2,
-     ["--n-trials", "expected an integer >= 1, got 0"]),
-    ("fit/n-trials-not-a-number", lambda t: ["fit", "--config", _cli_cfg(t), "--n-trials", "three"], 2,
-     ["--n-trials", "valid integer"]),
-    ("fit/unknown-option", lambda t: ["fit", "--config", _cli_cfg(t), "--epochs", "3"], 2,
-     ["No such option", "--epochs"]),
-    ("fit/out-is-a-file", lambda t: ["fit", "--config", _cli_cfg(t), "--out", str(_file(t))], 2,
-     ["--out", "expected a folder", "choose another --out"]),
-    ("fit/existing-run", lambda t: ["fit", "--config", _cli_cfg(t), "--out", str(_existing_run(t))], 2,
-     ["already holds a run", "--resume", "--force"]),
-    ("fit/resume-nothing", lambda t: ["fit", "--config", _cli_cfg(t), "--out", str(t / "new"), "--resume"], 2,
-     ["--resume", "no run to resume", "drop --resume"]),
-    ("fit/corrupt-dataset-file", lambda t: ["fit", "--config", str(_mnist_cfg(t)), "--out", str(t / "r")], 1,
-     ["sha256 mismatch", "train-images-idx3-ubyte.gz", "Delete it"]),
-    ("demo/unknown-model-kind", lambda t: ["demo", "--kind", "gncn_t3", "--out", str(t / "d")], 2,
-     ["--kind", "expected one of gncn_t1", "got 'gncn_t3'"]),
-    ("demo/epochs-zero", lambda t: ["demo", "--epochs", "0", "--out", str(t / "d")], 2,
-     ["--epochs", "expected an integer >= 1, got 0"]),
-    ("analyze/run-not-a-folder", lambda t: ["analyze", "--run", str(t / "missing")], 2,
-     ["--run", "is not a folder", "pass a run folder"]),
-    ("analyze/folder-without-a-run", lambda t: ["analyze", "--run", str(t)], 2,
-     ["--run", "holds no config.toml", "predcode fit --out"]),
-    ("sample/damaged-checkpoint", lambda t: ["sample", "--run", str(_damaged_run(t))], 1,
-     ["best0.npz", "SHA-256 mismatch", "To fix"]),
-    ("sample/n-zero", lambda t: ["sample", "--run", str(_good_run(t)), "-n", "0"], 2,
-     ["-n", "expected an integer", "got 0"]),
-    ("analyze/trial-without-a-best-model", lambda t: ["analyze", "--run", str(_good_run(t)), "--trial", "3"], 2,
-     ["--trial", "holds no best3 checkpoint", "pass one of them to --trial"]),
-    ("sample/damaged-prior", lambda t: ["sample", "--run", str(_good_run(t, prior=b"PK\x03\x04junk"))],
-     1, ["prior.npz", "cannot read it", "run `predcode analyze` again"]),
-    ("fit/settling-diverges", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"),
-                                         "--quiet"], 1,
-     ["settling diverged while evaluating x_val", "non-finite states in layer(s) z1", "Lower the settling step"]),
-    ("fit/settling-diverges-in-vmapped-trials", lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out",
-                                                           str(t / "r"), "--quiet", "--n-trials", "2"], 1,
-     ["settling diverged in trial 0 while evaluating x_val", "non-finite states in layer(s) z1"]),
+    (
+        "fit/config-missing",
+        lambda t: ["fit", "--config", str(t / "none.toml")],
+        2,
+        ["config file not found", "none.toml", "check the path"],
+    ),
+    (
+        "fit/config-out-of-range",
+        lambda t: ["fit", "--config", str(_toml(t, "[model]\nK = 0\n"))],
+        2,
+        ["model.K", "expected an integer >= 1", "got 0"],
+    ),
+    (
+        "fit/config-unknown-key",
+        lambda t: ["fit", "--config", str(_toml(t, "[train]\nepoch = 3\n"))],
+        2,
+        ["train.epoch", "did you mean 'train.epochs'"],
+    ),
+    (
+        "fit/n-trials-zero",
+        lambda t: ["fit", "--config", _cli_cfg(t), "--n-trials", "0"],
+        2,
+        ["--n-trials", "expected an integer >= 1, got 0"],
+    ),
+    (
+        "fit/n-trials-not-a-number",
+        lambda t: ["fit", "--config", _cli_cfg(t), "--n-trials", "three"],
+        2,
+        ["--n-trials", "valid integer"],
+    ),
+    (
+        "fit/unknown-option",
+        lambda t: ["fit", "--config", _cli_cfg(t), "--epochs", "3"],
+        2,
+        ["No such option", "--epochs"],
+    ),
+    (
+        "fit/out-is-a-file",
+        lambda t: ["fit", "--config", _cli_cfg(t), "--out", str(_file(t))],
+        2,
+        ["--out", "expected a folder", "choose another --out"],
+    ),
+    (
+        "fit/existing-run",
+        lambda t: ["fit", "--config", _cli_cfg(t), "--out", str(_existing_run(t))],
+        2,
+        ["already holds a run", "--resume", "--force"],
+    ),
+    (
+        "fit/resume-nothing",
+        lambda t: ["fit", "--config", _cli_cfg(t), "--out", str(t / "new"), "--resume"],
+        2,
+        ["--resume", "no run to resume", "drop --resume"],
+    ),
+    (
+        "fit/corrupt-dataset-file",
+        lambda t: ["fit", "--config", str(_mnist_cfg(t)), "--out", str(t / "r")],
+        1,
+        ["sha256 mismatch", "train-images-idx3-ubyte.gz", "Delete it"],
+    ),
+    (
+        "demo/unknown-model-kind",
+        lambda t: ["demo", "--kind", "gncn_t3", "--out", str(t / "d")],
+        2,
+        ["--kind", "expected one of gncn_t1", "got 'gncn_t3'"],
+    ),
+    (
+        "demo/epochs-zero",
+        lambda t: ["demo", "--epochs", "0", "--out", str(t / "d")],
+        2,
+        ["--epochs", "expected an integer >= 1, got 0"],
+    ),
+    (
+        "analyze/run-not-a-folder",
+        lambda t: ["analyze", "--run", str(t / "missing")],
+        2,
+        ["--run", "is not a folder", "pass a run folder"],
+    ),
+    (
+        "analyze/folder-without-a-run",
+        lambda t: ["analyze", "--run", str(t)],
+        2,
+        ["--run", "holds no config.toml", "predcode fit --out"],
+    ),
+    (
+        "sample/damaged-checkpoint",
+        lambda t: ["sample", "--run", str(_damaged_run(t))],
+        1,
+        ["best0.npz", "SHA-256 mismatch", "To fix"],
+    ),
+    (
+        "sample/n-zero",
+        lambda t: ["sample", "--run", str(_good_run(t)), "-n", "0"],
+        2,
+        ["-n", "expected an integer", "got 0"],
+    ),
+    (
+        "analyze/trial-without-a-best-model",
+        lambda t: ["analyze", "--run", str(_good_run(t)), "--trial", "3"],
+        2,
+        ["--trial", "holds no best3 checkpoint", "pass one of them to --trial"],
+    ),
+    (
+        "sample/damaged-prior",
+        lambda t: ["sample", "--run", str(_good_run(t, prior=b"PK\x03\x04junk"))],
+        1,
+        ["prior.npz", "cannot read it", "run `predcode analyze` again"],
+    ),
+    (
+        "fit/settling-diverges",
+        lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"), "--quiet"],
+        1,
+        ["settling diverged while evaluating x_val", "non-finite states in layer(s) z1", "Lower the settling step"],
+    ),
+    (
+        "fit/settling-diverges-in-vmapped-trials",
+        lambda t: ["fit", "--config", str(_diverging_cfg(t)), "--out", str(t / "r"), "--quiet", "--n-trials", "2"],
+        1,
+        ["settling diverged in trial 0 while evaluating x_val", "non-finite states in layer(s) z1"],
+    ),
 ]
 
 
 def _diverging_cfg(tmp: Path) -> Path:
     np.save(tmp / "x.npy", np.ones((20, 16), np.float32))
-    return _toml(tmp, '[model]\nkind = "gncn_t1"\nx_dim = 16\nz_dims = [8, 8]\nK = 40\nbeta = 200.0\n'
-                      'phi = "identity"\n[data]\ntrain_file = "x.npy"\nn_val = 4\n[train]\nepochs = 1\n'
-                      'batch_size = 8\n')
+    return _toml(
+        tmp,
+        '[model]\nkind = "gncn_t1"\nx_dim = 16\nz_dims = [8, 8]\nK = 40\nbeta = 200.0\n'
+        'phi = "identity"\n[data]\ntrain_file = "x.npy"\nn_val = 4\n[train]\nepochs = 1\n'
+        "batch_size = 8\n",
+    )
 
 
 def _good_run(tmp: Path, prior: bytes | None = None) -> Path:
@@ -803,10 +1189,12 @@ def _mnist_cfg(tmp: Path) -> Path:
     return _toml(tmp, "[train]\nepochs = 1\n")
 
 
-@pytest.mark.parametrize("cid, args, code, fragments", CLI_CASES,
-                         ids=[c[0] if isinstance(c, tuple) else c.id for c in CLI_CASES])
-def test_cli_bad_value_exits_with_its_code_and_one_message_without_traceback(cid, args, code, fragments, tmp_path,
-                                                                              monkeypatch):
+@pytest.mark.parametrize(
+    "cid, args, code, fragments", CLI_CASES, ids=[c[0] if isinstance(c, tuple) else c.id for c in CLI_CASES]
+)
+def test_cli_bad_value_exits_with_its_code_and_one_message_without_traceback(
+    cid, args, code, fragments, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PREDCODE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("PREDCODE_OFFLINE", "1")
@@ -835,7 +1223,12 @@ def test_no_loader_in_predcode_can_unpickle_or_execute_file_contents():
         for m in re.finditer(r"np\.load\((.*)", text):
             if "allow_pickle=False" not in m[1]:
                 offenders.append(f"{path.name}: {m[0]}")
-        for bad in (r"^\s*import (c?pickle|joblib|dill|shelve|marshal)\b", r"^\s*from (c?pickle|joblib|dill) ",
-                    r"\btorch\.load\(", r"(?<![\w.])(eval|exec)\(", r"allow_pickle=True"):
+        for bad in (
+            r"^\s*import (c?pickle|joblib|dill|shelve|marshal)\b",
+            r"^\s*from (c?pickle|joblib|dill) ",
+            r"\btorch\.load\(",
+            r"(?<![\w.])(eval|exec)\(",
+            r"allow_pickle=True",
+        ):
             offenders += [f"{path.name}: {hit.group(0).strip()}" for hit in re.finditer(bad, text, re.M)]
     assert offenders == [], offenders

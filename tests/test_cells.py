@@ -142,8 +142,7 @@ def test_gaussian_learnable_scalar_sigma_grad_closed_form(x64):
     e = rng.normal(size=(B, N))
     s = 0.8
     cell = GaussianErrorCell("scalar")
-    grad = jax.grad(lambda v: jnp.sum(cell(jnp.asarray(e), jnp.zeros((B, N)), sigma=v).energy))(
-        jnp.asarray(s))
+    grad = jax.grad(lambda v: jnp.sum(cell(jnp.asarray(e), jnp.zeros((B, N)), sigma=v).energy))(jnp.asarray(s))
     per_sample = 0.5 * N / s - 0.5 * np.sum(e * e, axis=1) / s**2
     np.testing.assert_allclose(float(grad), per_sample.sum(), **TOL)
 
@@ -153,8 +152,7 @@ def test_gaussian_learnable_diagonal_sigma_grad_closed_form(x64):
     e = rng.normal(size=(B, N))
     d = rng.uniform(0.4, 2.0, size=N)
     cell = GaussianErrorCell("diagonal")
-    grad = jax.grad(lambda v: jnp.sum(cell(jnp.asarray(e), jnp.zeros((B, N)), sigma=v).energy))(
-        jnp.asarray(d))
+    grad = jax.grad(lambda v: jnp.sum(cell(jnp.asarray(e), jnp.zeros((B, N)), sigma=v).energy))(jnp.asarray(d))
     want = np.sum(0.5 / d - 0.5 * e * e / d**2, axis=0)
     np.testing.assert_allclose(np.asarray(grad), want, **TOL)
 
@@ -164,8 +162,7 @@ def test_gaussian_learnable_full_sigma_grad_closed_form(x64):
     e = rng.normal(size=(B, N))
     cov = _spd(rng, N)
     cell = GaussianErrorCell("full")
-    grad = jax.grad(lambda v: jnp.sum(cell(jnp.asarray(e), jnp.zeros((B, N)), sigma=v).energy))(
-        jnp.asarray(cov))
+    grad = jax.grad(lambda v: jnp.sum(cell(jnp.asarray(e), jnp.zeros((B, N)), sigma=v).energy))(jnp.asarray(cov))
     inv = np.linalg.inv(cov)
     # d/dSigma sum_b [0.5 e_b Sigma^-1 e_b^T + 0.5 log|Sigma|] for symmetric Sigma.
     want = 0.5 * B * inv - 0.5 * inv @ (e.T @ e) @ inv
@@ -207,16 +204,18 @@ def test_gaussian_full_mask_zeroes_hidden_units_and_follows_documented_energy(x6
     mask = np.ones((B, N))
     mask[:, 2] = 0
     mask[3, 0] = 0
-    out = GaussianErrorCell("full")(jnp.asarray(target), jnp.asarray(mu), sigma=jnp.asarray(cov),
-                                   mask=jnp.asarray(mask))
+    out = GaussianErrorCell("full")(
+        jnp.asarray(target), jnp.asarray(mu), sigma=jnp.asarray(cov), mask=jnp.asarray(mask)
+    )
     hidden = mask == 0
     assert np.all(np.asarray(out.e)[hidden] == 0)
     assert np.all(np.asarray(out.dmu)[hidden] == 0)
     em = (target - mu) * mask
     inv = np.linalg.inv(cov)
     n = mask.sum(1)
-    want = (0.5 * np.einsum("bi,ij,bj->b", em, inv, em) + 0.5 * np.linalg.slogdet(cov)[1]
-            + 0.5 * n * math.log(2 * math.pi))
+    want = (
+        0.5 * np.einsum("bi,ij,bj->b", em, inv, em) + 0.5 * np.linalg.slogdet(cov)[1] + 0.5 * n * math.log(2 * math.pi)
+    )
     np.testing.assert_allclose(np.asarray(out.energy), want, **TOL)
     np.testing.assert_allclose(np.asarray(out.dmu), (em @ inv) * mask, **TOL)
 
@@ -291,8 +290,12 @@ def test_laplacian_mask_and_modulator(x64):
     hidden = mask == 0
     assert np.all(np.asarray(out.e)[hidden] == 0)
     assert np.all(np.asarray(out.dmu)[hidden] == 0)
-    want = np.array([-scipy.stats.laplace(loc=mu[i, mask[i] == 1], scale=1.3)
-                     .logpdf(target[i, mask[i] == 1]).sum() for i in range(B)])
+    want = np.array(
+        [
+            -scipy.stats.laplace(loc=mu[i, mask[i] == 1], scale=1.3).logpdf(target[i, mask[i] == 1]).sum()
+            for i in range(B)
+        ]
+    )
     np.testing.assert_allclose(np.asarray(out.energy), want, **TOL)
     np.testing.assert_allclose(np.asarray(out.dmu), np.asarray(plain.dmu) * mask * mod, **TOL)
     np.testing.assert_allclose(np.asarray(out.dtarget), np.asarray(plain.dtarget) * mask * mod, **TOL)

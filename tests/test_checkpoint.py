@@ -357,9 +357,7 @@ def test_failure_while_writing_the_new_npz_keeps_the_old_checkpoint(tmp_path, mo
 
 
 @pytest.mark.parametrize("failing_target", ["best.npz", "best.json"])
-def test_failure_while_replacing_either_file_keeps_the_old_checkpoint(
-    tmp_path, monkeypatch, failing_target
-):
+def test_failure_while_replacing_either_file_keeps_the_old_checkpoint(tmp_path, monkeypatch, failing_target):
     save_checkpoint(tmp_path / "best", _arrays(0), {"model": "old"})
     real_replace = os.replace
     calls = []
@@ -442,8 +440,9 @@ def test_hard_crash_between_the_two_replaces_loads_the_previous_pair_and_keeps_t
 
 def test_save_after_a_crash_between_the_replaces_restores_the_old_npz_before_writing(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "best", _arrays(0), {"model": "old"})
-    proc = subprocess.run([sys.executable, "-c", _CRASH_BETWEEN_REPLACES, str(tmp_path / "best")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH_BETWEEN_REPLACES, str(tmp_path / "best")], capture_output=True, text=True
+    )
     assert proc.returncode == 3, proc.stderr
     # This save fails before its own swap: the folder must hold the consistent old pair again.
     monkeypatch.setattr(np, "savez", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
@@ -456,9 +455,7 @@ def test_both_temporary_files_are_fsynced_before_anything_is_replaced(tmp_path, 
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(
-        os, "replace", lambda s, d: (events.append("replace " + Path(d).name), real_replace(s, d))[1]
-    )
+    monkeypatch.setattr(os, "replace", lambda s, d: (events.append("replace " + Path(d).name), real_replace(s, d))[1])
     save_checkpoint(tmp_path / "best", _arrays(), _META)
     first_replace = events.index("replace best.npz")
     assert events[:first_replace].count("fsync") >= 2
@@ -469,32 +466,33 @@ def test_both_temporary_files_are_fsynced_before_anything_is_replaced(tmp_path, 
 
 _DOC = Path(__file__).resolve().parents[1] / "docs" / "checkpoint-format.md"
 _FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "legacy-fixtures"
-_LEGACY_TO_PREDCODE = {"S2": "M2", "S3": "M3", "Sigma_e1": "Sigma1", "Sigma_e2": "Sigma2",
-                       "Prec_e1": "Prec1", "Prec_e2": "Prec2"}
+_LEGACY_TO_PREDCODE = {
+    "S2": "M2",
+    "S3": "M3",
+    "Sigma_e1": "Sigma1",
+    "Sigma_e2": "Sigma2",
+    "Prec_e1": "Prec1",
+    "Prec_e2": "Prec2",
+}
 
 
 @pytest.mark.parametrize(
     "model, phi, g_hidden",
-    [("gncn_t1", "tanh", "identity"), ("gncn_t1_sigma", "relu", "identity"),
-     ("gncn_pdh", "relu", "relu")],
+    [("gncn_t1", "tanh", "identity"), ("gncn_t1_sigma", "relu", "identity"), ("gncn_pdh", "relu", "relu")],
 )
-def test_documented_numpy_example_reproduces_legacy_projection(tmp_path, monkeypatch, model, phi,
-                                                               g_hidden):
+def test_documented_numpy_example_reproduces_legacy_projection(tmp_path, monkeypatch, model, phi, g_hidden):
     fixture = _FIXTURES / f"{model}.npz"
     if not fixture.exists():
         pytest.skip(f"legacy fixture {fixture} not available")
     with np.load(fixture, allow_pickle=False) as f:
         legacy = {k: f[k] for k in f.files}
-    arrays = {_LEGACY_TO_PREDCODE.get(k[7:], k[7:]): v for k, v in legacy.items()
-              if k.startswith("param0_")}
-    meta = {"model": model, "x_dim": 784, "z_dims": [24, 24, 36],
-            "phi": phi, "g_hidden": g_hidden, "g_out": "sigmoid"}
+    arrays = {_LEGACY_TO_PREDCODE.get(k[7:], k[7:]): v for k, v in legacy.items() if k.startswith("param0_")}
+    meta = {"model": model, "x_dim": 784, "z_dims": [24, 24, 36], "phi": phi, "g_hidden": g_hidden, "g_out": "sigmoid"}
     monkeypatch.chdir(tmp_path)
     save_checkpoint("run/best", arrays, meta)
     namespace = _run_documented_example()
     assert namespace["x"].shape == (16, 784)
-    np.testing.assert_allclose(namespace["project"](legacy["z_sample"]), legacy["proj0_x"],
-                               atol=1e-6)
+    np.testing.assert_allclose(namespace["project"](legacy["z_sample"]), legacy["proj0_x"], atol=1e-6)
 
 
 def _run_documented_example() -> dict:
@@ -505,9 +503,7 @@ def _run_documented_example() -> dict:
 
 
 @pytest.mark.parametrize("kind", ["gncn_t1", "gncn_t1_sigma", "gncn_t2_lsigma", "gncn_pdh"])
-def test_gncn_checkpoint_has_the_documented_arrays_and_the_example_matches_gncn_project(
-    tmp_path, monkeypatch, kind
-):
+def test_gncn_checkpoint_has_the_documented_arrays_and_the_example_matches_gncn_project(tmp_path, monkeypatch, kind):
     import jax
 
     from predcode.models.gncn import GNCN, GNCNConfig
@@ -515,22 +511,36 @@ def test_gncn_checkpoint_has_the_documented_arrays_and_the_example_matches_gncn_
     model = GNCN(GNCNConfig(kind=kind, x_dim=30, z_dims=(24, 24, 36)))
     params = model.init(jax.random.PRNGKey(0))
     monkeypatch.chdir(tmp_path)
-    save_checkpoint("run/best", {k: np.asarray(v) for k, v in params.items()},
-                    {"model": kind, **model.config.to_dict()})
+    save_checkpoint(
+        "run/best", {k: np.asarray(v) for k, v in params.items()}, {"model": kind, **model.config.to_dict()}
+    )
     arrays, meta = load_checkpoint("run/best")
 
     documented = {"W1": (24, 30), "W2": (24, 24), "W3": (36, 24)}  # the per-model table
     if kind == "gncn_pdh":
         documented |= {"M2": (24, 30), "M3": (36, 24)}
     if kind in ("gncn_t2_lsigma", "gncn_pdh"):
-        documented |= {"E1": (30, 24), "E2": (24, 24), "E3": (24, 36),
-                       "V1": (24, 24), "V2": (24, 24), "V3": (36, 36)}
+        documented |= {"E1": (30, 24), "E2": (24, 24), "E3": (24, 36), "V1": (24, 24), "V2": (24, 24), "V3": (36, 36)}
     if kind != "gncn_t1":
         documented |= {n: (24, 24) for n in ("Sigma1", "Sigma2", "Prec1", "Prec2")}
     assert {k: a.shape for k, a in arrays.items()} == documented
     assert meta["model"] == kind and meta["z_dims"] == [24, 24, 36]
-    for key in ("x_dim", "phi", "g_hidden", "g_out", "K", "beta", "leak", "lmbda", "n_group",
-                "n_top_group", "alpha_scale", "beta_scale", "wght_sd", "sigma_rule"):
+    for key in (
+        "x_dim",
+        "phi",
+        "g_hidden",
+        "g_out",
+        "K",
+        "beta",
+        "leak",
+        "lmbda",
+        "n_group",
+        "n_top_group",
+        "alpha_scale",
+        "beta_scale",
+        "wght_sd",
+        "sigma_rule",
+    ):
         assert key in meta, key
 
     z_top = np.random.default_rng(1).standard_normal((5, 36)).astype(np.float32)

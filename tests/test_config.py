@@ -84,6 +84,7 @@ def _error(fn, *args, **kwargs) -> str:
 
 # ----- shipped configs ------------------------------------------------------------------------
 
+
 def test_every_model_ships_a_walkthrough_and_a_paper_config():
     names = {p.relative_to(CONFIGS / "mnist").as_posix() for p in TOML_CONFIGS}
     assert names == {f"{m}.toml" for m in MODELS} | {f"paper/{m}.toml" for m in MODELS}
@@ -127,17 +128,33 @@ def test_shipped_legacy_cfg_parses_like_the_walkthrough_text(monkeypatch, tmp_pa
 
 # ----- legacy format --------------------------------------------------------------------------
 
+
 def test_walkthrough_pdh_file_gives_the_expected_config(monkeypatch, tmp_path):
     work = tmp_path / "walkthrough1"
     work.mkdir()
     monkeypatch.chdir(work)
     cfg = parse_legacy(WALKTHROUGH_PDH, "gncn_pdh/fit.cfg")
     expected = FitConfig(
-        model=GNCNConfig(kind="gncn_pdh", x_dim=784, z_dims=(360, 360, 360), K=50, beta=0.1, leak=0.001,
-                         phi="relu", g_out="sigmoid", n_group=12, n_top_group=18, alpha_scale=0.15,
-                         beta_scale=0.1, wght_sd=0.05),
-        data=DataConfig(train_file=str(tmp_path / "data/mnist/trainX.npy"),
-                        val_file=str(tmp_path / "data/mnist/validX.npy"), binarize=True),
+        model=GNCNConfig(
+            kind="gncn_pdh",
+            x_dim=784,
+            z_dims=(360, 360, 360),
+            K=50,
+            beta=0.1,
+            leak=0.001,
+            phi="relu",
+            g_out="sigmoid",
+            n_group=12,
+            n_top_group=18,
+            alpha_scale=0.15,
+            beta_scale=0.1,
+            wght_sd=0.05,
+        ),
+        data=DataConfig(
+            train_file=str(tmp_path / "data/mnist/trainX.npy"),
+            val_file=str(tmp_path / "data/mnist/validX.npy"),
+            binarize=True,
+        ),
         train=TrainConfig(batch_size=512, eval_batch_size=512, epochs=100, patience=10, seed=69),
         optimizer=OptimizerConfig(name="keras_adam", learning_rate=0.001, eps=1e-7),
         out_dir=str(work / "gncn_pdh"),
@@ -153,11 +170,20 @@ def test_walkthrough_t1_file_sets_tanh_and_the_laplace_prior():
     assert (cfg.model.kind, cfg.model.phi, cfg.model.lmbda, cfg.model.g_hidden) == ("gncn_t1", "tanh", 0.01, "identity")
 
 
-@pytest.mark.parametrize("written, kind", [
-    ("GNCN_t1", "gncn_t1"), ("gncn_T1", "gncn_t1"), ("GNCN_t1_Sigma", "gncn_t1_sigma"),
-    ("GNCN_T1_SIGMA", "gncn_t1_sigma"), ("GNCN_t2_LSigma", "gncn_t2_lsigma"), ("GNCN_PDH", "gncn_pdh"),
-    ("gncn_pdh", "gncn_pdh"), ("GNCN_t2_LSigma_PDH", "gncn_pdh"), ("gncn_t2_lsigma_pdh", "gncn_pdh"),
-])
+@pytest.mark.parametrize(
+    "written, kind",
+    [
+        ("GNCN_t1", "gncn_t1"),
+        ("gncn_T1", "gncn_t1"),
+        ("GNCN_t1_Sigma", "gncn_t1_sigma"),
+        ("GNCN_T1_SIGMA", "gncn_t1_sigma"),
+        ("GNCN_t2_LSigma", "gncn_t2_lsigma"),
+        ("GNCN_PDH", "gncn_pdh"),
+        ("gncn_pdh", "gncn_pdh"),
+        ("GNCN_t2_LSigma_PDH", "gncn_pdh"),
+        ("gncn_t2_lsigma_pdh", "gncn_pdh"),
+    ],
+)
 def test_legacy_model_type_in_any_case_and_its_aliases(written, kind):
     assert parse_legacy(f"model_type = {written}\n").model.kind == kind
 
@@ -197,20 +223,23 @@ def test_legacy_non_integer_names_key_line_expected_and_got():
     assert "expected an integer" in str(err) and "got 'fifty'" in str(err)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("beta = fast\n", "expected a number > 0, got 'fast'"),
-    ("eta = 1e-3x\n", "expected a number > 0"),
-    ("seed = -1\n", "train.seed"),
-    ("num_iter = 0\n", "num_iter (train.epochs): expected an integer >= 1, got 0"),
-    ("batch_size = 5.0\n", "got '5.0'"),
-    ("model_type = GNCN_t3\n", "model_type (model.kind)"),
-    ("act_fx = relu6\n", "act_fx (model.phi): expected one of"),
-    ("out_fx =\n", "out_fx (model.g_out)"),
-    ("= 5\n", "expected a name before '='"),
-    ("a = b = c\n", "one '='"),
-    ("eta = inf\n", "expected a number > 0, got 'inf'"),
-    ("K = " + "9" * 5000 + "\n", "expected an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("beta = fast\n", "expected a number > 0, got 'fast'"),
+        ("eta = 1e-3x\n", "expected a number > 0"),
+        ("seed = -1\n", "train.seed"),
+        ("num_iter = 0\n", "num_iter (train.epochs): expected an integer >= 1, got 0"),
+        ("batch_size = 5.0\n", "got '5.0'"),
+        ("model_type = GNCN_t3\n", "model_type (model.kind)"),
+        ("act_fx = relu6\n", "act_fx (model.phi): expected one of"),
+        ("out_fx =\n", "out_fx (model.g_out)"),
+        ("= 5\n", "expected a name before '='"),
+        ("a = b = c\n", "one '='"),
+        ("eta = inf\n", "expected a number > 0, got 'inf'"),
+        ("K = " + "9" * 5000 + "\n", "expected an integer >= 1"),
+    ],
+)
 def test_legacy_bad_values_are_config_errors(text, fragment):
     assert fragment in _error(parse_legacy, text, "fit.cfg")
 
@@ -252,8 +281,10 @@ def test_load_config_reads_other_suffixes_as_legacy(tmp_path):
 
 # ----- TOML: round trip, dict form, overrides -------------------------------------------------
 
-@pytest.mark.parametrize("path", [*TOML_CONFIGS, CONFIGS / "legacy/gncn_pdh_fit.cfg"],
-                         ids=lambda p: p.relative_to(CONFIGS).as_posix())
+
+@pytest.mark.parametrize(
+    "path", [*TOML_CONFIGS, CONFIGS / "legacy/gncn_pdh_fit.cfg"], ids=lambda p: p.relative_to(CONFIGS).as_posix()
+)
 def test_dump_toml_round_trips_through_parse_toml(path):
     cfg = load_config(path)
     text = dump_toml(cfg)
@@ -275,7 +306,7 @@ def test_config_to_dict_is_json_in_the_toml_layout_and_round_trips():
 def test_round_trip_keeps_none_values_and_awkward_strings(tmp_path):
     cfg = FitConfig(
         model=GNCNConfig(kind="gncn_t1", z_dims=(7, 5), lmbda=1e-300, wght_sd=1e10),
-        data=DataConfig(dataset="my \"data\"", n_train=3, train_file=str(tmp_path / 'a "b"\\c\n\x7f\t.npy')),
+        data=DataConfig(dataset='my "data"', n_train=3, train_file=str(tmp_path / 'a "b"\\c\n\x7f\t.npy')),
         train=TrainConfig(patience=None, seed=2**32 - 1),
         optimizer=OptimizerConfig(name="sgd", learning_rate=5e-324, eps=1.5),
         out_dir="/päth/with ünïcode/😀",
@@ -285,8 +316,10 @@ def test_round_trip_keeps_none_values_and_awkward_strings(tmp_path):
 
 
 def test_toml_accepts_ints_for_floats_and_none_words():
-    cfg = parse_toml('[optimizer]\nlearning_rate = 1\n[train]\npatience = "None"\n[data]\nn_train = "all"\n'
-                     '[model]\nlmbda = "none"\nkind = "gncn_t1"\n')
+    cfg = parse_toml(
+        '[optimizer]\nlearning_rate = 1\n[train]\npatience = "None"\n[data]\nn_train = "all"\n'
+        '[model]\nlmbda = "none"\nkind = "gncn_t1"\n'
+    )
     assert cfg.optimizer.learning_rate == 1.0 and isinstance(cfg.optimizer.learning_rate, float)
     assert cfg.train.patience is None and cfg.data.n_train is None and cfg.model.lmbda == 0.01
 
@@ -294,8 +327,9 @@ def test_toml_accepts_ints_for_floats_and_none_words():
 def test_toml_relative_paths_are_relative_to_the_config_folder(tmp_path, monkeypatch):
     folder = tmp_path / "configs" / "exp"
     folder.mkdir(parents=True)
-    (folder / "cfg.toml").write_text('out_dir = "../runs/x"\n[data]\ntrain_file = "data/train.npy"\n'
-                                     'val_file = "/abs/val.npy"\n')
+    (folder / "cfg.toml").write_text(
+        'out_dir = "../runs/x"\n[data]\ntrain_file = "data/train.npy"\nval_file = "/abs/val.npy"\n'
+    )
     monkeypatch.chdir(tmp_path)
     cfg = load_config("configs/exp/cfg.toml")
     assert cfg.out_dir == str(tmp_path / "configs" / "runs" / "x")
@@ -355,6 +389,7 @@ def test_optimizer_build_gives_the_named_transformation():
 
 # ----- errors ---------------------------------------------------------------------------------
 
+
 def test_typo_gives_the_closest_key():
     msg = _error(parse_toml, "[train]\nepochs = 3\nbach_size = 512\n", "cfg.toml")
     assert msg == "unknown key 'train.bach_size' in cfg.toml, line 3; did you mean 'train.batch_size'?"
@@ -376,63 +411,71 @@ def test_toml_syntax_error_names_file_and_line():
     assert "strings need quotes" in str(info.value)
 
 
-@pytest.mark.parametrize("toml, fragment", [
-    ("[model]\nK = -3\n", "cfg.toml, line 2: model.K: expected an integer >= 1, got -3"),
-    ("[train]\nbatch_size = 0\n", "train.batch_size: expected an integer >= 1, got 0"),
-    ("[optimizer]\nlearning_rate = 0\n", "optimizer.learning_rate: expected a number > 0, got 0.0"),
-    ("[optimizer]\nlearning_rate = -1e-3\n", "optimizer.learning_rate: expected a number > 0, got -0.001"),
-    ("[optimizer]\neps = 0.0\n", "optimizer.eps: expected a number > 0"),
-    ("[optimizer]\nlearning_rate = nan\n", "expected a finite number > 0, got nan"),
-    ("[optimizer]\nname = \"adamw\"\n", "optimizer.name: expected one of 'keras_adam', 'adam', 'sgd', got 'adamw'"),
-    ("[model]\nbeta = 0\n", "model.beta: expected a number > 0, got 0.0"),
-    ("[model]\nbeta = -0.1\n", "model.beta: expected a number > 0, got -0.1"),
-    ("[model]\nleak = -1\n", "model.leak: expected a number >= 0"),
-    ("[model]\nwght_sd = 0\n", "model.wght_sd: expected a number > 0"),
-    ("[model]\nn_group = 0\n", "model.n_group: expected an integer >= 1, got 0"),
-    ("[model]\nx_dim = 0\n", "model.x_dim"),
-    ("[model]\nz_dims = []\n", "model.z_dims: expected a non-empty list of integers >= 1, got []"),
-    ("[model]\nz_dims = [360, 0]\n", "model.z_dims"),
-    ("[model]\nz_dims = 360\n", "model.z_dims"),
-    ("[model]\nphi = \"rleu\"\n", "did you mean 'relu'?"),
-    ("[model]\nsigma_rule = \"exact\"\n", "model.sigma_rule: expected one of 'legacy', 'nll'"),
-    ("[model]\nkind = \"gncn_PDH\"\n", "did you mean 'gncn_pdh'?"),
-    ("[train]\npatience = 0\n", "train.patience: expected an integer >= 1 or \"none\", got 0"),
-    ("[train]\nseed = -1\n", "train.seed: expected an integer in [0, 4294967295], got -1"),
-    ("[data]\nn_val = 0\n", "data.n_val: expected an integer >= 1, got 0"),
-    ("[data]\nn_train = 0\n", "data.n_train"),
-    ("[data]\ndataset = \"mnsit\"\n",
-     "data.dataset: expected one of 'mnist', 'fashion-mnist', 'kmnist', got 'mnsit' (did you mean 'mnist'?"),
-    ("[data]\nval_file = \"v.npy\"\n", "data.val_file: expected no value without data.train_file"),
-    ("[data]\nbinarize = false\n", "data.binarize: expected true for dataset 'mnist'"),
-    ("[data]\nbinarize = 1\n", "data.binarize: expected true or false, got 1"),
-    ("[data]\ntrain_file = \"\"\n", "data.train_file: expected a path to a .npy file, got ''"),
-    ("out_dir = 3\n", "out_dir: expected a path to a folder, got 3"),
-    ("model = 3\n", "model: expected a table [model] of keys, got 3"),
-    ("[model]\nx_dim = 100\n", "model.x_dim: expected 784 for dataset 'mnist', got 100"),
-])
+@pytest.mark.parametrize(
+    "toml, fragment",
+    [
+        ("[model]\nK = -3\n", "cfg.toml, line 2: model.K: expected an integer >= 1, got -3"),
+        ("[train]\nbatch_size = 0\n", "train.batch_size: expected an integer >= 1, got 0"),
+        ("[optimizer]\nlearning_rate = 0\n", "optimizer.learning_rate: expected a number > 0, got 0.0"),
+        ("[optimizer]\nlearning_rate = -1e-3\n", "optimizer.learning_rate: expected a number > 0, got -0.001"),
+        ("[optimizer]\neps = 0.0\n", "optimizer.eps: expected a number > 0"),
+        ("[optimizer]\nlearning_rate = nan\n", "expected a finite number > 0, got nan"),
+        ('[optimizer]\nname = "adamw"\n', "optimizer.name: expected one of 'keras_adam', 'adam', 'sgd', got 'adamw'"),
+        ("[model]\nbeta = 0\n", "model.beta: expected a number > 0, got 0.0"),
+        ("[model]\nbeta = -0.1\n", "model.beta: expected a number > 0, got -0.1"),
+        ("[model]\nleak = -1\n", "model.leak: expected a number >= 0"),
+        ("[model]\nwght_sd = 0\n", "model.wght_sd: expected a number > 0"),
+        ("[model]\nn_group = 0\n", "model.n_group: expected an integer >= 1, got 0"),
+        ("[model]\nx_dim = 0\n", "model.x_dim"),
+        ("[model]\nz_dims = []\n", "model.z_dims: expected a non-empty list of integers >= 1, got []"),
+        ("[model]\nz_dims = [360, 0]\n", "model.z_dims"),
+        ("[model]\nz_dims = 360\n", "model.z_dims"),
+        ('[model]\nphi = "rleu"\n', "did you mean 'relu'?"),
+        ('[model]\nsigma_rule = "exact"\n', "model.sigma_rule: expected one of 'legacy', 'nll'"),
+        ('[model]\nkind = "gncn_PDH"\n', "did you mean 'gncn_pdh'?"),
+        ("[train]\npatience = 0\n", 'train.patience: expected an integer >= 1 or "none", got 0'),
+        ("[train]\nseed = -1\n", "train.seed: expected an integer in [0, 4294967295], got -1"),
+        ("[data]\nn_val = 0\n", "data.n_val: expected an integer >= 1, got 0"),
+        ("[data]\nn_train = 0\n", "data.n_train"),
+        (
+            '[data]\ndataset = "mnsit"\n',
+            "data.dataset: expected one of 'mnist', 'fashion-mnist', 'kmnist', got 'mnsit' (did you mean 'mnist'?",
+        ),
+        ('[data]\nval_file = "v.npy"\n', "data.val_file: expected no value without data.train_file"),
+        ("[data]\nbinarize = false\n", "data.binarize: expected true for dataset 'mnist'"),
+        ("[data]\nbinarize = 1\n", "data.binarize: expected true or false, got 1"),
+        ('[data]\ntrain_file = ""\n', "data.train_file: expected a path to a .npy file, got ''"),
+        ("out_dir = 3\n", "out_dir: expected a path to a folder, got 3"),
+        ("model = 3\n", "model: expected a table [model] of keys, got 3"),
+        ("[model]\nx_dim = 100\n", "model.x_dim: expected 784 for dataset 'mnist', got 100"),
+    ],
+)
 def test_out_of_range_and_malformed_values_are_config_errors(toml, fragment):
     assert fragment in _error(parse_toml, toml, "cfg.toml")
 
 
-@pytest.mark.parametrize("toml, hint", [
-    ("[model]\nK = \"50\"\n", "got '50' (write the number without quotes)"),
-    ("[train]\nbatch_size = true\n", "got True (true/false is not a number)"),
-    ("[model]\nbeta = false\n", "got False (true/false is not a number)"),
-    ("[train]\nepochs = 10.0\n", "got 10.0 (write 10 without a decimal point)"),
-    ("[data]\nbinarize = \"true\"\n", "(write true without quotes)"),
-    ("[model]\nkind = 1\n", "model.kind: expected one of"),
-    ("[model]\nz_dims = [360, true, 360]\n", "model.z_dims"),
-])
+@pytest.mark.parametrize(
+    "toml, hint",
+    [
+        ('[model]\nK = "50"\n', "got '50' (write the number without quotes)"),
+        ("[train]\nbatch_size = true\n", "got True (true/false is not a number)"),
+        ("[model]\nbeta = false\n", "got False (true/false is not a number)"),
+        ("[train]\nepochs = 10.0\n", "got 10.0 (write 10 without a decimal point)"),
+        ('[data]\nbinarize = "true"\n', "(write true without quotes)"),
+        ("[model]\nkind = 1\n", "model.kind: expected one of"),
+        ("[model]\nz_dims = [360, true, 360]\n", "model.z_dims"),
+    ],
+)
 def test_wrong_types_are_config_errors_with_a_fix(toml, hint):
     assert hint in _error(parse_toml, toml, "cfg.toml")
 
 
 def test_z_dims_not_a_multiple_of_the_group_size_is_caught():
-    msg = _error(parse_toml, "[model]\nkind = \"gncn_pdh\"\nz_dims = [100, 360, 360]\n", "cfg.toml")
+    msg = _error(parse_toml, '[model]\nkind = "gncn_pdh"\nz_dims = [100, 360, 360]\n', "cfg.toml")
     assert msg.startswith("cfg.toml, line 3: model.z_dims[0]: expected a multiple of n_group=12, got 100")
     assert "n_top_group=18" in _error(parse_toml, "[model]\nz_dims = [360, 360, 100]\n")
     # the t1 models have no lateral competition, so any size goes
-    assert parse_toml("[model]\nkind = \"gncn_t1\"\nz_dims = [100, 7]\n").model.z_dims == (100, 7)
+    assert parse_toml('[model]\nkind = "gncn_t1"\nz_dims = [100, 7]\n').model.z_dims == (100, 7)
 
 
 def test_sections_validate_on_construction():
@@ -477,8 +520,33 @@ def test_docs_describe_every_key_and_every_legacy_key():
 # ----- fuzz: anything in, FitConfig or ConfigError out ----------------------------------------
 
 _VALID_TOML = (CONFIGS / "mnist/gncn_pdh.toml").read_text()
-_FRAGMENTS = ["=", "\n", "[", "]", "[[", "\"", "'", "#", "0", "-1", "1e999", "nan", "true", ".", ",",
-              "[model]", "[train]", "z_dims", "K", "= []", "= {}", "= [[]]", "\x00", "~", "none"]
+_FRAGMENTS = [
+    "=",
+    "\n",
+    "[",
+    "]",
+    "[[",
+    '"',
+    "'",
+    "#",
+    "0",
+    "-1",
+    "1e999",
+    "nan",
+    "true",
+    ".",
+    ",",
+    "[model]",
+    "[train]",
+    "z_dims",
+    "K",
+    "= []",
+    "= {}",
+    "= [[]]",
+    "\x00",
+    "~",
+    "none",
+]
 
 
 @st.composite
@@ -523,9 +591,14 @@ def test_mutated_legacy_config_never_raises_anything_but_config_error(text):
     _parses_or_config_error(parse_legacy, text)
 
 
-_KEY_LINES = st.builds(lambda k, v: f"{k} = {v}", st.sampled_from(sorted(LEGACY_KEYS)),
-                       st.one_of(st.from_regex(r"-?[0-9]{1,4}(\.[0-9]{0,3})?(e-?[0-9])?", fullmatch=True),
-                                 st.sampled_from(["relu", "tanh", "GNCN_PDH", "gncn_t1", "x.npy", "", "nan"])))
+_KEY_LINES = st.builds(
+    lambda k, v: f"{k} = {v}",
+    st.sampled_from(sorted(LEGACY_KEYS)),
+    st.one_of(
+        st.from_regex(r"-?[0-9]{1,4}(\.[0-9]{0,3})?(e-?[0-9])?", fullmatch=True),
+        st.sampled_from(["relu", "tanh", "GNCN_PDH", "gncn_t1", "x.npy", "", "nan"]),
+    ),
+)
 
 
 @_FUZZ
@@ -534,8 +607,14 @@ def test_random_legacy_key_values_never_raise_anything_but_config_error(lines):
     _parses_or_config_error(parse_legacy, "\n".join(lines))
 
 
-_TOML_VALUES = st.one_of(st.integers(-3, 2**40), st.floats(allow_nan=True), st.booleans(), st.text(max_size=8),
-                         st.lists(st.integers(-2, 400), max_size=4), st.none())
+_TOML_VALUES = st.one_of(
+    st.integers(-3, 2**40),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.text(max_size=8),
+    st.lists(st.integers(-2, 400), max_size=4),
+    st.none(),
+)
 
 
 @_FUZZ
@@ -553,19 +632,26 @@ def test_random_values_for_known_keys_give_a_config_or_a_config_error(values):
 
 
 _ABS_PATH = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=10).map(
-    lambda s: "/" + s)
+    lambda s: "/" + s
+)
 
 
 @_FUZZ
-@given(kind=st.sampled_from(["gncn_t1", "gncn_t1_sigma"]),
-       z=st.lists(st.integers(1, 10**6), min_size=1, max_size=5),
-       beta=st.floats(1e-300, 1e300), lr=st.floats(1e-300, 1e300),
-       patience=st.one_of(st.none(), st.integers(1, 10**6)),
-       n_train=st.one_of(st.none(), st.integers(1, 10**9)),
-       train_file=st.one_of(st.none(), _ABS_PATH), out_dir=st.one_of(st.none(), _ABS_PATH),
-       dataset=st.text(min_size=1, max_size=8), name=st.sampled_from(["keras_adam", "adam", "sgd"]))
-def test_any_valid_config_round_trips_through_toml(kind, z, beta, lr, patience, n_train, train_file, out_dir,
-                                                   dataset, name):
+@given(
+    kind=st.sampled_from(["gncn_t1", "gncn_t1_sigma"]),
+    z=st.lists(st.integers(1, 10**6), min_size=1, max_size=5),
+    beta=st.floats(1e-300, 1e300),
+    lr=st.floats(1e-300, 1e300),
+    patience=st.one_of(st.none(), st.integers(1, 10**6)),
+    n_train=st.one_of(st.none(), st.integers(1, 10**9)),
+    train_file=st.one_of(st.none(), _ABS_PATH),
+    out_dir=st.one_of(st.none(), _ABS_PATH),
+    dataset=st.text(min_size=1, max_size=8),
+    name=st.sampled_from(["keras_adam", "adam", "sgd"]),
+)
+def test_any_valid_config_round_trips_through_toml(
+    kind, z, beta, lr, patience, n_train, train_file, out_dir, dataset, name
+):
     cfg = FitConfig(
         model=GNCNConfig(kind=kind, z_dims=tuple(z), beta=beta),
         data=DataConfig(dataset=dataset if train_file else "kmnist", n_train=n_train, train_file=train_file),
@@ -579,6 +665,8 @@ def test_any_valid_config_round_trips_through_toml(kind, z, beta, lr, patience, 
 
 
 def test_out_dir_written_inside_a_section_is_pointed_to_the_top_level():
-    msg = _error(parse_toml, "[train]\nepochs = 3\nout_dir = \"runs/x\"\n", "cfg.toml")
-    assert msg == ("unknown key 'train.out_dir' in cfg.toml, line 3; did you mean 'out_dir'? "
-                   "(top-level keys go before the first [section])")
+    msg = _error(parse_toml, '[train]\nepochs = 3\nout_dir = "runs/x"\n', "cfg.toml")
+    assert msg == (
+        "unknown key 'train.out_dir' in cfg.toml, line 3; did you mean 'out_dir'? "
+        "(top-level keys go before the first [section])"
+    )

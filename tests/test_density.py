@@ -39,8 +39,9 @@ def _quadrature_log_px(w, x, mean=MEAN, cov=COV, n=801, width=9.0, clip=1e-6):
     g1 = np.linspace(mean[1] - width * sd[1], mean[1] + width * sd[1], n)
     s = np.stack(np.meshgrid(g0, g1, indexing="ij"), -1).reshape(-1, 2)
     diff = s - mean
-    log_prior = (-0.5 * np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
-                 - 0.5 * np.log(np.linalg.det(2 * np.pi * cov)))
+    log_prior = -0.5 * np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff) - 0.5 * np.log(
+        np.linalg.det(2 * np.pi * cov)
+    )
     p = np.clip(1 / (1 + np.exp(-(s @ w))), clip, 1 - clip)
     log_lik = np.log(p) @ x.T + np.log1p(-p) @ (1 - x).T  # (grid, n_x)
     a = log_prior[:, None] + log_lik
@@ -74,7 +75,7 @@ def _problem(d, scale):
 
 @pytest.fixture(scope="module", params=["flat", "sharp"])
 def tiny(request):
-    """"flat": 8 pixels, a likelihood about as wide as the prior; "sharp": 40 pixels, a narrow posterior."""
+    """ "flat": 8 pixels, a likelihood about as wide as the prior; "sharp": 40 pixels, a narrow posterior."""
     return _problem(D, 1.2) if request.param == "flat" else _problem(40, 2.0)
 
 
@@ -101,8 +102,9 @@ def test_importance_sampling_matches_quadrature(tiny, centre, proposal):
     centres = extract_latents(model, params, x, batch_size=8)
     if centre == "far":  # a poor start: unbiased still, thanks to the defensive prior part
         centres = centres + np.array([3.0, -2.0], np.float32)
-    est = is_log_likelihood(model, params, prior, x, centres, n_samples=2000, seed=5, batch_size=3, chunk=100,
-                            proposal=proposal)
+    est = is_log_likelihood(
+        model, params, prior, x, centres, n_samples=2000, seed=5, batch_size=3, chunk=100, proposal=proposal
+    )
     z = (est.log_px - exact) / np.maximum(est.se, 1e-4)
     assert np.all(np.abs(z) < 4.5), f"IS {est.log_px} vs quadrature {exact}, z = {z}"
 
@@ -119,8 +121,9 @@ def test_laplace_proposal_beats_the_naive_estimate(tiny):
     assert np.all(est.ess > np.minimum(3 * naive.ess, 0.8 * 2000)), (est.ess, naive.ess)
     # with a narrow posterior the settled latent alone is a poor centre; the mode search fixes it
     if x.shape[1] > D:
-        good = is_log_likelihood(model, params, prior, x, _posterior_means(w, x), n_samples=2000, seed=5,
-                                 proposal="component", scales=(0.3,))
+        good = is_log_likelihood(
+            model, params, prior, x, _posterior_means(w, x), n_samples=2000, seed=5, proposal="component", scales=(0.3,)
+        )
         assert np.mean(est.ess) > 0.5 * np.mean(good.ess)
 
 

@@ -33,8 +33,14 @@ seed = 3
 
 
 def _run(*args, timeout=600, **kw):
-    return subprocess.run([sys.executable, "-m", "predcode", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"}, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "predcode", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+        **kw,
+    )
 
 
 def _config(tmp_path, name="small.toml", K=10, n_train=600, batch=128, epochs=2):
@@ -74,7 +80,8 @@ def test_fit_accepts_the_legacy_ngc_learn_config_format(tmp_path):
         "# legacy walkthrough format\nout_dir = legacy_run/\ntrain_xfname = trainX.npy\n"
         "dev_xfname = validX.npy\nnum_iter = 1\neta = 0.001\nbatch_size = 64\ndev_batch_size = 64\n"
         "model_type = GNCN_t1_Sigma\nseed = 69\nwght_sd = 0.05\nact_fx = relu\nout_fx = sigmoid\n"
-        "z_dim = 24\nz_top_dim = 36\nbeta = 0.1\nK = 5\nleak = 0.001\nlmbda = 0.01\n")
+        "z_dim = 24\nz_top_dim = 36\nbeta = 0.1\nK = 5\nleak = 0.001\nlmbda = 0.01\n"
+    )
     proc = _run("fit", "--config", "fit.cfg", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     params, meta = load_checkpoint(tmp_path / "legacy_run" / "best0")
@@ -88,8 +95,11 @@ def test_fit_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path):
     assert _run("fit", "--config", str(cfg), "--out", str(reference), "--quiet").returncode == 0
 
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "predcode", "fit", "--config", str(cfg), "--out",
-                             str(out), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "predcode", "fit", "--config", str(cfg), "--out", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until epoch 1 is saved, then kill inside epoch 2
         state = out / "state0.json"
@@ -111,11 +121,14 @@ def test_fit_killed_mid_epoch_then_resumed_ends_with_the_same_weights(tmp_path):
     np.testing.assert_array_equal(np.load(out / "vLx0.npy"), np.load(reference / "vLx0.npy"))
 
 
-@pytest.mark.parametrize("change, message", [
-    (("batch_size = 128", "bach_size = 128"), "batch_size"),
-    (("K = 10", "K = -5"), "K"),
-    (("batch_size = 128", "batch_size = 0"), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("batch_size = 128", "bach_size = 128"), "batch_size"),
+        (("K = 10", "K = -5"), "K"),
+        (("batch_size = 128", "batch_size = 0"), "batch_size"),
+    ],
+)
 def test_bad_configs_get_one_clear_message_and_no_traceback(tmp_path, change, message):
     cfg = _config(tmp_path)
     cfg.write_text(cfg.read_text().replace(*change))
@@ -130,7 +143,8 @@ def test_missing_data_file_and_wrong_width_npy_are_reported_without_traceback(tm
     for train_file, message in (("missing.npy", "does not exist"), ("narrow.npy", "(n, 784)")):
         (tmp_path / "c.toml").write_text(
             f'[model]\nkind = "gncn_t1"\nz_dims = [36, 36, 36]\n[data]\ntrain_file = "{train_file}"\n'
-            "n_val = 2\n[train]\nepochs = 1\n")
+            "n_val = 2\n[train]\nepochs = 1\n"
+        )
         proc = _run("fit", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "r"), "--quiet")
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert message in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
@@ -143,8 +157,11 @@ def test_divergence_stops_training_naming_the_data_rows_and_layer():
     # Settling diverges already for the untrained model: reported before any NaN reaches a metric or a file.
     model = GNCN(GNCNConfig(kind="gncn_t1", x_dim=16, z_dims=(8, 8), beta=200.0, K=40, phi="identity"))
     x = np.ones((8, 16), np.float32)
-    with pytest.raises(FloatingPointError, match=r"evaluating x_val \(the starting model\), rows 0..7: "
-                                                 r"non-finite states in layer\(s\) z1"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"evaluating x_val \(the starting model\), rows 0..7: "
+        r"non-finite states in layer\(s\) z1",
+    ):
         train(model, x, x, epochs=1, batch_size=8)
 
 

@@ -30,8 +30,13 @@ from predcode.data import DatasetError, read_idx_images, read_idx_labels
 from predcode.experiments.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from predcode.experiments.config import ConfigError, FitConfig, load_config
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 _WORK = Path(tempfile.mkdtemp(prefix="predcode-fuzz-"))  # one folder, files overwritten per example
 
@@ -50,7 +55,7 @@ def _mutated(draw, base: bytes, max_edits: int = 4) -> bytes:
         elif op == "insert":
             data[i:i] = draw(st.binary(min_size=1, max_size=8))
         elif op == "delete" and data:
-            del data[i:i + draw(st.integers(1, 8))]
+            del data[i : i + draw(st.integers(1, 8))]
         elif op == "truncate":
             del data[i:]
     return bytes(data)
@@ -75,9 +80,9 @@ def _read_idx(raw: bytes, kind: str) -> None:
         return
     # It loaded: the array must be exactly what the header declares.
     data = gzip.decompress(raw)
-    dims = struct.unpack(">III" if kind == "images" else ">I", data[4:16 if kind == "images" else 8])
+    dims = struct.unpack(">III" if kind == "images" else ">I", data[4 : 16 if kind == "images" else 8])
     assert out.shape == dims and out.dtype == np.uint8
-    assert out.tobytes() == data[16 if kind == "images" else 8:]
+    assert out.tobytes() == data[16 if kind == "images" else 8 :]
 
 
 @FUZZ
@@ -110,15 +115,19 @@ def _prior_bytes() -> bytes:
     from predcode.experiments.density import MixturePrior
 
     rng = np.random.default_rng(0)
-    prior = MixturePrior(np.array([0.5, 0.5]), rng.standard_normal((2, 3)), np.stack([np.eye(3)] * 2),
-                         metadata={"seed": 1})
+    prior = MixturePrior(
+        np.array([0.5, 0.5]), rng.standard_normal((2, 3)), np.stack([np.eye(3)] * 2), metadata={"seed": 1}
+    )
     return prior.save(_WORK / "prior-base.npz").read_bytes()
 
 
 # ------------------------------------------------------------------------------------ checkpoints
 
-_ARRAYS = {"W1": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.array([1, 2], np.int64),
-           "names": np.array(["W1", "b"])}
+_ARRAYS = {
+    "W1": np.arange(12, dtype=np.float32).reshape(3, 4),
+    "b": np.array([1, 2], np.int64),
+    "names": np.array(["W1", "b"]),
+}
 _BASE = _WORK / "base"
 save_checkpoint(_BASE, _ARRAYS, {"model": "fuzz", "K": 3})
 _NPZ, _JSON = _BASE.with_suffix(".npz").read_bytes(), _BASE.with_suffix(".json").read_text()
@@ -190,16 +199,19 @@ def test_damaged_npy_headers_with_their_hash_recorded_are_checkpoint_errors_or_l
     _load(npz, _rehash(_JSON, npz))
 
 
-_JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2, 2**63), st.floats(),
-                                      st.text(max_size=6)),
-                            lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                    st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                            max_leaves=8)
+_JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2, 2**63), st.floats(), st.text(max_size=6)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["format", "format_version", "npz_sha256", "arrays", "model"]),
-                       _JSON_VALUES, max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(["format", "format_version", "npz_sha256", "arrays", "model"]), _JSON_VALUES, max_size=5
+    )
+)
 def test_random_json_descriptions_are_checkpoint_errors_or_load_as_listed(changes):
     doc = json.loads(_JSON)
     doc.update(changes)
@@ -234,6 +246,7 @@ def test_mutated_prior_files_are_prior_file_errors_or_load(data):
 
 
 # ---------------------------------------------------------------------------------- config files
+
 
 @FUZZ
 @given(st.binary(max_size=200), st.sampled_from(["c.toml", "fit.cfg"]))

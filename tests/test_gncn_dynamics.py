@@ -18,8 +18,7 @@ def _random_problem(kind, seed=0, batch=16):
     model = GNCN(GNCNConfig(kind=kind, x_dim=100, z_dims=DIMS))
     params = model.init(jax.random.key(seed))
     # Stronger weights than the default 0.05 so that 50 steps move the states far from zero.
-    params = model.apply_constraints(
-        {k: (v * 8 if k[0] in "WME" else v) for k, v in params.items()})
+    params = model.apply_constraints({k: (v * 8 if k[0] in "WME" else v) for k, v in params.items()})
     x = (np.random.default_rng(seed).random((batch, 100)) < 0.3).astype(np.float32)
     return model, params, x
 
@@ -92,8 +91,19 @@ def test_t1_drive_is_minus_the_gradient_of_its_energy():
 def test_linear_gaussian_layer_settles_to_closed_form_posterior_mean():
     # x = z W + noise, z ~ N(0, I/leak): the posterior mean is x W^T (W W^T + leak I)^{-1}.
     leak = 0.5
-    model = GNCN(GNCNConfig(kind="gncn_t1", x_dim=20, z_dims=(6,), phi="identity",
-                            g_out="identity", lmbda=0.0, leak=leak, K=400, beta=0.1))
+    model = GNCN(
+        GNCNConfig(
+            kind="gncn_t1",
+            x_dim=20,
+            z_dims=(6,),
+            phi="identity",
+            g_out="identity",
+            lmbda=0.0,
+            leak=leak,
+            K=400,
+            beta=0.1,
+        )
+    )
     W = np.random.default_rng(0).normal(0, 0.3, (6, 20)).astype(np.float32)
     x = np.random.default_rng(1).normal(0, 1, (4, 20)).astype(np.float32)
     result = model.settle({"W1": jnp.asarray(W)}, jnp.asarray(x))
@@ -112,8 +122,9 @@ def test_constraint_leaves_every_receiving_unit_with_norm_at_most_one(kind):
         norms = np.linalg.norm(np.asarray(blown[name]), axis=0)
         assert np.all(norms <= 1 + 1e-5), name
         assert np.max(norms) > 0.99, f"{name}: columns outside the ball end on it"
-    assert all(np.array_equal(blown[f"V{l}"], params[f"V{l}"] * 30) for l in (1, 2, 3)
-               if f"V{l}" in params), "V is fixed and never clipped"
+    assert all(np.array_equal(blown[f"V{l}"], params[f"V{l}"] * 30) for l in (1, 2, 3) if f"V{l}" in params), (
+        "V is fixed and never clipped"
+    )
 
 
 def test_lateral_matrix_has_the_group_structure_of_gncn_md():

@@ -8,14 +8,12 @@ from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN, GNCNConfig, bce, total_discrepancy
 from test_reference64_vs_legacy import FIXTURE_KINDS, _load
 
-NAMES = {"S2": "M2", "S3": "M3", "Sigma_e1": "Sigma1", "Sigma_e2": "Sigma2",
-         "Prec_e1": "Prec1", "Prec_e2": "Prec2"}
+NAMES = {"S2": "M2", "S3": "M3", "Sigma_e1": "Sigma1", "Sigma_e2": "Sigma2", "Prec_e1": "Prec1", "Prec_e2": "Prec2"}
 RTOL, ATOL = 1e-4, 1e-5
 
 
 def _params(fx, prefix):
-    return {NAMES.get(k[len(prefix):], k[len(prefix):]): jnp.asarray(fx[k])
-            for k in fx if k.startswith(prefix)}
+    return {NAMES.get(k[len(prefix) :], k[len(prefix) :]): jnp.asarray(fx[k]) for k in fx if k.startswith(prefix)}
 
 
 def _model(kind):

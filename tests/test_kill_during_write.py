@@ -108,8 +108,13 @@ def _check_iteration(folder, last_done: int) -> tuple[int, bool]:
 
 
 def test_sigkill_at_random_moments_never_loses_the_previous_checkpoint(tmp_path):
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(KILLS), str(SEED)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tmp_path), str(KILLS), str(SEED)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     kills, recovered, seen = 0, 0, []
     started = time.time()
     try:
@@ -139,8 +144,10 @@ def test_sigkill_at_random_moments_never_loses_the_previous_checkpoint(tmp_path)
     write_json(tmp_path / "result.json", {"i": meta["i"]})
     left = sorted(p.name for p in tmp_path.iterdir() if p.name != "next")
     assert left == ["result.json", "state.json", "state.npz"], left
-    print(f"{kills} kills in {time.time() - started:.1f} s; {recovered} loads recovered the previous pair from "
-          "state.npz.prev")
+    print(
+        f"{kills} kills in {time.time() - started:.1f} s; {recovered} loads recovered the previous pair from "
+        "state.npz.prev"
+    )
 
 
 STAGES = ("npz-temp", "json-temp", "between-renames", "after-renames")
@@ -181,8 +188,9 @@ def test_a_kill_at_each_stage_of_a_save_leaves_the_old_or_the_new_pair(tmp_path)
 
     for stage in STAGES:
         save_checkpoint(tmp_path / stage / "best", {"W": np.zeros((8, 8), np.float32)}, {"i": 0})
-    proc = subprocess.run([sys.executable, "-c", STAGE_DRIVER, str(tmp_path), *STAGES], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", STAGE_DRIVER, str(tmp_path), *STAGES], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [w for stage in STAGES for w in (stage, "9")], proc.stdout + proc.stderr
     for stage in STAGES:

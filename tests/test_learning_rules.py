@@ -57,8 +57,7 @@ def test_hebbian_zero_one_weights_ignore_padding():
 def test_hebbian_all_ones_weights_equal_unweighted(x64):
     rng = np.random.default_rng(3)
     pre, post = jnp.asarray(rng.normal(size=(6, 2))), jnp.asarray(rng.normal(size=(6, 3)))
-    np.testing.assert_allclose(np.asarray(hebbian(pre, post, jnp.ones(6))), np.asarray(hebbian(pre, post)),
-                               **TOL)
+    np.testing.assert_allclose(np.asarray(hebbian(pre, post, jnp.ones(6))), np.asarray(hebbian(pre, post)), **TOL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,8 +263,10 @@ def _run(opt, p0, grads):
 def test_keras_adam_matches_float64_replay():
     rng = np.random.default_rng(12)
     p0 = {"w": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(4,)).astype(np.float32)}
-    grads = [{k: rng.normal(size=v.shape).astype(np.float32) * 10.0 ** rng.uniform(-3, 1)
-              for k, v in p0.items()} for _ in range(5)]
+    grads = [
+        {k: rng.normal(size=v.shape).astype(np.float32) * 10.0 ** rng.uniform(-3, 1) for k, v in p0.items()}
+        for _ in range(5)
+    ]
     lr = 0.01
     got = _run(keras_adam(lr), p0, grads)
     want = _keras_replay(p0, grads, lr)
@@ -289,8 +290,9 @@ def test_keras_adam_eps_placement_differs_from_optax_with_tiny_gradients():
     assert np.all(np.abs(optx - keras) > 0.5 * np.abs(keras))
     # With ordinary gradients the two agree closely.
     big = [{"w": rng.normal(size=6).astype(np.float32)} for _ in range(5)]
-    np.testing.assert_allclose(_run(keras_adam(lr), p0, big)["w"], _run(optax.adam(lr, eps=1e-7), p0, big)["w"],
-                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(
+        _run(keras_adam(lr), p0, big)["w"], _run(optax.adam(lr, eps=1e-7), p0, big)["w"], rtol=1e-4, atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("lr", (0.0, -1e-3, float("nan")))

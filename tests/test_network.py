@@ -30,17 +30,25 @@ def _cosine(a, b) -> float:
 
 # ----- inference -------------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # long inference scans (about 20-30 s on a loaded 2-core machine)
 def test_linear_gaussian_inference_converges_to_closed_form_posterior_mean(x64):
     """z ~ N(0, Sz), h | z ~ N(A z + a, Sh), x | h ~ N(B h + b, Sx), x clamped: E[z, h | x]."""
     rng = np.random.default_rng(0)
     nz, nh, nx, batch = 3, 5, 8, 4
-    net = PCNetwork([
-        Node("z", nz, cell=GaussianErrorCell("diagonal"), sigma_init=rng.uniform(0.5, 2.0, nz)),
-        Node("h", nh, {"z": Dense(nz, nh)}, cell=GaussianErrorCell("scalar"), sigma_init=0.7),
-        Node("x", nx, {"h": Dense(nh, nx)}, cell=GaussianErrorCell("full"),
-             sigma_init=(lambda m: m @ m.T / nx + 0.5 * np.eye(nx))(rng.normal(size=(nx, nx)))),
-    ])
+    net = PCNetwork(
+        [
+            Node("z", nz, cell=GaussianErrorCell("diagonal"), sigma_init=rng.uniform(0.5, 2.0, nz)),
+            Node("h", nh, {"z": Dense(nz, nh)}, cell=GaussianErrorCell("scalar"), sigma_init=0.7),
+            Node(
+                "x",
+                nx,
+                {"h": Dense(nh, nx)},
+                cell=GaussianErrorCell("full"),
+                sigma_init=(lambda m: m @ m.T / nx + 0.5 * np.eye(nx))(rng.normal(size=(nx, nx))),
+            ),
+        ]
+    )
     params = net.init(jax.random.key(0))
     params["edges"]["h"]["z"]["b"] = jnp.asarray(rng.normal(size=nh))
     params["edges"]["x"]["h"]["b"] = jnp.asarray(rng.normal(size=nx))
@@ -51,11 +59,15 @@ def test_linear_gaussian_inference_converges_to_closed_form_posterior_mean(x64):
     B, b = np.asarray(params["edges"]["x"]["h"]["w"]).T, np.asarray(params["edges"]["x"]["h"]["b"])
     Sz, Sh, Sx = (np.asarray(net.covariance(params, n)) for n in ("z", "h", "x"))
     m = np.concatenate([np.zeros(nz), a, B @ a + b])
-    L = np.block([[np.eye(nz), np.zeros((nz, nh)), np.zeros((nz, nx))],
-                  [A, np.eye(nh), np.zeros((nh, nx))],
-                  [B @ A, B, np.eye(nx)]])          # (z, h, x) = m + L (noise_z, noise_h, noise_x)
+    L = np.block(
+        [
+            [np.eye(nz), np.zeros((nz, nh)), np.zeros((nz, nx))],
+            [A, np.eye(nh), np.zeros((nh, nx))],
+            [B @ A, B, np.eye(nx)],
+        ]
+    )  # (z, h, x) = m + L (noise_z, noise_h, noise_x)
     S = L @ np.diag(np.r_[np.diag(Sz), np.zeros(nh + nx)]) @ L.T
-    S += L[:, nz:nz + nh] @ Sh @ L[:, nz:nz + nh].T + L[:, nz + nh:] @ Sx @ L[:, nz + nh:].T
+    S += L[:, nz : nz + nh] @ Sh @ L[:, nz : nz + nh].T + L[:, nz + nh :] @ Sx @ L[:, nz + nh :].T
     k = nz + nh
     post = m[:k] + (S[:k, k:] @ np.linalg.solve(S[k:, k:], (x - m[k:]).T)).T
 
@@ -78,13 +90,15 @@ def test_inference_moves_only_free_states_and_keeps_clamps():
 
 # ----- learning --------------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # long inference scans (about 20-30 s on a loaded 2-core machine)
 def test_pc_weight_update_approaches_backprop_gradient_with_large_T():
     """Whittington & Bogacz: at equilibrium, with a weak output layer (variance >> hidden), the PC
     weight gradient is parallel to the backprop gradient; short inference is not."""
     x = jax.random.normal(jax.random.key(1), (16, 20))
-    net = PCNetwork.chain([20, 30, 30, 5], names=["x", "h1", "h2", "y"], activation="tanh",
-                          output_cell=GaussianErrorCell(sigma=1000.0))
+    net = PCNetwork.chain(
+        [20, 30, 30, 5], names=["x", "h1", "h2", "y"], activation="tanh", output_cell=GaussianErrorCell(sigma=1000.0)
+    )
     params = net.init(jax.random.key(0))
     y = net.forward(params, {"x": x})["y"] + jax.random.normal(jax.random.key(2), (16, 5))
 
@@ -103,12 +117,15 @@ def test_pc_weight_update_approaches_backprop_gradient_with_large_T():
 def test_dense_weight_gradient_is_the_local_hebbian_rule():
     net = PCNetwork.chain([6, 5, 4], names=["x", "h", "y"], activation="tanh")
     params = net.init(jax.random.key(3))
-    states = {"x": jax.random.normal(jax.random.key(4), (7, 6)), "h": jax.random.normal(jax.random.key(5), (7, 5)),
-              "y": jax.random.normal(jax.random.key(6), (7, 4))}
+    states = {
+        "x": jax.random.normal(jax.random.key(4), (7, 6)),
+        "h": jax.random.normal(jax.random.key(5), (7, 5)),
+        "y": jax.random.normal(jax.random.key(6), (7, 4)),
+    }
     _, g = weight_gradient(net, params, states)
     w, b = params["edges"]["h"]["x"]["w"], params["edges"]["h"]["x"]["b"]
     pre = states["x"] @ w + b
-    eps = (states["h"] - jnp.tanh(pre)) * (1 - jnp.tanh(pre) ** 2)   # error times act'
+    eps = (states["h"] - jnp.tanh(pre)) * (1 - jnp.tanh(pre) ** 2)  # error times act'
     np.testing.assert_allclose(g["edges"]["h"]["x"]["w"], -states["x"].T @ eps / 7, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g["edges"]["h"]["x"]["b"], -eps.sum(0) / 7, rtol=1e-5, atol=1e-6)
     eps_y = states["y"] - states["h"] @ params["edges"]["y"]["h"]["w"] - params["edges"]["y"]["h"]["b"]
@@ -134,6 +151,7 @@ def test_trainer_step_learns_a_linear_map_and_its_noise_variance():
 
 
 # ----- cells through the network, against scipy ---------------------------------------------------
+
 
 def _single(cell, dim, **kw) -> PCNetwork:
     return PCNetwork([Node("u", 2), Node("v", dim, {"u": Dense(2, dim, bias=False)}, cell=cell, **kw)])
@@ -172,18 +190,23 @@ def test_laplacian_and_bernoulli_energies_are_scipy_nll(x64):
     p = lap.init(jax.random.key(0))
     v = jnp.asarray(rng.normal(size=(3, 4)))
     mu = np.asarray(u @ p["edges"]["v"]["u"]["w"])
-    np.testing.assert_allclose(lap.energies(p, {"u": u, "v": v})["v"],
-                               -scipy.stats.laplace(mu, 0.7).logpdf(np.asarray(v)).sum(-1), rtol=1e-10)
+    np.testing.assert_allclose(
+        lap.energies(p, {"u": u, "v": v})["v"], -scipy.stats.laplace(mu, 0.7).logpdf(np.asarray(v)).sum(-1), rtol=1e-10
+    )
     ber = PCNetwork([Node("u", 2), Node("v", 4, {"u": Dense(2, 4, "sigmoid")}, cell=BernoulliErrorCell())])
     p = ber.init(jax.random.key(1))
     v = jnp.asarray(rng.integers(0, 2, size=(3, 4)).astype(float))
     prob = np.asarray(jax.nn.sigmoid(u @ p["edges"]["v"]["u"]["w"] + p["edges"]["v"]["u"]["b"]))
-    np.testing.assert_allclose(ber.energies(p, {"u": u, "v": v})["v"],
-                               -scipy.stats.bernoulli(prob).logpmf(np.asarray(v)).sum(-1), rtol=1e-9)
+    np.testing.assert_allclose(
+        ber.energies(p, {"u": u, "v": v})["v"], -scipy.stats.bernoulli(prob).logpmf(np.asarray(v)).sum(-1), rtol=1e-9
+    )
 
 
-@pytest.mark.parametrize("cell", [GaussianErrorCell("diagonal"), LaplacianErrorCell(), BernoulliErrorCell()],
-                         ids=["gaussian", "laplacian", "bernoulli"])
+@pytest.mark.parametrize(
+    "cell",
+    [GaussianErrorCell("diagonal"), LaplacianErrorCell(), BernoulliErrorCell()],
+    ids=["gaussian", "laplacian", "bernoulli"],
+)
 def test_masks_zero_the_masked_units_errors_and_energy(cell, x64):
     rng = np.random.default_rng(4)
     act = "sigmoid" if isinstance(cell, BernoulliErrorCell) else "identity"
@@ -205,6 +228,7 @@ def test_masks_zero_the_masked_units_errors_and_energy(cell, x64):
 
 
 # ----- structure -------------------------------------------------------------------------------
+
 
 def test_forward_sweep_is_the_mlp_and_leaves_only_the_normalizing_constant():
     net = PCNetwork.chain([6, 5, 4], names=["x", "h", "y"], activation="relu")
@@ -235,8 +259,11 @@ def test_size_mismatch_names_the_layer():
 
 def test_non_positive_definite_covariance_names_the_node():
     bad = np.array([[1.0, 2.0], [2.0, 1.0]])
-    with pytest.raises(NetworkError, match=r"node 'out': sigma_init: expected a positive-definite covariance, "
-                                           r"got smallest eigenvalue -1"):
+    with pytest.raises(
+        NetworkError,
+        match=r"node 'out': sigma_init: expected a positive-definite covariance, "
+        r"got smallest eigenvalue -1",
+    ):
         Node("out", 2, {"h": Dense(3, 2)}, cell=GaussianErrorCell("full"), sigma_init=bad)
     with pytest.raises(NetworkError, match=r"node 'out': sigma_init: expected positive variances"):
         Node("out", 2, {"h": Dense(3, 2)}, cell=GaussianErrorCell("diagonal"), sigma_init=[1.0, -1.0])

@@ -45,8 +45,11 @@ def _write(tmp_path, task="supervised", epochs=2):
     dims = "[784, 16, 10]" if task == "supervised" else "[8, 16, 784]"
     out_act = "identity" if task == "supervised" else "sigmoid"
     path = tmp_path / f"{task}.toml"
-    path.write_text(SMALL.format(task=task, dims=dims, out_act=out_act, out_sigma=100.0 if task == "supervised"
-                                 else 1.0, epochs=epochs))
+    path.write_text(
+        SMALL.format(
+            task=task, dims=dims, out_act=out_act, out_sigma=100.0 if task == "supervised" else 1.0, epochs=epochs
+        )
+    )
     return path
 
 
@@ -63,8 +66,9 @@ def test_hidden_transform_puts_the_hidden_layers_in_one_transform():
     net = build_network(cfg)
     assert net.names == ("z", "x") and [d.out_dim for d in net.nodes[1].inputs["z"].layers] == [16, 784]
     with pytest.raises(ConfigError, match=r"network.names: expected 2 distinct names"):
-        parse_pc_toml('[network]\ntask = "generative"\ndims = [8, 16, 784]\nhidden = "transform"\n'
-                      'names = ["z", "h", "x"]\n')
+        parse_pc_toml(
+            '[network]\ntask = "generative"\ndims = [8, 16, 784]\nhidden = "transform"\nnames = ["z", "h", "x"]\n'
+        )
 
 
 def test_shipped_pc_configs_load():
@@ -73,14 +77,17 @@ def test_shipped_pc_configs_load():
         build_network(cfg)
 
 
-@pytest.mark.parametrize("text, match", [
-    ('[network]\ntask = "supervised"\ndims = [784, 16, 12]\n', r"network.dims: expected the last size to be 10"),
-    ('[network]\ntask = "generative"\ndims = [8, 16, 700]\n', r"network.dims: expected the last size to be 784"),
-    ('[network]\ntask = "unsupervised"\n', r"network.task: expected one of 'supervised', 'generative'"),
-    ('[network]\ncell = "cauchy"\n', r"network.cell: expected one of 'gaussian', 'laplacian', 'bernoulli'"),
-    ('[network]\n[inference]\nsteps = 3\n', r"unknown key inference.steps; \[inference\] takes T, T_eval"),
-    ('[network]\n[inference]\nT = -1\n', r"inference.T: expected an integer >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('[network]\ntask = "supervised"\ndims = [784, 16, 12]\n', r"network.dims: expected the last size to be 10"),
+        ('[network]\ntask = "generative"\ndims = [8, 16, 700]\n', r"network.dims: expected the last size to be 784"),
+        ('[network]\ntask = "unsupervised"\n', r"network.task: expected one of 'supervised', 'generative'"),
+        ('[network]\ncell = "cauchy"\n', r"network.cell: expected one of 'gaussian', 'laplacian', 'bernoulli'"),
+        ("[network]\n[inference]\nsteps = 3\n", r"unknown key inference.steps; \[inference\] takes T, T_eval"),
+        ("[network]\n[inference]\nT = -1\n", r"inference.T: expected an integer >= 0, got -1"),
+    ],
+)
 def test_bad_pc_configs_name_the_key(text, match):
     with pytest.raises(ConfigError, match=match):
         parse_pc_toml(text)
@@ -92,8 +99,16 @@ def test_fit_writes_the_run_folder_and_resume_matches_an_uninterrupted_run(tmp_p
     straight, split = tmp_path / "straight", tmp_path / "split"
     result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path)), "--out", str(straight), "--quiet"])
     assert result.exit_code == 0, result.output
-    for name in ("config.toml", "metrics.csv", "curves.png", "summary.json", "best0.npz", "best0.json",
-                 "state0.npz", "state0.json"):
+    for name in (
+        "config.toml",
+        "metrics.csv",
+        "curves.png",
+        "summary.json",
+        "best0.npz",
+        "best0.json",
+        "state0.npz",
+        "state0.json",
+    ):
         assert (straight / name).exists(), name
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["task"] == "supervised" and 0.0 <= summary["test_accuracy_forward_mean"] <= 1.0
@@ -104,8 +119,20 @@ def test_fit_writes_the_run_folder_and_resume_matches_an_uninterrupted_run(tmp_p
     (tmp_path / "one").mkdir()
     cfg1 = _write(tmp_path / "one", epochs=1)
     assert runner.invoke(app, ["fit", "--config", str(cfg1), "--out", str(split), "--quiet"]).exit_code == 0
-    result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path)), "--out", str(split), "--quiet",
-                                 "--resume", "--set", "train.epochs=2"])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            "--config",
+            str(_write(tmp_path)),
+            "--out",
+            str(split),
+            "--quiet",
+            "--resume",
+            "--set",
+            "train.epochs=2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     a, meta_a = load_checkpoint(straight / "state0")
     b, meta_b = load_checkpoint(split / "state0")
@@ -118,8 +145,9 @@ def test_fit_writes_the_run_folder_and_resume_matches_an_uninterrupted_run(tmp_p
 def test_generative_fit_then_analyze_writes_probe_knn_pca_and_grids(tmp_path):
     runner = CliRunner()
     run = tmp_path / "gen"
-    result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path, "generative", epochs=1)),
-                                 "--out", str(run), "--quiet"])
+    result = runner.invoke(
+        app, ["fit", "--config", str(_write(tmp_path, "generative", epochs=1)), "--out", str(run), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["analyze", "--run", str(run), "--n-latents", "200", "--n-test", "100"])
     assert result.exit_code == 0, result.output

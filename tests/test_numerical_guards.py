@@ -83,8 +83,11 @@ def test_divergence_in_training_names_epoch_batch_and_sigma_and_leaves_only_fini
         save_checkpoint(stem, {k: np.asarray(v) for k, v in state.params.items()}, {"epoch": record.epoch})
         saved.append(stem)
 
-    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1 of 3: the learned covariance Sigma1 is no "
-                                                 r"longer positive definite") as info:
+    with pytest.raises(
+        FloatingPointError,
+        match=r"epoch 1, batch 1 of 3: the learned covariance Sigma1 is no "
+        r"longer positive definite",
+    ) as info:
         train(model, _x(24), _x(8, seed=2), epochs=2, batch_size=8, params=params, on_epoch=save_like_fit)
     assert "the best checkpoint on disk is intact" in str(info.value)
     assert [p.name for p in saved] == ["state0"], "nothing is saved after the diverging step"
@@ -108,8 +111,15 @@ def test_value_checks_run_before_the_batch_loop_not_once_per_batch(monkeypatch):
     calls, seen_at_batch = [], []
     real = validation._stats
     monkeypatch.setattr(validation, "_stats", lambda x: (calls.append(np.shape(x)), real(x))[1])
-    train(model, _x(48), _x(8, seed=2), epochs=1, batch_size=8, params=_params(model),
-          on_batch=lambda b, n, bce, tod: seen_at_batch.append(len(calls)))
+    train(
+        model,
+        _x(48),
+        _x(8, seed=2),
+        epochs=1,
+        batch_size=8,
+        params=_params(model),
+        on_batch=lambda b, n, bce, tod: seen_at_batch.append(len(calls)),
+    )
     assert len(seen_at_batch) == 6 and calls[:2] == [(48, 16), (8, 16)]  # x_train, x_val checked first
     assert len(set(seen_at_batch)) == 1, f"value checks ran inside the batch loop: {seen_at_batch}"
 

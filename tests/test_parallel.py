@@ -54,8 +54,9 @@ def _compare(out: Path, n_devices: int, n_processes: int) -> None:
 @pytest.mark.slow
 def test_data_parallel_step_on_two_devices_equals_the_single_device_step(tmp_path):
     out = tmp_path / "two_devices.npz"
-    proc = subprocess.run([sys.executable, str(WORKER), str(out)], env=_env(2), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(out)], env=_env(2), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _compare(out, n_devices=2, n_processes=1)
 
@@ -70,8 +71,16 @@ def _free_port() -> int:
 def test_two_processes_joined_by_jax_distributed_train_to_the_weights_of_one(tmp_path):
     out = tmp_path / "two_processes.npz"
     address = f"localhost:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(out), address, "2", str(pid)], env=_env(1),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(out), address, "2", str(pid)],
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
     finally:

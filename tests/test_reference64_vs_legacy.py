@@ -4,6 +4,7 @@ Fixtures: ``shared/reference/legacy-fixtures/{gncn_t1,gncn_t1_sigma,gncn_pdh}.np
 written by the real TensorFlow code; see that folder's README). The reference lives in
 ``tests/gncn_reference64.py`` and is independent of ``predcode``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,14 +24,21 @@ FIXTURE_KINDS = ("gncn_t1", "gncn_t1_sigma", "gncn_pdh")
 RTOL, ATOL = 1e-4, 1e-5
 
 # legacy short name -> reference name
-NAME_MAP = {"S2": "M2", "S3": "M3", "Sigma_e1": "Sigma1", "Sigma_e2": "Sigma2",
-            "Prec_e1": "Prec1", "Prec_e2": "Prec2"}
+NAME_MAP = {"S2": "M2", "S3": "M3", "Sigma_e1": "Sigma1", "Sigma_e2": "Sigma2", "Prec_e1": "Prec1", "Prec_e2": "Prec2"}
 # fixture settle suffix -> reference settle key
 SETTLE_MAP = {
-    "z1_z": "z1", "z2_z": "z2", "z3_z": "z3",
-    "z1_phi": "phi1", "z2_phi": "phi2", "z3_phi": "phi3",
-    "mu0_phi": "mu0", "mu1_phi": "mu1", "mu2_phi": "mu2",
-    "e0_phi": "e0", "e1_phi": "et1", "e2_phi": "et2",   # e1/e2 phi are the whitened errors
+    "z1_z": "z1",
+    "z2_z": "z2",
+    "z3_z": "z3",
+    "z1_phi": "phi1",
+    "z2_phi": "phi2",
+    "z3_phi": "phi3",
+    "mu0_phi": "mu0",
+    "mu1_phi": "mu1",
+    "mu2_phi": "mu2",
+    "e0_phi": "e0",
+    "e1_phi": "et1",
+    "e2_phi": "et2",  # e1/e2 phi are the whitened errors
     "x_hat": "mu0",
 }
 
@@ -48,8 +56,7 @@ def _load(kind):
 
 
 def _params(fx, prefix):
-    return {_ref_name(k[len(prefix):]): fx[k].astype(np.float64)
-            for k in fx if k.startswith(prefix)}
+    return {_ref_name(k[len(prefix) :]): fx[k].astype(np.float64) for k in fx if k.startswith(prefix)}
 
 
 def _close(got, want, what, rtol=RTOL, atol=ATOL):
@@ -57,8 +64,7 @@ def _close(got, want, what, rtol=RTOL, atol=ATOL):
     want = np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != fixture {want.shape}"
     err = float(np.max(np.abs(got - want))) if got.size else 0.0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol,
-                               err_msg=f"{what}: max |diff| {err:.3e}")
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"{what}: max |diff| {err:.3e}")
     return err
 
 
@@ -99,7 +105,7 @@ def test_initial_metrics_match_legacy_tod_and_bce(case):
     _close(ref.tod64(s0), -fx["tod0_train"], "tod0_train")
     _close(ref.bce64(fx["x"], s0["mu0"]), fx["bce0"], "bce0")
     _close(ref.bce64(fx["x"], s0["mu0"]), fx["bce0_train"], "bce0_train")
-    per = [ref.bce64(fx["x"][i:i + 1], s0["mu0"][i:i + 1]) for i in range(fx["x"].shape[0])]
+    per = [ref.bce64(fx["x"][i : i + 1], s0["mu0"][i : i + 1]) for i in range(fx["x"].shape[0])]
     _close(per, fx["bce0_per_sample"], "bce0_per_sample")
 
 
@@ -208,8 +214,7 @@ def test_t2_lsigma_is_pdh_without_skip_matrices():
     np.testing.assert_array_equal(p1["V2"], p_t2["V2"])
     # Prec P satisfies P P^T = cov^{-1}, cov = the (lower-triangle) covariance after Adam + clamp
     cov = _cov_after(p_t2["Sigma1"], d["Sigma1"])
-    np.testing.assert_allclose(p1["Prec1"] @ p1["Prec1"].T, np.linalg.inv(cov),
-                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(p1["Prec1"] @ p1["Prec1"].T, np.linalg.inv(cov), rtol=1e-8, atol=1e-10)
 
 
 def _cov_after(Sigma, g, lr=1e-3, b2=0.999, b1=0.9, eps=1e-7):

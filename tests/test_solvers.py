@@ -20,14 +20,20 @@ def _linear_settle(solver, steps, tol=None, z0=None):
     """Gradient flow of E(z) = z Q z / 2 - b z (rows are samples): dz = b - z Q, energy E."""
     q, b = jnp.asarray(Q), jnp.asarray(B)
     z0 = jnp.zeros((1, 4)) if z0 is None else z0
-    return settle(lambda z: ((), (), ()), lambda z, _: (b - z[0] @ q,),
-                  lambda z, _: jnp.sum(0.5 * (z[0] @ q) * z[0] - b * z[0]), (z0,),
-                  steps=steps, solver=solver, tol=tol)
+    return settle(
+        lambda z: ((), (), ()),
+        lambda z, _: (b - z[0] @ q,),
+        lambda z, _: jnp.sum(0.5 * (z[0] @ q) * z[0] - b * z[0]),
+        (z0,),
+        steps=steps,
+        solver=solver,
+        tol=tol,
+    )
 
 
 def test_heun_is_second_order_on_a_linear_ode(x64):
     t_end = 2.0
-    exact = (np.linalg.solve(Q, B.T).T @ (np.eye(4) - scipy.linalg.expm(-Q * t_end)))  # z(0) = 0
+    exact = np.linalg.solve(Q, B.T).T @ (np.eye(4) - scipy.linalg.expm(-Q * t_end))  # z(0) = 0
     errors = []
     for n in (40, 80, 160):
         z = np.asarray(_linear_settle(Heun(t_end / n), n + 1).states[0])
@@ -58,8 +64,15 @@ def test_momentum_reaches_the_closed_form_minimum_in_fewer_steps_than_euler(x64)
     dt = 0.5
 
     def run(solver):
-        return settle(lambda z: ((), (), ()), lambda z, _: (jnp.asarray(B) - z[0] @ jnp.asarray(q),),
-                      lambda z, _: jnp.float64(0), (jnp.zeros((1, 4)),), steps=5000, solver=solver, tol=1e-10)
+        return settle(
+            lambda z: ((), (), ()),
+            lambda z, _: (jnp.asarray(B) - z[0] @ jnp.asarray(q),),
+            lambda z, _: jnp.float64(0),
+            (jnp.zeros((1, 4)),),
+            steps=5000,
+            solver=solver,
+            tol=1e-10,
+        )
 
     euler, heavy, nesterov = run(Euler(dt)), run(Momentum(dt, 0.9)), run(Nesterov(dt, 0.9))
     for result in (euler, heavy, nesterov):
@@ -99,9 +112,14 @@ def test_gncn_takes_its_solver_and_tolerance_from_the_config():
     museum = GNCN(GNCNConfig(**small))
     params = museum.init(jax.random.key(0))
     nest = GNCN(GNCNConfig(**small, solver="nesterov", momentum=0.3)).settle(params, x)
-    by_hand = settle(lambda s: museum._predict(params, x, None, s), lambda s, g: museum._drive(params, s, g),
-                     lambda s, e: jnp.float32(0.0), tuple(jnp.zeros((5, d)) for d in small["z_dims"]),
-                     steps=12, solver=Nesterov(0.1, 0.3))
+    by_hand = settle(
+        lambda s: museum._predict(params, x, None, s),
+        lambda s, g: museum._drive(params, s, g),
+        lambda s, e: jnp.float32(0.0),
+        tuple(jnp.zeros((5, d)) for d in small["z_dims"]),
+        steps=12,
+        solver=Nesterov(0.1, 0.3),
+    )
     for a, b in zip(nest.states, by_hand.states):
         np.testing.assert_array_equal(a, b)
     assert int(GNCN(GNCNConfig(**small, settle_tol=0.2)).settle(params, x).n_steps) < 12

@@ -63,9 +63,11 @@ def test_one_epoch_of_gncn_pdh_on_10000_mnist_images_lowers_validation_bce():
     model = GNCN(GNCNConfig(kind="gncn_pdh"))
     result = train(model, x_tr, x_val, epochs=1, batch_size=512, seed=69)
     before, after = result.initial.val_bce, result.history[0].val_bce
-    print(f"GNCN-PDH, 1 epoch on 10,000 MNIST images: validation BCE {before:.2f} -> {after:.2f}, "
-          f"ToD {result.initial.val_tod:.2f} -> {result.history[0].val_tod:.2f}, "
-          f"{result.history[0].seconds:.1f} s")
+    print(
+        f"GNCN-PDH, 1 epoch on 10,000 MNIST images: validation BCE {before:.2f} -> {after:.2f}, "
+        f"ToD {result.initial.val_tod:.2f} -> {result.history[0].val_tod:.2f}, "
+        f"{result.history[0].seconds:.1f} s"
+    )
     assert before > 500, "an untrained model predicts about 0.5 everywhere (784 ln 2 = 543)"
     assert after < before - 50
     assert result.best_epoch == 1

@@ -27,11 +27,20 @@ def test_vmapped_trials_equal_sequential_trials_with_one_stopping_early_and_one_
     # (patience 1) while trial 1 starts fresh and trains on, so the two are out of step twice.
     saved = train(MODEL, X_TR, X_VAL, seed=3, **{**kw, "epochs": 1})
     saved.best_val_bce, saved.best_epoch = 0.0, 1
-    sequential = [train(MODEL, X_TR, X_VAL, seed=3, state=copy.deepcopy(saved), **kw),
-                  train(MODEL, X_TR, X_VAL, seed=4, **kw)]
+    sequential = [
+        train(MODEL, X_TR, X_VAL, seed=3, state=copy.deepcopy(saved), **kw),
+        train(MODEL, X_TR, X_VAL, seed=4, **kw),
+    ]
     seen = []
-    together = train_trials(MODEL, X_TR, X_VAL, seeds=[3, 4], states=[copy.deepcopy(saved), None],
-                            on_epoch=lambda t, r, s: seen.append((t, r.epoch)), **kw)
+    together = train_trials(
+        MODEL,
+        X_TR,
+        X_VAL,
+        seeds=[3, 4],
+        states=[copy.deepcopy(saved), None],
+        on_epoch=lambda t, r, s: seen.append((t, r.epoch)),
+        **kw,
+    )
     assert sequential[0].epoch == 2 and sequential[1].epoch >= 3  # the premise: trial 0 stopped early
     assert [s.epoch for s in together] == [s.epoch for s in sequential]
     assert sorted(seen) == sorted([(0, 2)] + [(1, e) for e in range(sequential[1].epoch + 1)])
@@ -41,8 +50,7 @@ def test_vmapped_trials_equal_sequential_trials_with_one_stopping_early_and_one_
         assert got.best_epoch == want.best_epoch
         for jax_leaf, ref_leaf in zip(jax.tree.leaves(got.opt_state), jax.tree.leaves(want.opt_state)):
             np.testing.assert_allclose(jax_leaf, ref_leaf, rtol=2e-4, atol=1e-7)
-        rows = lambda s: np.array([[r.train_bce, r.train_tod, r.val_bce, r.val_tod]  # noqa: E731
-                                   for r in [s.initial, *s.history]])
+        rows = lambda s: np.array([[r.train_bce, r.train_tod, r.val_bce, r.val_tod] for r in [s.initial, *s.history]])
         np.testing.assert_allclose(rows(got), rows(want), rtol=1e-5)
 
 
@@ -128,8 +136,7 @@ def test_fit_with_vmapped_trials_killed_mid_epoch_then_resumed_ends_with_the_sam
     reference = tmp_path / "uninterrupted"
     assert subprocess.run([*cmd, "--out", str(reference)], env=env, capture_output=True).returncode == 0
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until epoch 1 of trial 1 is saved, then kill inside epoch 2
         state = out / "state1.json"
@@ -139,7 +146,7 @@ def test_fit_with_vmapped_trials_killed_mid_epoch_then_resumed_ends_with_the_sam
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = [json.loads((out / f"state{t}.json").read_text())["epoch"] for t in (0, 1)]
-    assert 1 <= min(saved) and max(saved) < 6, f"the kill should land before the end, states say {saved}"
+    assert min(saved) >= 1 and max(saved) < 6, f"the kill should land before the end, states say {saved}"
     resumed = subprocess.run([*cmd, "--out", str(out), "--resume"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     for t in (0, 1):

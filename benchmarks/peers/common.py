@@ -67,8 +67,10 @@ def make_inputs(spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Initial weights ``W1..WL`` (float32, N(0, weight_sd^2)) and one binary batch ``x`` (B, d_0)."""
     rng = np.random.default_rng(spec.seed)
     d = spec.dims
-    W = {f"W{l}": (spec.weight_sd * rng.standard_normal((d[l], d[l - 1]))).astype(np.float32)
-         for l in range(1, spec.L + 1)}
+    W = {
+        f"W{l}": (spec.weight_sd * rng.standard_normal((d[l], d[l - 1]))).astype(np.float32)
+        for l in range(1, spec.L + 1)
+    }
     x = (rng.random((spec.batch, d[0])) < spec.density).astype(np.float32)
     return W, x
 
@@ -240,12 +242,24 @@ def serve(build: Callable[[str, Spec, dict, np.ndarray], Impl]) -> None:
                 impl.step()
                 t_second = time.perf_counter() - t0
                 peak = _matmul_peak()
-                reply({"ok": True, "name": impl.name, "style": impl.style, "library": impl.library,
-                       "notes": impl.notes, "extra": impl.extra,
-                       "jax": jax.__version__, "python": sys.version.split()[0],
-                       "build_s": t_build, "first_call_s": t_first, "second_call_s": t_second,
-                       "compile_s": max(0.0, t_first - t_second), "rss_before_build_mb": rss0,
-                       "peak_rss_mb": peak_rss_mb()})
+                reply(
+                    {
+                        "ok": True,
+                        "name": impl.name,
+                        "style": impl.style,
+                        "library": impl.library,
+                        "notes": impl.notes,
+                        "extra": impl.extra,
+                        "jax": jax.__version__,
+                        "python": sys.version.split()[0],
+                        "build_s": t_build,
+                        "first_call_s": t_first,
+                        "second_call_s": t_second,
+                        "compile_s": max(0.0, t_first - t_second),
+                        "rss_before_build_mb": rss0,
+                        "peak_rss_mb": peak_rss_mb(),
+                    }
+                )
             elif cmd == "check":
                 impl.set_weights(W0)
                 impl.step()
@@ -260,8 +274,16 @@ def serve(build: Callable[[str, Spec, dict, np.ndarray], Impl]) -> None:
                     impl.step()
                     times.append(time.perf_counter() - t0)
                     foreign.append(foreign_load(s0, cpu_snapshot()))
-                reply({"ok": True, "peak_gflops": gflops, "peak_foreign": fl_peak, "times_s": times,
-                       "foreign": foreign, "peak_rss_mb": peak_rss_mb()})
+                reply(
+                    {
+                        "ok": True,
+                        "peak_gflops": gflops,
+                        "peak_foreign": fl_peak,
+                        "times_s": times,
+                        "foreign": foreign,
+                        "peak_rss_mb": peak_rss_mb(),
+                    }
+                )
             else:
                 reply({"ok": False, "error": f"unknown command {cmd!r}"})
         except Exception as exc:  # report, keep serving

@@ -29,9 +29,16 @@ def _wrap(name: str, style: str, library: str, step_fn, W0, x, notes: str = "") 
     def set_weights(W):
         state["W"] = {k: jnp.asarray(v) for k, v in W.items()}
 
-    return Impl(name=name, style=style, library=library, step=step, set_weights=set_weights,
-                weights=lambda: {k: np.asarray(v) for k, v in state["W"].items()},
-                states=lambda: [np.asarray(z) for z in state["z"]], notes=notes)
+    return Impl(
+        name=name,
+        style=style,
+        library=library,
+        step=step,
+        set_weights=set_weights,
+        weights=lambda: {k: np.asarray(v) for k, v in state["W"].items()},
+        states=lambda: [np.asarray(z) for z in state["z"]],
+        notes=notes,
+    )
 
 
 def build_predcode(spec: Spec, W0, x) -> Impl:
@@ -67,12 +74,21 @@ def build_predcode(spec: Spec, W0, x) -> Impl:
 
         z0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in spec.dims[1:])
         res = settle(predict, drive, energy, z0, steps=spec.K + 1, solver=Euler(spec.dt))
-        new_W = {f"W{l}": W[f"W{l}"] + spec.lr * hebbian(relu.fn(res.states[l - 1]), res.errors[l - 1])
-                 for l in range(1, L + 1)}
+        new_W = {
+            f"W{l}": W[f"W{l}"] + spec.lr * hebbian(relu.fn(res.states[l - 1]), res.errors[l - 1])
+            for l in range(1, L + 1)
+        }
         return new_W, res.states
 
-    return _wrap("predcode", "settle (lax.scan)", f"predcode {predcode.__version__}", train_step, W0, x,
-                 notes="cells.GaussianErrorCell + dynamics.settle (Euler, K+1 steps = K moves) + hebbian")
+    return _wrap(
+        "predcode",
+        "settle (lax.scan)",
+        f"predcode {predcode.__version__}",
+        train_step,
+        W0,
+        x,
+        notes="cells.GaussianErrorCell + dynamics.settle (Euler, K+1 steps = K moves) + hebbian",
+    )
 
 
 def build_plain(spec: Spec, W0, x) -> Impl:
@@ -85,18 +101,26 @@ def build_plain(spec: Spec, W0, x) -> Impl:
     def train_step(W, x):
         def body(carry, _):
             z, e = carry
-            z = tuple(z[l - 1] + spec.dt * ((e[l - 1] @ W[f"W{l}"].T) * (z[l - 1] >= 0)
-                                           - (e[l] if l < L else 0.0)) for l in range(1, L + 1))
+            z = tuple(
+                z[l - 1] + spec.dt * ((e[l - 1] @ W[f"W{l}"].T) * (z[l - 1] >= 0) - (e[l] if l < L else 0.0))
+                for l in range(1, L + 1)
+            )
             return (z, errors(W, x, z)), None
 
         z0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in spec.dims[1:])
         (z, e), _ = jax.lax.scan(body, (z0, errors(W, x, z0)), None, length=spec.K)
-        new_W = {f"W{l}": W[f"W{l}"] + (spec.lr / x.shape[0]) * (relu(z[l - 1]).T @ e[l - 1])
-                 for l in range(1, L + 1)}
+        new_W = {f"W{l}": W[f"W{l}"] + (spec.lr / x.shape[0]) * (relu(z[l - 1]).T @ e[l - 1]) for l in range(1, L + 1)}
         return new_W, z
 
-    return _wrap("plain_jax", "lax.scan", f"jax {jax.__version__}", train_step, W0, x,
-                 notes="hand-written jax.numpy, scan carries (z, e) only")
+    return _wrap(
+        "plain_jax",
+        "lax.scan",
+        f"jax {jax.__version__}",
+        train_step,
+        W0,
+        x,
+        notes="hand-written jax.numpy, scan carries (z, e) only",
+    )
 
 
 BUILDERS = {"predcode": build_predcode, "plain_jax": build_plain}

@@ -42,25 +42,41 @@ class PCNetwork:
         keys = jax.random.split(key, 2 * L)
         _COUNT[0] += 1  # one Context name per instance
         with Context(f"pc_bench_{_COUNT[0]}") as self.circuit:
-            self.z = [RateCell(f"z{l}", n_units=d[l], tau_m=tau_m, act_fx="relu", prior=("gaussian", 0.0),
-                               batch_size=batch_size) for l in range(1, L + 1)]
+            self.z = [
+                RateCell(
+                    f"z{l}", n_units=d[l], tau_m=tau_m, act_fx="relu", prior=("gaussian", 0.0), batch_size=batch_size
+                )
+                for l in range(1, L + 1)
+            ]
             self.e = [GaussianErrorCell(f"e{l}", n_units=d[l], batch_size=batch_size) for l in range(L)]
-            self.W = [HebbianSynapse(f"W{l}", shape=(d[l], d[l - 1]), eta=spec.lr / batch_size, w_bound=0.0,
-                                     sign_value=-1.0, optim_type="sgd", batch_size=batch_size, key=keys[l - 1])
-                      for l in range(1, L + 1)]
-            self.E = [StaticSynapse(f"E{l}", shape=(d[l - 1], d[l]), batch_size=batch_size, key=keys[L + l - 1])
-                      for l in range(1, L + 1)]
+            self.W = [
+                HebbianSynapse(
+                    f"W{l}",
+                    shape=(d[l], d[l - 1]),
+                    eta=spec.lr / batch_size,
+                    w_bound=0.0,
+                    sign_value=-1.0,
+                    optim_type="sgd",
+                    batch_size=batch_size,
+                    key=keys[l - 1],
+                )
+                for l in range(1, L + 1)
+            ]
+            self.E = [
+                StaticSynapse(f"E{l}", shape=(d[l - 1], d[l]), batch_size=batch_size, key=keys[L + l - 1])
+                for l in range(1, L + 1)
+            ]
             for l in range(1, L + 1):
                 z, W, E, e_below = self.z[l - 1], self.W[l - 1], self.E[l - 1], self.e[l - 1]
-                z.zF >> W.inputs          # top-down prediction of layer l-1
+                z.zF >> W.inputs  # top-down prediction of layer l-1
                 W.outputs >> e_below.mu
                 if l >= 2:
                     self.z[l - 2].z >> e_below.target
-                e_below.dmu >> E.inputs   # bottom-up error message
+                e_below.dmu >> E.inputs  # bottom-up error message
                 E.outputs >> z.j
                 if l < L:
                     self.e[l].dtarget >> z.j_td
-                z.zF >> W.pre             # Hebbian factors
+                z.zF >> W.pre  # Hebbian factors
                 e_below.dmu >> W.post
 
             self.reset_process = MethodProcess(name="reset_process")
@@ -108,8 +124,13 @@ def build(name: str, spec: Spec, W0, x) -> Impl:
     import ngclearn
 
     style = {"ngc_scan": "process.scan (museum default)", "ngc_step": "advance_process.run loop"}[name]
-    return Impl(name=name, style=style, library=f"ngclearn {ngclearn.__version__}", step=step,
-                set_weights=set_weights,
-                weights=lambda: {f"W{l}": np.asarray(s.weights.get()) for l, s in enumerate(net.W, start=1)},
-                states=lambda: [np.asarray(z.z.get()) for z in net.z],
-                notes="RateCell + GaussianErrorCell + HebbianSynapse (+ StaticSynapse feedback), MethodProcess")
+    return Impl(
+        name=name,
+        style=style,
+        library=f"ngclearn {ngclearn.__version__}",
+        step=step,
+        set_weights=set_weights,
+        weights=lambda: {f"W{l}": np.asarray(s.weights.get()) for l, s in enumerate(net.W, start=1)},
+        states=lambda: [np.asarray(z.z.get()) for z in net.z],
+        notes="RateCell + GaussianErrorCell + HebbianSynapse (+ StaticSynapse feedback), MethodProcess",
+    )

@@ -55,8 +55,7 @@ class Decoder(pxc.EnergyModule):
         zero = {"to_zero": lambda n, k, v, rkg: jnp.zeros_like(v)}
         self.vodes = (
             [pxc.Vode(energy_fn=pxc.zero_energy)]
-            + [pxc.Vode(ruleset={pxc.STATUS.INIT: ("h, u <- u:to_zero",)}, tforms=zero)
-               for _ in range(len(dims) - 2)]
+            + [pxc.Vode(ruleset={pxc.STATUS.INIT: ("h, u <- u:to_zero",)}, tforms=zero) for _ in range(len(dims) - 2)]
             + [pxc.Vode()]
         )
         self.vodes[-1].h.frozen = True
@@ -84,8 +83,9 @@ def energy(*, model: Decoder):
 @pxf.jit(static_argnums=0)
 def train_on_batch_loop(T: int, x: jax.Array, *, model: Decoder, optim_w: pxu.Optim, optim_h: pxu.Optim):
     model.train()
-    inference_step = pxf.value_and_grad(pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]),
-                                        has_aux=True)(energy)
+    inference_step = pxf.value_and_grad(pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]), has_aux=True)(
+        energy
+    )
     learning_step = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]), has_aux=True)(energy)
 
     with pxu.step(model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache):
@@ -107,8 +107,9 @@ def train_on_batch_loop(T: int, x: jax.Array, *, model: Decoder, optim_w: pxu.Op
 def train_on_batch_scan(T: int, x: jax.Array, *, model: Decoder, optim_w: pxu.Optim, optim_h: pxu.Optim):
     def h_step(i, x, *, model, optim_h):
         with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-            _, g = pxf.value_and_grad(pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]),
-                                      has_aux=True)(energy)(model=model)
+            _, g = pxf.value_and_grad(pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]), has_aux=True)(energy)(
+                model=model
+            )
         optim_h.step(model, g["model"])
         return x, None
 
@@ -154,6 +155,13 @@ def build(name: str, spec: Spec, W0, x) -> Impl:
 
     set_weights(W0)
     style = {"pcx_loop": "Python loop (decoder tutorial)", "pcx_scan": "pxf.scan (MCPC notebook)"}[name]
-    return Impl(name=name, style=style, library=f"pcx {getattr(px, '__version__', '0.6.3')}", step=step,
-                set_weights=set_weights, weights=weights, states=states,
-                notes="EnergyModule + Vode + pxnn.Linear, pxf.vmap/value_and_grad/jit, optax.sgd")
+    return Impl(
+        name=name,
+        style=style,
+        library=f"pcx {getattr(px, '__version__', '0.6.3')}",
+        step=step,
+        set_weights=set_weights,
+        weights=weights,
+        states=states,
+        notes="EnergyModule + Vode + pxnn.Linear, pxf.vmap/value_and_grad/jit, optax.sgd",
+    )

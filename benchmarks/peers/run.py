@@ -33,8 +33,11 @@ sys.path.insert(0, HERE)
 
 from common import Spec, cpu_snapshot, foreign_load, make_inputs, reference_step, step_flops  # noqa: E402
 
-VENVS = {"main": os.path.join(ROOT, ".venv"), "pcx": os.path.join(HERE, ".venv-pcx"),
-         "ngc": os.path.join(HERE, ".venv-ngc")}
+VENVS = {
+    "main": os.path.join(ROOT, ".venv"),
+    "pcx": os.path.join(HERE, ".venv-pcx"),
+    "ngc": os.path.join(HERE, ".venv-ngc"),
+}
 # (label, venv, worker module, implementation)
 ALL = [
     ("predcode", "main", "jax", "predcode"),
@@ -56,8 +59,15 @@ class Worker:
             raise FileNotFoundError(f"{py} missing: run benchmarks/peers/setup.sh first")
         env = dict(os.environ, PYTHONPATH=HERE, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
         self.log = open(os.path.join(tempfile.gettempdir(), f"peers-{label}.log"), "w")  # noqa: SIM115 (closed in close())
-        self.proc = subprocess.Popen([py, os.path.join(HERE, "worker.py"), module], cwd=HERE, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(
+            [py, os.path.join(HERE, "worker.py"), module],
+            cwd=HERE,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
 
     def ask(self, **msg) -> dict:
         self.proc.stdin.write(json.dumps(msg) + "\n")
@@ -91,10 +101,12 @@ def wait_quiet(state: dict) -> None:
 
 def git_commit() -> str:
     try:
-        c = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        c = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return c + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -117,9 +129,14 @@ def compare(spec: Spec, ref: dict, got: dict) -> dict:
     dW = max(float(np.max(np.abs(got[k] - ref["W"][k]))) for k in ref["W"])
     upd = max(float(np.max(np.abs(ref["W"][k] - W0[k]))) for k in ref["W"])
     dz = [np.abs(got[f"z{l}"] - ref["z"][l - 1]) for l in range(1, spec.L + 1)]
-    return {"max_abs_dW": dW, "max_abs_update": upd, "rel_dW_of_update": dW / upd,
-            "max_abs_dz": max(float(d.max()) for d in dz), "max_abs_dz_per_layer": [float(d.max()) for d in dz],
-            "frac_dz_over_1e-4": float(sum((d > 1e-4).sum() for d in dz) / sum(d.size for d in dz))}
+    return {
+        "max_abs_dW": dW,
+        "max_abs_update": upd,
+        "rel_dW_of_update": dW / upd,
+        "max_abs_dz": max(float(d.max()) for d in dz),
+        "max_abs_dz_per_layer": [float(d.max()) for d in dz],
+        "frac_dz_over_1e-4": float(sum((d > 1e-4).sum() for d in dz) / sum(d.size for d in dz)),
+    }
 
 
 def as_ref(got) -> dict:
@@ -149,13 +166,22 @@ def main(argv=None) -> dict:
     spec = Spec(K=args.K, batch=args.batch)
     entries = [e for e in ALL if args.only is None or e[0] in args.only]
     flops = step_flops(spec)
-    info = {"date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "commit": git_commit(),
-            "command": " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT),
-                                                         os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-            "cpu": cpu_model(), "nproc": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    info = {
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "command": " ".join(
+            shlex.quote(a)
+            for a in [os.path.relpath(sys.executable, ROOT), os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]
+        ),
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+    }
     print(f"# peer benchmark {info['date']}  commit {info['commit']}  {info['cpu']} x{info['nproc']}")
-    print(f"# network {spec.dims[0]}<-" + "<-".join(map(str, spec.dims[1:])) + f", K={spec.K}, dt={spec.dt}, "
-          f"batch {spec.batch}; {flops / 1e9:.2f} GFLOP a step (matmuls only)")
+    print(
+        f"# network {spec.dims[0]}<-" + "<-".join(map(str, spec.dims[1:])) + f", K={spec.K}, dt={spec.dt}, "
+        f"batch {spec.batch}; {flops / 1e9:.2f} GFLOP a step (matmuls only)"
+    )
     print(f"# load average at start {info['loadavg_start']} (the machine is shared)")
 
     ref = reference_step(spec, *make_inputs(spec))
@@ -168,8 +194,10 @@ def main(argv=None) -> dict:
             wait_quiet(quiet)
             builds[label] = w.ask(cmd="build", impl=impl, spec=spec.to_json())
             b = builds[label]
-            print(f"  built {label:13s} {b['library']:16s} jax {b['jax']:9s} compile {b['compile_s']:6.2f} s "
-                  f"(first call {b['first_call_s']:.2f} s)")
+            print(
+                f"  built {label:13s} {b['library']:16s} jax {b['jax']:9s} compile {b['compile_s']:6.2f} s "
+                f"(first call {b['first_call_s']:.2f} s)"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             got = {}
             for w in workers:
@@ -185,7 +213,7 @@ def main(argv=None) -> dict:
                     checks[w.label]["vs_" + other] = compare(spec, as_ref(got[other]), got[w.label])
         rounds = {w.label: [] for w in workers}
         for r in range(args.rounds):
-            order = workers[r % len(workers):] + workers[: r % len(workers)]
+            order = workers[r % len(workers) :] + workers[: r % len(workers)]
             for w in order:
                 wait_quiet(quiet)
                 rounds[w.label].append(w.ask(cmd="round", calls=args.calls))
@@ -197,8 +225,9 @@ def main(argv=None) -> dict:
     info["quiet_wait_s"] = quiet["waited"]
 
     # ---- summaries ----------------------------------------------------------------------------
-    main_peak = float(np.median([rr["peak_gflops"] for w in workers if w.venv == "main" for rr in rounds[w.label]]
-                                or [np.nan]))
+    main_peak = float(
+        np.median([rr["peak_gflops"] for w in workers if w.venv == "main" for rr in rounds[w.label]] or [np.nan])
+    )
     res = {}
     for w in workers:
         rr = rounds[w.label]
@@ -207,14 +236,32 @@ def main(argv=None) -> dict:
         adj = [flops / t / 1e9 / x["peak_gflops"] for t, x in zip(per_round, rr)]
         fl = [f for x in rr for f in x["foreign"] if f is not None]
         res[w.label] = {
-            **{k: builds[w.label][k] for k in ("library", "style", "jax", "python", "notes", "compile_s",
-                                                "first_call_s", "build_s", "rss_before_build_mb")},
-            "venv": w.venv, "step_s_per_round": per_round, "step_s": med, "samples_per_s": spec.batch / med,
-            "gflops": flops / med / 1e9, "own_peak_gflops": float(np.median([x["peak_gflops"] for x in rr])),
-            "of_adjacent_peak_per_round": adj, "of_adjacent_peak": float(np.median(adj)),
+            **{
+                k: builds[w.label][k]
+                for k in (
+                    "library",
+                    "style",
+                    "jax",
+                    "python",
+                    "notes",
+                    "compile_s",
+                    "first_call_s",
+                    "build_s",
+                    "rss_before_build_mb",
+                )
+            },
+            "venv": w.venv,
+            "step_s_per_round": per_round,
+            "step_s": med,
+            "samples_per_s": spec.batch / med,
+            "gflops": flops / med / 1e9,
+            "own_peak_gflops": float(np.median([x["peak_gflops"] for x in rr])),
+            "of_adjacent_peak_per_round": adj,
+            "of_adjacent_peak": float(np.median(adj)),
             "of_main_peak": flops / med / 1e9 / main_peak,
             "peak_rss_mb": max(x["peak_rss_mb"] for x in rr),
-            "max_foreign_cores": max(fl) if fl else None, "check": checks[w.label],
+            "max_foreign_cores": max(fl) if fl else None,
+            "check": checks[w.label],
         }
     best = lambda pre: max((v["samples_per_s"] for k, v in res.items() if k.startswith(pre)), default=None)
     ratios = {}
@@ -224,8 +271,16 @@ def main(argv=None) -> dict:
             ratios[f"predcode / best {lib}"] = res["predcode"]["samples_per_s"] / b
         if b and f"predcode@{lib}" in res:
             ratios[f"predcode@{lib} / best {lib} (same JAX)"] = res[f"predcode@{lib}"]["samples_per_s"] / b
-    report = {"machine": info, "spec": spec.to_json(), "step_gflop": flops / 1e9, "main_peak_gflops": main_peak,
-              "rounds": args.rounds, "calls": args.calls, "results": res, "ratios": ratios}
+    report = {
+        "machine": info,
+        "spec": spec.to_json(),
+        "step_gflop": flops / 1e9,
+        "main_peak_gflops": main_peak,
+        "rounds": args.rounds,
+        "calls": args.calls,
+        "results": res,
+        "ratios": ratios,
+    }
 
     # ---- print --------------------------------------------------------------------------------
     table = results_table(res)
@@ -234,10 +289,15 @@ def main(argv=None) -> dict:
         print(f"  {k}: {v:.2f}x")
     for k, v in res.items():
         c = v["check"]
-        print(f"  check {k}: max|W - W_ref| {c['max_abs_dW']:.1e} ({c['rel_dW_of_update']:.1e} of the update), "
-              f"max|z - z_ref| {c['max_abs_dz']:.1e} ({100 * c['frac_dz_over_1e-4']:.3f}% of z over 1e-4)"
-              + "".join(f"; vs {o[3:]}: max|dW| {v['max_abs_dW']:.1e}, max|dz| {v['max_abs_dz']:.1e}"
-                        for o, v in c.items() if o.startswith("vs_")))
+        print(
+            f"  check {k}: max|W - W_ref| {c['max_abs_dW']:.1e} ({c['rel_dW_of_update']:.1e} of the update), "
+            f"max|z - z_ref| {c['max_abs_dz']:.1e} ({100 * c['frac_dz_over_1e-4']:.3f}% of z over 1e-4)"
+            + "".join(
+                f"; vs {o[3:]}: max|dW| {v['max_abs_dW']:.1e}, max|dz| {v['max_abs_dz']:.1e}"
+                for o, v in c.items()
+                if o.startswith("vs_")
+            )
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
@@ -247,13 +307,38 @@ def main(argv=None) -> dict:
 
 
 def results_table(res: dict) -> str:
-    hdr = ("impl", "library", "jax", "style", "compile s", "step ms", "samples/s", "GFLOP/s",
-           "of adj. peak", "of main peak", "peak RSS MB")
-    rows = [[k, v["library"], v["jax"], v["style"], f"{v['compile_s']:.2f}", f"{1e3 * v['step_s']:.0f}",
-             f"{v['samples_per_s']:.0f}", f"{v['gflops']:.1f}", f"{v['of_adjacent_peak']:.3f}",
-             f"{v['of_main_peak']:.3f}", f"{v['peak_rss_mb']:.0f}"] for k, v in res.items()]
-    return "\n".join(["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)] +
-                     ["| " + " | ".join(r) + " |" for r in rows])
+    hdr = (
+        "impl",
+        "library",
+        "jax",
+        "style",
+        "compile s",
+        "step ms",
+        "samples/s",
+        "GFLOP/s",
+        "of adj. peak",
+        "of main peak",
+        "peak RSS MB",
+    )
+    rows = [
+        [
+            k,
+            v["library"],
+            v["jax"],
+            v["style"],
+            f"{v['compile_s']:.2f}",
+            f"{1e3 * v['step_s']:.0f}",
+            f"{v['samples_per_s']:.0f}",
+            f"{v['gflops']:.1f}",
+            f"{v['of_adjacent_peak']:.3f}",
+            f"{v['of_main_peak']:.3f}",
+            f"{v['peak_rss_mb']:.0f}",
+        ]
+        for k, v in res.items()
+    ]
+    return "\n".join(
+        ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)] + ["| " + " | ".join(r) + " |" for r in rows]
+    )
 
 
 def target_lines(rep: dict) -> list[str]:
@@ -263,15 +348,18 @@ def target_lines(rep: dict) -> list[str]:
         return []
     p = res["predcode"]
     ok = lambda c: "met" if c else "**missed**"
-    out = [f"* >= 0.90 of the matmul peak: {p['of_adjacent_peak']:.3f} of the adjacent peak "
-           f"({p['of_main_peak']:.3f} of the run's median peak): {ok(p['of_adjacent_peak'] >= 0.90)}"]
+    out = [
+        f"* >= 0.90 of the matmul peak: {p['of_adjacent_peak']:.3f} of the adjacent peak "
+        f"({p['of_main_peak']:.3f} of the run's median peak): {ok(p['of_adjacent_peak'] >= 0.90)}"
+    ]
     for lib, want in (("pcx", 1.2), ("ngc", 1.3)):
         for k, v in rat.items():
             if k.startswith(f"predcode / best {lib}") or k.startswith(f"predcode@{lib} / best {lib}"):
                 out.append(f"* >= {want}x the best {lib}: {k} = {v:.2f}x: {ok(v >= want)}")
     out.append(f"* compile < 1 s: {p['compile_s']:.2f} s: {ok(p['compile_s'] < 1.0)}")
-    out.append(f"* peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): "
-               f"{ok(p['peak_rss_mb'] < 400)}")
+    out.append(
+        f"* peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): {ok(p['peak_rss_mb'] < 400)}"
+    )
     return out
 
 
@@ -295,8 +383,9 @@ def write_md(path: str, rep: dict, table: str) -> None:
         f"{m['quiet_wait_s']:.0f} s in all for idle moments. "
         "Absolute numbers are noisy; compare the ratio columns, measured against a matmul timed right "
         "before each step in the same process.",
-        f"* network {s['dims'][0]} <- " + " <- ".join(map(str, s["dims"][1:])) +
-        f", ReLU, Gaussian errors, K = {s['K']} Euler steps of {s['dt']} from zero states, one SGD weight "
+        f"* network {s['dims'][0]} <- "
+        + " <- ".join(map(str, s["dims"][1:]))
+        + f", ReLU, Gaussian errors, K = {s['K']} Euler steps of {s['dt']} from zero states, one SGD weight "
         f"step (lr {s['lr']}), batch {s['batch']}, float32; {rep['step_gflop']:.2f} GFLOP of matmuls a step "
         f"({s['K'] + 1} prediction passes, {s['K']} drive passes, 1 Hebbian update)",
         f"* {rep['rounds']} rounds in rotation (round r starts with the r-th implementation), each "
@@ -317,42 +406,70 @@ def write_md(path: str, rep: dict, table: str) -> None:
         "",
     ]
     lines += [f"* {k}: **{v:.2f}x**" for k, v in rep["ratios"].items()]
-    lines += ["", "Targets of the issue for predcode on this benchmark:", "", *target_lines(rep), "",
-              "All the scan-based implementations run the same 6 matmuls per inference step (3 predictions, 3 "
-              "error messages) through the "
-              "same XLA CPU dot kernels; a jax.profiler trace of this network's step (loaded machine) puts "
-              "93.3 % of predcode's thunk time in those matmuls (93.8 % for `plain_jax`; predcode also "
-              "computes the energy after every step). The hand-written `plain_jax` step is "
-              "therefore the floor for every JAX library: predcode lands within run-to-run noise of it, "
-              "and so do both PCX styles. A ratio of predcode to PCX above 1 can only come from PCX "
-              "overhead above that floor, which this benchmark does not show; ngc-learn's process "
-              "machinery (compartment state dict, per-call `jax.lax.scan` outside `jit`, per-step "
-              "dispatch in the loop style) is the measurable overhead. The 0.90-of-peak target is "
-              "bounded by how fast these matmul shapes run alone (0.67 to 0.85 of the 1024^2 rate on "
-              "this machine).", ""]
-    lines += ["", "## Agreement (one step from the same weights, against a float64 NumPy oracle)", "",
-              "| impl | max abs W diff | of the largest update | max abs z diff | z entries off by > 1e-4 "
-              "| vs predcode on the same JAX: max abs W / z diff |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Targets of the issue for predcode on this benchmark:",
+        "",
+        *target_lines(rep),
+        "",
+        "All the scan-based implementations run the same 6 matmuls per inference step (3 predictions, 3 "
+        "error messages) through the "
+        "same XLA CPU dot kernels; a jax.profiler trace of this network's step (loaded machine) puts "
+        "93.3 % of predcode's thunk time in those matmuls (93.8 % for `plain_jax`; predcode also "
+        "computes the energy after every step). The hand-written `plain_jax` step is "
+        "therefore the floor for every JAX library: predcode lands within run-to-run noise of it, "
+        "and so do both PCX styles. A ratio of predcode to PCX above 1 can only come from PCX "
+        "overhead above that floor, which this benchmark does not show; ngc-learn's process "
+        "machinery (compartment state dict, per-call `jax.lax.scan` outside `jit`, per-step "
+        "dispatch in the loop style) is the measurable overhead. The 0.90-of-peak target is "
+        "bounded by how fast these matmul shapes run alone (0.67 to 0.85 of the 1024^2 rate on "
+        "this machine).",
+        "",
+    ]
+    lines += [
+        "",
+        "## Agreement (one step from the same weights, against a float64 NumPy oracle)",
+        "",
+        "| impl | max abs W diff | of the largest update | max abs z diff | z entries off by > 1e-4 "
+        "| vs predcode on the same JAX: max abs W / z diff |",
+        "|---|---|---|---|---|---|",
+    ]
     for k, v in res.items():
         c = v["check"]
-        vs = "; ".join(f"{o[3:]}: {d['max_abs_dW']:.1e} / {d['max_abs_dz']:.1e}" for o, d in c.items()
-                       if o.startswith("vs_")) or "(itself)"
-        lines.append(f"| {k} | {c['max_abs_dW']:.1e} | {c['rel_dW_of_update']:.1e} | {c['max_abs_dz']:.1e} | "
-                     f"{100 * c['frac_dz_over_1e-4']:.3f}% | {vs} |")
-    lines += ["", "Every layer moves: mean |z_l| (max |z_l|) after the K steps (oracle) = " +
-              ", ".join(f"z{l + 1}: {float(np.mean(np.abs(z))):.3g} ({float(np.max(np.abs(z))):.3g})"
-                        for l, z in enumerate(ref_z)) + ".",
-              "",
-              "The few larger state differences come from units whose state sits at 0, where the drive's "
-              "gate `1[z >= 0]` switches: a float32 rounding on either side of 0 sends such a unit down a "
-              "different path. Implementations on the same JAX release (same dot kernels) agree far more "
-              "closely with each other than with the float64 oracle.", ""]
+        vs = (
+            "; ".join(
+                f"{o[3:]}: {d['max_abs_dW']:.1e} / {d['max_abs_dz']:.1e}" for o, d in c.items() if o.startswith("vs_")
+            )
+            or "(itself)"
+        )
+        lines.append(
+            f"| {k} | {c['max_abs_dW']:.1e} | {c['rel_dW_of_update']:.1e} | {c['max_abs_dz']:.1e} | "
+            f"{100 * c['frac_dz_over_1e-4']:.3f}% | {vs} |"
+        )
+    lines += [
+        "",
+        "Every layer moves: mean |z_l| (max |z_l|) after the K steps (oracle) = "
+        + ", ".join(
+            f"z{l + 1}: {float(np.mean(np.abs(z))):.3g} ({float(np.max(np.abs(z))):.3g})" for l, z in enumerate(ref_z)
+        )
+        + ".",
+        "",
+        "The few larger state differences come from units whose state sits at 0, where the drive's "
+        "gate `1[z >= 0]` switches: a float32 rounding on either side of 0 sends such a unit down a "
+        "different path. Implementations on the same JAX release (same dot kernels) agree far more "
+        "closely with each other than with the float64 oracle.",
+        "",
+    ]
     lines += ["## Implementations", ""]
     for k, v in res.items():
         lib = v["library"] if v["library"].startswith("jax ") else f"{v['library']}, jax {v['jax']}"
         lines.append(f"* `{k}` ({lib}, Python {v['python']}): {v['style']}; {v['notes']}")
-    lines += ["", "Sources: benchmarks/peers/impl_jax.py, impl_pcx.py, impl_ngc.py; per-round times and "
-              "load in results/peers.json.", ""]
+    lines += [
+        "",
+        "Sources: benchmarks/peers/impl_jax.py, impl_pcx.py, impl_ngc.py; per-round times and "
+        "load in results/peers.json.",
+        "",
+    ]
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
 

@@ -44,6 +44,4 @@ def get_activation(name: str, *, parameter: str = "activation") -> Activation:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(
-            f"{parameter}: expected one of {sorted(ACTIVATIONS)}, got {name!r}"
-        ) from None
+        raise ValueError(f"{parameter}: expected one of {sorted(ACTIVATIONS)}, got {name!r}") from None

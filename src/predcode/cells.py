@@ -70,17 +70,18 @@ class GaussianErrorCell:
 
     def __post_init__(self) -> None:
         if self.covariance not in COVARIANCE_KINDS:
-            raise ValueError(
-                f"covariance: expected one of {COVARIANCE_KINDS}, got {self.covariance!r}"
-            )
+            raise ValueError(f"covariance: expected one of {COVARIANCE_KINDS}, got {self.covariance!r}")
         if not self.sigma > 0:
             raise ValueError(f"sigma: expected a positive variance, got {self.sigma!r}")
 
-    def __call__(self, target: Array, mu: Array, *, sigma=None, scale_tril=None, mask=None,
-                 modulator=None) -> CellOutput:
+    def __call__(
+        self, target: Array, mu: Array, *, sigma=None, scale_tril=None, mask=None, modulator=None
+    ) -> CellOutput:
         if scale_tril is not None and (self.covariance != "full" or sigma is not None):
-            raise ValueError(f"scale_tril: expected only for covariance='full' without sigma, got it with "
-                             f"covariance={self.covariance!r}" + (" and sigma" if sigma is not None else ""))
+            raise ValueError(
+                f"scale_tril: expected only for covariance='full' without sigma, got it with "
+                f"covariance={self.covariance!r}" + (" and sigma" if sigma is not None else "")
+            )
         e = target - mu
         if mask is not None:
             e = e * mask

@@ -12,8 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import predcode
 
-app = typer.Typer(help="predcode: predictive-coding networks in JAX.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="predcode: predictive-coding networks in JAX.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 console = Console(soft_wrap=True)  # log lines stay whole when the output is a file
 
 
@@ -24,8 +28,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Print the version and exit.")) -> None:
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """predcode: predictive-coding networks in JAX."""
 
 
@@ -37,36 +44,62 @@ def _at_least_1(value: int) -> int:
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
-                    disable=quiet)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
 
 
 def _epoch_line(r) -> str:
-    return (f"epoch {r.epoch:3d}  train BCE {r.train_bce:7.2f}  ToD {r.train_tod:7.2f}  "
-            f"| val BCE {r.val_bce:7.2f}  ToD {r.val_tod:7.2f}  ({r.seconds:.1f} s)")
+    return (
+        f"epoch {r.epoch:3d}  train BCE {r.train_bce:7.2f}  ToD {r.train_tod:7.2f}  "
+        f"| val BCE {r.val_bce:7.2f}  ToD {r.val_tod:7.2f}  ({r.seconds:.1f} s)"
+    )
 
 
 @app.command()
 def fit(
-    config: Path = typer.Option(..., "--config", "-c", help="Config file (TOML, or ngc-learn 0.x `name = value`), "
-                                "or a shipped config's name such as mnist/gncn_pdh."),
+    config: Path = typer.Option(
+        ...,
+        "--config",
+        "-c",
+        help="Config file (TOML, or ngc-learn 0.x `name = value`), or a shipped config's name such as mnist/gncn_pdh.",
+    ),
     out: Path = typer.Option(None, help="Run folder (default: the config's out_dir, else runs/<config name>)."),
-    n_trials: int = typer.Option(1, "--n-trials", callback=_at_least_1,
-                                 help="Independent trials (seeds seed, seed+1, ...)."),
+    n_trials: int = typer.Option(
+        1, "--n-trials", callback=_at_least_1, help="Independent trials (seeds seed, seed+1, ...)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     force: bool = typer.Option(False, "--force", help="Overwrite a finished run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
-    log: list[str] = typer.Option([], "--log", help="Also log to: tensorboard (event files in <out>/tb/trial<t>/); "
-                                  "repeat for several. metrics.csv is always written."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set train.epochs=2 "
-                                        "(values as in TOML: --set model.z_dims=[12,12,18]); repeatable."),
-    data_parallel: bool = typer.Option(False, "--data-parallel", help="Split every batch over all devices "
-                                       "(trials then run one after another)."),
-    distributed: bool = typer.Option(False, "--distributed", help="Join a multi-process run first "
-                                     "(jax.distributed; PREDCODE_COORDINATOR, PREDCODE_NUM_PROCESSES, "
-                                     "PREDCODE_PROCESS_ID or Slurm); implies --data-parallel. "
-                                     "See docs/distributed.md."),
+    log: list[str] = typer.Option(
+        [],
+        "--log",
+        help="Also log to: tensorboard (event files in <out>/tb/trial<t>/); "
+        "repeat for several. metrics.csv is always written.",
+    ),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config key: --set train.epochs=2 "
+        "(values as in TOML: --set model.z_dims=[12,12,18]); repeatable.",
+    ),
+    data_parallel: bool = typer.Option(
+        False, "--data-parallel", help="Split every batch over all devices (trials then run one after another)."
+    ),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="Join a multi-process run first "
+        "(jax.distributed; PREDCODE_COORDINATOR, PREDCODE_NUM_PROCESSES, "
+        "PREDCODE_PROCESS_ID or Slurm); implies --data-parallel. "
+        "See docs/distributed.md.",
+    ),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
@@ -107,13 +140,23 @@ def fit(
             progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
 
         with _fit_errors(folder):
-            summary = run_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
-                              on_batch=on_batch, on_epoch=on_epoch, log=tuple(log),
-                              data_parallel=data_parallel or distributed)
+            summary = run_fit(
+                cfg,
+                folder,
+                n_trials=n_trials,
+                resume=resume,
+                force=force,
+                on_batch=on_batch,
+                on_epoch=on_epoch,
+                log=tuple(log),
+                data_parallel=data_parallel or distributed,
+            )
             progress.remove_task(task)  # the bar of the epoch that never started
-    console.print(f"best validation BCE {summary['best_val_bce_mean']:.2f} +- {summary['best_val_bce_std']:.2f}, "
-                  f"ToD {summary['best_val_tod_mean']:.2f} over {n_trials} trial(s); "
-                  f"{summary['seconds_per_epoch']:.1f} s per epoch")
+    console.print(
+        f"best validation BCE {summary['best_val_bce_mean']:.2f} +- {summary['best_val_bce_std']:.2f}, "
+        f"ToD {summary['best_val_tod_mean']:.2f} over {n_trials} trial(s); "
+        f"{summary['seconds_per_epoch']:.1f} s per epoch"
+    )
     console.print(f"wrote the run to [bold]{folder.resolve()}[/bold]")
 
 
@@ -135,13 +178,15 @@ def _fit_errors(folder: Path) -> Iterator[None]:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        console.print(f"interrupted: the last finished epoch is saved in {folder}; "
-                      f"continue with --resume --out {folder}")
+        console.print(
+            f"interrupted: the last finished epoch is saved in {folder}; continue with --resume --out {folder}"
+        )
         raise typer.Exit(130) from None
 
 
-def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_trials: int, resume: bool,
-            force: bool, quiet: bool) -> None:
+def _fit_pc(
+    cfg, config: Path, out: Path | None, overrides: list[str], *, n_trials: int, resume: bool, force: bool, quiet: bool
+) -> None:
     """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
     from predcode.experiments.pc_config import parse_pc_override, pc_with_overrides
     from predcode.experiments.pc_fit import pc_fit
@@ -156,21 +201,29 @@ def _fit_pc(cfg, config: Path, out: Path | None, overrides: list[str], *, n_tria
             progress.update(task, completed=b, total=n, info=f"energy {energy:9.2f}")
 
         def on_epoch(trial, r):
-            score = (f"val accuracy {100 * r.val_accuracy:6.2f}%" if r.val_accuracy is not None
-                     else f"val MSE {r.val_mse:7.3f}")
-            console.print(f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
-                          f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)")
+            score = (
+                f"val accuracy {100 * r.val_accuracy:6.2f}%"
+                if r.val_accuracy is not None
+                else f"val MSE {r.val_mse:7.3f}"
+            )
+            console.print(
+                f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
+                f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)"
+            )
             progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
 
         with _fit_errors(folder):
-            summary = pc_fit(cfg, folder, n_trials=n_trials, resume=resume, force=force,
-                             on_batch=on_batch, on_epoch=on_epoch)
+            summary = pc_fit(
+                cfg, folder, n_trials=n_trials, resume=resume, force=force, on_batch=on_batch, on_epoch=on_epoch
+            )
             progress.remove_task(task)
     if "test_accuracy_forward_mean" in summary:
-        console.print(f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) over "
-                      f"{n_trials} trial(s)")
-    console.print(f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to "
-                  f"[bold]{folder.resolve()}[/bold]")
+        console.print(
+            f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) over {n_trials} trial(s)"
+        )
+    console.print(
+        f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to [bold]{folder.resolve()}[/bold]"
+    )
 
 
 @app.command()
@@ -204,15 +257,26 @@ def demo(
             progress.update(task, description=f"epoch {r.epoch + 1}", completed=0)
 
         try:
-            summary = run_demo(out, kind=kind, dataset=dataset, n_train=n_train, n_val=n_val,
-                               epochs=epochs, batch_size=batch_size, seed=seed,
-                               on_batch=on_batch, on_epoch=on_epoch)
+            summary = run_demo(
+                out,
+                kind=kind,
+                dataset=dataset,
+                n_train=n_train,
+                n_val=n_val,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                on_batch=on_batch,
+                on_epoch=on_epoch,
+            )
             progress.remove_task(task)
         except (DatasetError, FloatingPointError, ValueError, OSError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(1) from None
-    console.print(f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "
-                  f"(best epoch {summary['best_epoch']}); test BCE {summary['test_bce_first_2000']:.2f}")
+    console.print(
+        f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "
+        f"(best epoch {summary['best_epoch']}); test BCE {summary['test_bce_first_2000']:.2f}"
+    )
     console.print(f"wrote {', '.join(summary['files'])} to [bold]{out.resolve()}[/bold]")
 
 
@@ -239,11 +303,13 @@ def analyze(
     run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit`."),
     trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
     n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
-    n_latents: int = typer.Option(18000, "--n-latents",
-                                  help="Class-balanced training latents for the prior and probes."),
+    n_latents: int = typer.Option(
+        18000, "--n-latents", help="Class-balanced training latents for the prior and probes."
+    ),
     n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
-    n_is_samples: int = typer.Option(None, "--n-is-samples", help="Importance samples per test image "
-                                     "(default: --n-samples; 0 skips the estimate)."),
+    n_is_samples: int = typer.Option(
+        None, "--n-is-samples", help="Importance samples per test image (default: --n-samples; 0 skips the estimate)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seeds the latent sample, the mixture fit and the estimators."),
     n_test: int = typer.Option(None, "--n-test", help="First N test images (default: all)."),
     batch_size: int = typer.Option(500, "--batch-size", help="Images per settle / estimator batch."),
@@ -261,28 +327,54 @@ def analyze(
     if config_file.is_file() and is_pc_toml(config_file.read_text(encoding="utf-8")):
         from predcode.experiments.pc_analyze import pc_analyze
 
-        report = _analysis_errors(lambda: pc_analyze(
-            run, trial=trial, n_per_class=max(1, n_latents // 10), n_test=n_test, seed=seed, out=out,
-            on_stage=lambda msg: console.print(msg)))
-        console.print(f"{report['representation']} ({report['dim']} units): linear probe accuracy "
-                      f"{report['linear_probe']['accuracy_pct']:.2f}%, {report['knn']['k']}-NN accuracy "
-                      f"{report['knn']['accuracy_pct']:.2f}% on {report['linear_probe']['n_test']} test images")
+        report = _analysis_errors(
+            lambda: pc_analyze(
+                run,
+                trial=trial,
+                n_per_class=max(1, n_latents // 10),
+                n_test=n_test,
+                seed=seed,
+                out=out,
+                on_stage=lambda msg: console.print(msg),
+            )
+        )
+        console.print(
+            f"{report['representation']} ({report['dim']} units): linear probe accuracy "
+            f"{report['linear_probe']['accuracy_pct']:.2f}%, {report['knn']['k']}-NN accuracy "
+            f"{report['knn']['accuracy_pct']:.2f}% on {report['linear_probe']['n_test']} test images"
+        )
         console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
         return
-    report = _analysis_errors(lambda: run_analyze(
-        run, trial=trial, n_components=n_components, n_latents=n_latents, n_samples=n_samples,
-        n_is_samples=n_is_samples, seed=seed, n_test=n_test, batch_size=batch_size, out=out,
-        on_stage=lambda msg: console.print(msg)))
+    report = _analysis_errors(
+        lambda: run_analyze(
+            run,
+            trial=trial,
+            n_components=n_components,
+            n_latents=n_latents,
+            n_samples=n_samples,
+            n_is_samples=n_is_samples,
+            seed=seed,
+            n_test=n_test,
+            batch_size=batch_size,
+            out=out,
+            on_stage=lambda msg: console.print(msg),
+        )
+    )
     mc, imp = report["log_px_mc"], report["log_px_is"]
-    console.print(f"test BCE {report['test_bce']:.2f}  ToD {report['test_tod']:.2f}  "
-                  f"masked MSE {report['masked_mse']:.2f}")
-    is_text = (f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}" if "mean" in imp
-               else "importance sampling skipped")
-    console.print(f"log p(x): naive MC {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} (S = {mc['n_samples']}), "
-                  f"{is_text}; legacy (+log S) figure {report['log_px_legacy_plus_log_s']['mean']:.2f}")
+    console.print(
+        f"test BCE {report['test_bce']:.2f}  ToD {report['test_tod']:.2f}  masked MSE {report['masked_mse']:.2f}"
+    )
+    is_text = (
+        f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}"
+        if "mean" in imp
+        else "importance sampling skipped"
+    )
+    console.print(
+        f"log p(x): naive MC {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} (S = {mc['n_samples']}), "
+        f"{is_text}; legacy (+log S) figure {report['log_px_legacy_plus_log_s']['mean']:.2f}"
+    )
     errors = [report[k]["error_pct"] for k in ("linear_probe", "knn")]
-    console.print("linear probe error " + ", 5-NN error ".join(
-        "n/a" if e is None else f"{e:.2f}%" for e in errors))
+    console.print("linear probe error " + ", 5-NN error ".join("n/a" if e is None else f"{e:.2f}%" for e in errors))
     console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
 
 
@@ -301,8 +393,7 @@ def sample(
     console.print(f"wrote {result['path']} (prior: {result['prior']})")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                               "help_option_names": []})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def credit(ctx: typer.Context, task: str = typer.Argument(None, help="mnist, report or online")) -> None:
     """Credit assignment (backprop, FA, DFA, PC): `predcode credit {mnist,report,online} --help`."""
     from predcode.experiments.credit import main as credit_main

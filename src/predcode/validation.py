@@ -28,8 +28,12 @@ def is_traced(value: Any) -> bool:
 def describe_shape(shape: Sequence[int | None], names: Sequence[str] | None = None) -> str:
     """``(None, 784)`` -> ``"(batch, 784)"``: a wildcard dimension shown by name."""
     names = names or ["batch", "n", "m", "k"]
-    return "(" + ", ".join(str(d) if d is not None else names[min(i, len(names) - 1)]
-                           for i, d in enumerate(shape)) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join(str(d) if d is not None else names[min(i, len(names) - 1)] for i, d in enumerate(shape))
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
 
 
 def _stats(x: Any) -> tuple[int, int, int, float, float]:
@@ -42,8 +46,13 @@ def _stats(x: Any) -> tuple[int, int, int, float, float]:
         x = x.astype(np.float64)
     finite = np.isfinite(x)
     fin = x[finite]
-    return (int(np.isnan(x).sum()), int(np.isinf(x).sum()), int(np.argmin(finite.ravel())),
-            float(fin.min()) if fin.size else np.inf, float(fin.max()) if fin.size else -np.inf)
+    return (
+        int(np.isnan(x).sum()),
+        int(np.isinf(x).sum()),
+        int(np.argmin(finite.ravel())),
+        float(fin.min()) if fin.size else np.inf,
+        float(fin.max()) if fin.size else -np.inf,
+    )
 
 
 def check_array(
@@ -82,8 +91,10 @@ def check_array(
             raise ValueError(f"{name}: expected an array, got {type(value).__name__} {_short(value)}{suffix}")
     if dtype == "floating":
         if not jnp.issubdtype(dt, jnp.floating):
-            raise ValueError(f"{name}: expected a floating-point array (float32), got dtype {dt}"
-                             + (suffix or ". Convert it with .astype(np.float32)"))
+            raise ValueError(
+                f"{name}: expected a floating-point array (float32), got dtype {dt}"
+                + (suffix or ". Convert it with .astype(np.float32)")
+            )
     elif dtype != "any" and np.dtype(dt) != np.dtype(dtype):
         raise ValueError(f"{name}: expected dtype {dtype}, got dtype {dt}{suffix}")
     if shape is not None:
@@ -97,12 +108,17 @@ def check_array(
     n_nan, n_inf, first, lo, hi = _stats(value)
     if finite and n_nan + n_inf:
         where = np.unravel_index(first, value.shape) if value.ndim else ()
-        raise ValueError(f"{name}: expected finite values, got {n_nan} NaN and {n_inf} infinite "
-                         f"value(s) (first at index {tuple(int(i) for i in where)}). {nonfinite_fix}")
+        raise ValueError(
+            f"{name}: expected finite values, got {n_nan} NaN and {n_inf} infinite "
+            f"value(s) (first at index {tuple(int(i) for i in where)}). {nonfinite_fix}"
+        )
     if (low is not None and lo < low) or (high is not None and hi > high):
         rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-        raise ValueError(f"{name}: expected values in {rng}" + (f" ({why})" if why else "")
-                         + f", got values from {lo:g} to {hi:g}{suffix}")
+        raise ValueError(
+            f"{name}: expected values in {rng}"
+            + (f" ({why})" if why else "")
+            + f", got values from {lo:g} to {hi:g}{suffix}"
+        )
     return value
 
 

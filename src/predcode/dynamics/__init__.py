@@ -5,6 +5,14 @@ from predcode.dynamics.settle import SettleResult, settle
 from predcode.dynamics.solvers import SOLVERS, Euler, Heun, Momentum, Nesterov, make_solver
 
 __all__ = [
-    "Euler", "Heun", "InferenceResult", "infer", "Momentum", "Nesterov", "SOLVERS", "SettleResult", "make_solver",
+    "Euler",
+    "Heun",
+    "InferenceResult",
+    "infer",
+    "Momentum",
+    "Nesterov",
+    "SOLVERS",
+    "SettleResult",
+    "make_solver",
     "settle",
 ]

@@ -28,8 +28,13 @@ class InferenceResult(NamedTuple):
     status: Array
 
 
-def state_gradient(network, params: Mapping, states: Mapping[str, Array], free: tuple[str, ...],
-                   masks: Mapping[str, Array] | None = None) -> tuple[Array, dict[str, Array]]:
+def state_gradient(
+    network,
+    params: Mapping,
+    states: Mapping[str, Array],
+    free: tuple[str, ...],
+    masks: Mapping[str, Array] | None = None,
+) -> tuple[Array, dict[str, Array]]:
     """Total energy and its gradient with respect to the ``free`` states only."""
     fixed = {k: v for k, v in states.items() if k not in free}
 
@@ -39,9 +44,16 @@ def state_gradient(network, params: Mapping, states: Mapping[str, Array], free: 
     return jax.value_and_grad(energy_of)({k: states[k] for k in free})
 
 
-def infer(network, params: Mapping, clamps: Mapping[str, Array], *, T: int,
-          optimizer: optax.GradientTransformation | None = None, init: Mapping[str, Array] | None = None,
-          masks: Mapping[str, Array] | None = None) -> InferenceResult:
+def infer(
+    network,
+    params: Mapping,
+    clamps: Mapping[str, Array],
+    *,
+    T: int,
+    optimizer: optax.GradientTransformation | None = None,
+    init: Mapping[str, Array] | None = None,
+    masks: Mapping[str, Array] | None = None,
+) -> InferenceResult:
     """Infer the free states of ``network`` given ``clamps``: ``T`` steps of ``optimizer`` on ``dE/dx``.
 
     Args:
@@ -58,7 +70,7 @@ def infer(network, params: Mapping, clamps: Mapping[str, Array], *, T: int,
     if isinstance(T, bool) or not isinstance(T, int) or T < 0:
         raise ValueError(f"T: expected an integer >= 0 (inference steps), got {T!r}")
     optimizer = optax.sgd(0.1) if optimizer is None else optimizer
-    for name in (init or {}):
+    for name in init or {}:
         network.node(name)
     states = network.forward(params, clamps, init)
     free = tuple(n for n in network.names if n not in clamps)

@@ -117,13 +117,16 @@ def settle(
 
     def loop(units: _Units):
         if tol is None:
+
             def body(carry, _):
                 states, aux, packed = carry
                 states, aux, preds, errs, sigs = advance(states, aux, units.unpack(packed)[2])
                 return (states, aux, units.pack((preds, errs, sigs))), energy(states, errs)
 
             (states, _, packed), trace = jax.lax.scan(
-                body, (init_states, solver.init(init_states), units.pack((preds, errs, sigs))), None,
+                body,
+                (init_states, solver.init(init_states), units.pack((preds, errs, sigs))),
+                None,
                 length=steps - 1,
             )
             return states, packed, jnp.concatenate([first[None], trace]), jnp.asarray(steps, jnp.int32)
@@ -141,8 +144,14 @@ def settle(
             trace = jnp.where(jnp.arange(steps) >= i, e, trace)  # fill the rest: states stay put
             return i + 1, done, new, aux, units.pack((preds, errs, sigs)), trace
 
-        carry = (jnp.asarray(1, jnp.int32), jnp.asarray(False), init_states, solver.init(init_states),
-                 units.pack((preds, errs, sigs)), jnp.full((steps,), first))
+        carry = (
+            jnp.asarray(1, jnp.int32),
+            jnp.asarray(False),
+            init_states,
+            solver.init(init_states),
+            units.pack((preds, errs, sigs)),
+            jnp.full((steps,), first),
+        )
         n_steps, _, states, _, packed, trace = jax.lax.while_loop(cond, body_while, carry)
         return states, packed, trace, n_steps
 

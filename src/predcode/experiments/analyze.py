@@ -104,24 +104,33 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
     if not run.is_dir():
         raise AnalyzeError(f"--run: {run} is not a folder; pass a run folder written by `predcode fit`")
     if not (run / "config.toml").is_file():
-        raise AnalyzeError(f"--run: {run} holds no config.toml, so it is not a run folder written by "
-                           "`predcode fit`; pass the folder given to `predcode fit --out`")
+        raise AnalyzeError(
+            f"--run: {run} holds no config.toml, so it is not a run folder written by "
+            "`predcode fit`; pass the folder given to `predcode fit --out`"
+        )
     cfg = load_config(run / "config.toml")
     if not isinstance(cfg, FitConfig):
-        raise AnalyzeError(f"--run: {run} is a general PC network run (its config.toml has a [network] table), "
-                           "not a museum model run; `predcode analyze --run` handles PC network runs")
+        raise AnalyzeError(
+            f"--run: {run} is a general PC network run (its config.toml has a [network] table), "
+            "not a museum model run; `predcode analyze --run` handles PC network runs"
+        )
     if not (run / f"best{trial}.json").is_file():
         trials = sorted(int(p.stem[4:]) for p in run.glob("best*.json") if p.stem[4:].isdigit())
-        hint = (f"trials with a best model here: {trials}; pass one of them to --trial" if trials else
-                "no trial has a best model yet: let `predcode fit` finish at least one epoch")
+        hint = (
+            f"trials with a best model here: {trials}; pass one of them to --trial"
+            if trials
+            else "no trial has a best model yet: let `predcode fit` finish at least one epoch"
+        )
         raise AnalyzeError(f"--trial: {run} holds no best{trial} checkpoint ({hint})")
     arrays, meta = load_checkpoint(run / f"best{trial}")
     model = GNCN(cfg.model)
     want = model.param_shapes()
     got = {k: tuple(v.shape) for k, v in arrays.items() if k in want}
     if got != want:
-        raise AnalyzeError(f"{run / f'best{trial}.npz'}: expected the arrays {want} of the model in "
-                           f"config.toml, found {got}; the checkpoint belongs to another config")
+        raise AnalyzeError(
+            f"{run / f'best{trial}.npz'}: expected the arrays {want} of the model in "
+            f"config.toml, found {got}; the checkpoint belongs to another config"
+        )
     params = {k: jnp.asarray(v) for k, v in arrays.items()}
     return LoadedRun(cfg, model, params, meta)
 
@@ -136,17 +145,21 @@ def training_pool(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, s
     """
     d = cfg.data
     if cfg.model.x_dim != 784:
-        raise AnalyzeError(f"model.x_dim: analyze needs labelled 28 x 28 images (x_dim 784), the run has "
-                           f"x_dim {cfg.model.x_dim}")
+        raise AnalyzeError(
+            f"model.x_dim: analyze needs labelled 28 x 28 images (x_dim 784), the run has x_dim {cfg.model.x_dim}"
+        )
     images, labels = load_binarized(d.dataset, "train")
     if d.train_file is None:
         idx, y, _, _ = train_val_split(np.arange(len(images)), labels, d.n_val, seed=cfg.train.seed)
-        note = (f"{d.dataset} training split of the run ({len(idx)} images; the {d.n_val} validation "
-                f"images split off with seed {cfg.train.seed} excluded)")
+        note = (
+            f"{d.dataset} training split of the run ({len(idx)} images; the {d.n_val} validation "
+            f"images split off with seed {cfg.train.seed} excluded)"
+        )
     else:
         idx, y = np.arange(len(images)), labels
-        note = (f"all {len(idx)} {d.dataset} training images (the run trained on data.train_file, "
-                "whose labels are unknown)")
+        note = (
+            f"all {len(idx)} {d.dataset} training images (the run trained on data.train_file, whose labels are unknown)"
+        )
     return images[idx], y, idx, note
 
 
@@ -163,8 +176,10 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         where = np.flatnonzero(labels == c)
         want = per + (i < extra)
         if want > len(where):
-            raise AnalyzeError(f"--n-latents: {n} asks for {want} images of class {c}, the training pool "
-                               f"has {len(where)}; lower --n-latents")
+            raise AnalyzeError(
+                f"--n-latents: {n} asks for {want} images of class {c}, the training pool "
+                f"has {len(where)}; lower --n-latents"
+            )
         picks.append(rng.choice(where, size=want, replace=False))
     out = np.concatenate(picks)
     return out[rng.permutation(len(out))]
@@ -173,7 +188,7 @@ def balanced_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 def half_mask(x_dim: int) -> np.ndarray:
     """1 for the visible first half of the pixel vector, 0 for the hidden second half (bottom rows)."""
     mask = np.ones(x_dim, np.float32)
-    mask[x_dim // 2:] = 0.0
+    mask[x_dim // 2 :] = 0.0
     return mask
 
 
@@ -208,17 +223,31 @@ def _finite(v: float) -> float | None:
 # --------------------------------------------------------------------------------------------- analyze
 
 
-def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latents: int = 18000,
-            n_samples: int = 5000, n_is_samples: int | None = None, seed: int = 0, n_test: int | None = None,
-            batch_size: int = 500, out: str | Path | None = None,
-            on_stage: Callable[[str], None] | None = None) -> dict:
+def analyze(
+    run: str | Path,
+    *,
+    trial: int = 0,
+    n_components: int = 75,
+    n_latents: int = 18000,
+    n_samples: int = 5000,
+    n_is_samples: int | None = None,
+    seed: int = 0,
+    n_test: int | None = None,
+    batch_size: int = 500,
+    out: str | Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict:
     """Run the full analysis of ``<run>/best{trial}``; write the files listed in the module doc; return the report."""
     started = time.time()
     stage_times: dict[str, float] = {}
     say = on_stage or (lambda msg: None)
     _check_int("--trial", trial, 0)
-    for name, v in (("--n-components", n_components), ("--n-latents", n_latents), ("--n-samples", n_samples),
-                    ("--batch-size", batch_size)):
+    for name, v in (
+        ("--n-components", n_components),
+        ("--n-latents", n_latents),
+        ("--n-samples", n_samples),
+        ("--batch-size", batch_size),
+    ):
         _check_int(name, v)
     n_is_samples = n_samples if n_is_samples is None else n_is_samples
     _check_int("--n-is-samples", n_is_samples, 0)  # 0 skips the importance-sampled estimate
@@ -229,9 +258,11 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
     loaded = load_run(run, trial)
     cfg, model, params = loaded.config, loaded.model, loaded.params
     out = Path(out) if out is not None else run / f"analysis{trial}"
-    command = (f"predcode analyze --run {run} --trial {trial} --n-components {n_components} "
-               f"--n-latents {n_latents} --n-samples {n_samples} --n-is-samples {n_is_samples} --seed {seed} "
-               f"--n-test {'all' if n_test is None else n_test} --batch-size {batch_size} --out {out}")
+    command = (
+        f"predcode analyze --run {run} --trial {trial} --n-components {n_components} "
+        f"--n-latents {n_latents} --n-samples {n_samples} --n-is-samples {n_is_samples} --seed {seed} "
+        f"--n-test {'all' if n_test is None else n_test} --batch-size {batch_size} --out {out}"
+    )
 
     def lap(name: str, t0: float) -> None:
         stage_times[name] = round(time.time() - t0, 2)
@@ -282,14 +313,25 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
         t0 = time.time()
         say(f"importance-sampled log p(x): {n_is_samples} samples per image")
         centres = np.where(np.isfinite(full.latents), full.latents, 0.0)  # any centre keeps IS unbiased
-        imp = is_log_likelihood(model, params, prior, test_x, centres, n_samples=n_is_samples, seed=seed + 1,
-                                batch_size=batch_size, proposal=IS_PROPOSAL, scales=IS_SCALES,
-                                defensive=IS_DEFENSIVE, refine_steps=IS_REFINE_STEPS, refine_lr=IS_REFINE_LR)
+        imp = is_log_likelihood(
+            model,
+            params,
+            prior,
+            test_x,
+            centres,
+            n_samples=n_is_samples,
+            seed=seed + 1,
+            batch_size=batch_size,
+            proposal=IS_PROPOSAL,
+            scales=IS_SCALES,
+            defensive=IS_DEFENSIVE,
+            refine_steps=IS_REFINE_STEPS,
+            refine_lr=IS_REFINE_LR,
+        )
         lap("log_px_is", t0)
     legacy = legacy_plus_log_s(mc)
     is_arrays = {} if imp is None else dict(importance=imp.log_px, importance_se=imp.se, importance_ess=imp.ess)
-    _save_npz(out / "log_px.npz", mc=mc.log_px, mc_se=mc.se, mc_ess=mc.ess, labels=test_y.astype(np.int64),
-              **is_arrays)
+    _save_npz(out / "log_px.npz", mc=mc.log_px, mc_se=mc.se, mc_ess=mc.ess, labels=test_y.astype(np.int64), **is_arrays)
 
     # ----- probes -----------------------------------------------------------------------------
     t0 = time.time()
@@ -304,20 +346,35 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
     # ----- figures ----------------------------------------------------------------------------
     t0 = time.time()
     samples = sample_images(model, params, prior, 100, seed=seed)
-    image_grid(samples, out / "samples.png",
-               title=f"{cfg.model.kind}: 100 samples from the {n_components}-component prior (mu_0)")
+    image_grid(
+        samples,
+        out / "samples.png",
+        title=f"{cfg.model.kind}: 100 samples from the {n_components}-component prior (mu_0)",
+    )
     k = min(10, n_test_used)
     shown_mask = np.where(mask > 0, test_x[:k], 0.5)
     grid = np.concatenate([test_x[:k], full.recon[:k], shown_mask, masked.recon[:k]])
-    image_grid(grid, out / "reconstructions.png", ncols=k,
-               title="rows: test images, reconstructions (mu_0), bottom half hidden, completions")
+    image_grid(
+        grid,
+        out / "reconstructions.png",
+        ncols=k,
+        title="rows: test images, reconstructions (mu_0), bottom half hidden, completions",
+    )
     lap("figures", t0)
 
     def mean(a):
         return float(np.mean(a))
 
-    files = ["latents.npy", "latent_labels.npy", "latent_indices.npy", "prior.npz", "log_px.npz",
-             "report.json", "samples.png", "reconstructions.png"]
+    files = [
+        "latents.npy",
+        "latent_labels.npy",
+        "latent_indices.npy",
+        "prior.npz",
+        "log_px.npz",
+        "report.json",
+        "samples.png",
+        "reconstructions.png",
+    ]
     report = {
         "command": command,
         "predcode_version": predcode.__version__,
@@ -327,37 +384,55 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
         "machine": f"{platform.node()} {platform.machine()}",
         "run": str(run.resolve()),
         "trial": trial,
-        "checkpoint": {"file": f"best{trial}", "epoch": loaded.metadata.get("epoch"),
-                       "val_bce": loaded.metadata.get("val_bce")},
+        "checkpoint": {
+            "file": f"best{trial}",
+            "epoch": loaded.metadata.get("epoch"),
+            "val_bce": loaded.metadata.get("val_bce"),
+        },
         "model": cfg.model.to_dict(),
         "dataset": cfg.data.dataset,
         "settings": {
-            "n_components": n_components, "n_latents": len(latents), "n_samples": n_samples,
-            "n_is_samples": n_is_samples, "seed": seed, "n_test": n_test_used, "batch_size": batch_size,
+            "n_components": n_components,
+            "n_latents": len(latents),
+            "n_samples": n_samples,
+            "n_is_samples": n_is_samples,
+            "seed": seed,
+            "n_test": n_test_used,
+            "batch_size": batch_size,
             "latent_pool": pool_note,
             "latent_class_counts": {str(c): int(n) for c, n in zip(*np.unique(latent_y, return_counts=True))},
-            "gmm": {"covariance_type": "full", "init_params": "kmeans", "reg_covar": 1e-6, "max_iter": 100,
-                    "random_state": seed},
+            "gmm": {
+                "covariance_type": "full",
+                "init_params": "kmeans",
+                "reg_covar": 1e-6,
+                "max_iter": 100,
+                "random_state": seed,
+            },
             "test_images": f"the first {n_test_used} images of the {cfg.data.dataset} test split",
-            "prob_clip_log_px": PROB_CLIP, "prob_clip_bce": BCE_CLIP,
+            "prob_clip_log_px": PROB_CLIP,
+            "prob_clip_bce": BCE_CLIP,
             "mc": "naive Monte Carlo: logsumexp_s log Bernoulli(x; project(s_s)) - log S, s_s from the prior "
-                  "(components drawn by their weights); the images of one batch share their S samples, "
-                  "each batch draws fresh ones",
+            "(components drawn by their weights); the images of one batch share their S samples, "
+            "each batch draws fresh ones",
             "importance_sampling": {
                 "proposal": IS_PROPOSAL,
                 "description": "defensive mixture q = d * prior + (1 - d)/J * sum_j N(c, tau_j^2 Sigma): c is the "
-                               "posterior mode found by Adam (refine_steps, refine_lr) on log prior(s) + "
-                               "log p(x|s) from the settled phi(z_L) of the test image, Sigma the inverse "
-                               "Gauss-Newton Hessian there (nearest prior component's precision + Bernoulli "
-                               "Fisher information of project); deterministic allocation, balance-heuristic "
-                               "weights prior(s) p(x|s) / q(s)",
-                "defensive": IS_DEFENSIVE, "scales": list(IS_SCALES), "refine_steps": IS_REFINE_STEPS,
-                "refine_lr": IS_REFINE_LR, "seed": seed + 1},
+                "posterior mode found by Adam (refine_steps, refine_lr) on log prior(s) + "
+                "log p(x|s) from the settled phi(z_L) of the test image, Sigma the inverse "
+                "Gauss-Newton Hessian there (nearest prior component's precision + Bernoulli "
+                "Fisher information of project); deterministic allocation, balance-heuristic "
+                "weights prior(s) p(x|s) / q(s)",
+                "defensive": IS_DEFENSIVE,
+                "scales": list(IS_SCALES),
+                "refine_steps": IS_REFINE_STEPS,
+                "refine_lr": IS_REFINE_LR,
+                "seed": seed + 1,
+            },
             "se": "delta-method standard error of log mean(w): sqrt((mean(w^2)/mean(w)^2 - 1) / S); it "
-                  "understates the error where the effective sample size (sum w)^2 / sum w^2 is small "
-                  "(see frac_images_ess_below_10); mc_se_of_mean = sqrt(sum se_i^2) / n",
+            "understates the error where the effective sample size (sum w)^2 / sum w^2 is small "
+            "(see frac_images_ess_below_10); mc_se_of_mean = sqrt(sum se_i^2) / n",
             "masked_mse": "second half of the pixel vector (bottom 14 rows) hidden: settle with those errors "
-                          "masked, then sum over hidden pixels of (mu_0 - x)^2, averaged over images",
+            "masked, then sum over hidden pixels of (mu_0 - x)^2, averaged over images",
         },
         "test_bce": mean(full.bce),
         "test_tod": mean(full.tod),
@@ -368,12 +443,15 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
         "log_px_legacy_plus_log_s": {
             "mean": mean(legacy),
             "note": "the naive estimate as legacy ngc-learn would print it, with its +log S sign error "
-                    "(= log_px_mc + 2 log S); legacy's other bugs are not reproduced. Not a valid estimate.",
+            "(= log_px_mc + 2 log S); legacy's other bugs are not reproduced. Not a valid estimate.",
         },
         "linear_probe": probe,
         "knn": knn,
-        "gmm": {"converged": bool(gmm.converged_), "n_iter": int(gmm.n_iter_),
-                "lower_bound": _finite(float(gmm.lower_bound_))},
+        "gmm": {
+            "converged": bool(gmm.converged_),
+            "n_iter": int(gmm.n_iter_),
+            "lower_bound": _finite(float(gmm.lower_bound_)),
+        },
         "seconds": {**stage_times, "total": round(time.time() - started, 2)},
         "out": str(out),
         "files": files,
@@ -385,8 +463,7 @@ def analyze(run: str | Path, *, trial: int = 0, n_components: int = 75, n_latent
 # --------------------------------------------------------------------------------------------- sample
 
 
-def sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial: int = 0,
-           seed: int = 0) -> dict:
+def sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial: int = 0, seed: int = 0) -> dict:
     """Write ``n`` ancestral samples as a PNG grid; the prior is ``analysis{trial}/prior.npz`` if present.
 
     Without it, a 10-component prior is fitted to the latents of 2,000 class-balanced training images.
@@ -409,6 +486,10 @@ def sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial
         source = f"10-component mixture fitted to {len(pick)} training latents (no {prior_file})"
     images = sample_images(loaded.model, loaded.params, prior, n, seed=seed)
     path = Path(out) if out is not None else run / f"samples{trial}.png"
-    image_grid(images, path, ncols=min(n, math.ceil(math.sqrt(n))),
-               title=f"{loaded.config.model.kind}: {n} samples (seed {seed})")
+    image_grid(
+        images,
+        path,
+        ncols=min(n, math.ceil(math.sqrt(n))),
+        title=f"{loaded.config.model.kind}: {n} samples (seed {seed})",
+    )
     return {"path": str(path), "prior": source}

@@ -65,9 +65,7 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     if p.suffix in (".npz", ".json"):
         p = p.with_suffix("")
     if not p.name:
-        raise ValueError(
-            f"checkpoint path {str(path)!r} has no file name; pass a stem like 'run/best'"
-        )
+        raise ValueError(f"checkpoint path {str(path)!r} has no file name; pass a stem like 'run/best'")
     return p.parent / (p.name + ".npz"), p.parent / (p.name + ".json")
 
 
@@ -75,7 +73,10 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_checkpoint(
-    path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any], *,
+    path: str | Path,
+    arrays: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    *,
     allow_nonfinite: bool = False,
 ) -> tuple[Path, Path]:
     """Write ``arrays`` and ``metadata`` as the checkpoint pair ``<path>.npz`` / ``<path>.json``.
@@ -128,9 +129,7 @@ def save_checkpoint(
 
         document: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
         document.update((k, v) for k, v in metadata.items() if k not in _MANAGED_KEYS)
-        document["arrays"] = {
-            name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in prepared.items()
-        }
+        document["arrays"] = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in prepared.items()}
         document["npz_sha256"] = digest
         document["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         document["predcode_version"] = predcode_version
@@ -186,9 +185,7 @@ def _prepare_arrays(arrays: Mapping[str, Any], allow_nonfinite: bool = False) ->
                 "(letters, digits, underscore), e.g. 'W1' or 'Sigma_e1'"
             )
         if name in _SAVEZ_RESERVED:
-            raise ValueError(
-                f"array name {name!r} is reserved (it is a parameter name of np.savez); rename it"
-            )
+            raise ValueError(f"array name {name!r} is reserved (it is a parameter name of np.savez); rename it")
         a = np.asarray(value)
         if a.dtype.hasobject:
             raise ValueError(
@@ -323,9 +320,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
         backup = npz_path.with_name(npz_path.name + _BACKUP_SUFFIX)
         kept = _read_if_hash(backup, expected)
         if kept is None:
-            raise CheckpointError(
-                _hash_mismatch_message(npz_path, json_path, expected, found, len(data))
-            )
+            raise CheckpointError(_hash_mismatch_message(npz_path, json_path, expected, found, len(data)))
         # A save was killed between its two moves: the json (the commit point) still describes
         # the previous arrays, which the save kept in <name>.npz.prev. That pair is the checkpoint.
         warnings.warn(
@@ -391,13 +386,13 @@ def _read_metadata(json_path: Path) -> dict[str, Any]:
     fmt = metadata.get("format")
     if fmt != FORMAT:
         raise CheckpointError(
-            f"{json_path}: expected \"format\": \"{FORMAT}\", found {fmt!r}; this json does not "
+            f'{json_path}: expected "format": "{FORMAT}", found {fmt!r}; this json does not '
             "describe a predcode checkpoint (pass the stem of a pair written by save_checkpoint)."
         )
     version = metadata.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(
-            f"{json_path}: expected an integer \"format_version\" >= 1, found {version!r}; the "
+            f'{json_path}: expected an integer "format_version" >= 1, found {version!r}; the '
             "json is damaged: save the checkpoint again."
         )
     if version > FORMAT_VERSION:
@@ -412,7 +407,7 @@ def _read_metadata(json_path: Path) -> dict[str, Any]:
     digest = metadata.get("npz_sha256")
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise CheckpointError(
-            f"{json_path}: expected \"npz_sha256\" to be 64 lowercase hex digits, found "
+            f'{json_path}: expected "npz_sha256" to be 64 lowercase hex digits, found '
             f"{digest!r}; the json is damaged: save the checkpoint again."
         )
     return metadata
@@ -422,7 +417,7 @@ def _listed_arrays(metadata: Mapping[str, Any], json_path: Path) -> dict[str, di
     listed = metadata.get("arrays")
     if not isinstance(listed, dict):
         raise CheckpointError(
-            f"{json_path}: expected \"arrays\" to be an object of name -> {{shape, dtype}}, found "
+            f'{json_path}: expected "arrays" to be an object of name -> {{shape, dtype}}, found '
             f"{type(listed).__name__}; the json is damaged: save the checkpoint again."
         )
     for name, spec in listed.items():
@@ -435,8 +430,8 @@ def _listed_arrays(metadata: Mapping[str, Any], json_path: Path) -> dict[str, di
         )
         if not ok:
             raise CheckpointError(
-                f"{json_path}: entry {name!r} of \"arrays\" expected a name matching "
-                f"[A-Za-z0-9_]+ and {{\"shape\": [ints], \"dtype\": str}}, found {spec!r}; the json "
+                f'{json_path}: entry {name!r} of "arrays" expected a name matching '
+                f'[A-Za-z0-9_]+ and {{"shape": [ints], "dtype": str}}, found {spec!r}; the json '
                 "is damaged: save the checkpoint again."
             )
     return listed
@@ -457,8 +452,7 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
         ) from exc
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise CheckpointError(
-            f"{npz_path}: expected an .npz archive (a zip of .npy files), found a single "
-            f"{type(npz).__name__}. {fix}"
+            f"{npz_path}: expected an .npz archive (a zip of .npy files), found a single {type(npz).__name__}. {fix}"
         )
     arrays: dict[str, np.ndarray] = {}
     with npz:
@@ -473,15 +467,14 @@ def _read_npz(data: bytes, npz_path: Path) -> dict[str, np.ndarray]:
                         f"file was not written by save_checkpoint; do not trust it. {fix}"
                     ) from exc
                 raise CheckpointError(
-                    f"{npz_path}: array {name!r} expected a valid .npy member, cannot read it "
-                    f"({exc}). {fix}"
+                    f"{npz_path}: array {name!r} expected a valid .npy member, cannot read it ({exc}). {fix}"
                 ) from exc
             except Exception as exc:  # zipfile, numpy's header parser (TokenError), MemoryError, ...
                 raise CheckpointError(
                     f"{npz_path}: array {name!r} cannot be read ({type(exc).__name__}: {exc}). {fix}"
                 ) from exc
             if not isinstance(arrays[name], np.ndarray):  # numpy returns a member without the
-                raise CheckpointError(                     # .npy magic as raw bytes
+                raise CheckpointError(  # .npy magic as raw bytes
                     f"{npz_path}: member {name!r} expected an .npy array (starting with the NPY magic "
                     f"string), found {type(arrays[name]).__name__}. {fix}"
                 )
@@ -496,9 +489,7 @@ def _read_if_hash(path: Path, expected: str) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
-def _hash_mismatch_message(
-    npz_path: Path, json_path: Path, expected: str, found: str, size: int
-) -> str:
+def _hash_mismatch_message(npz_path: Path, json_path: Path, expected: str, found: str, size: int) -> str:
     message = (
         f"{npz_path}: SHA-256 mismatch. Expected {expected} (recorded in {json_path.name}), found "
         f"{found} ({size} bytes). The .npz was changed, truncated or damaged after it was saved, "

@@ -81,8 +81,16 @@ class ConfigError(ValueError):
     and ``line`` its line where known; the message says all of it, plus expected, got and the fix.
     """
 
-    def __init__(self, message: str, *, key: str | None = None, label: str | None = None,
-                 reason: str | None = None, source: str | None = None, line: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        label: str | None = None,
+        reason: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ):
         super().__init__(message)
         self.key, self.label, self.reason = key, label or key, reason
         self.source, self.line = source, line
@@ -91,8 +99,9 @@ class ConfigError(ValueError):
         """The same problem, with the file (and line) in front and the key shown as ``label``."""
         label = label or self.label
         body = f"{label}: {self.reason}" if self.reason is not None and label else str(self)
-        return ConfigError(f"{_where(source, line)}: {body}", key=self.key, label=label,
-                           reason=self.reason, source=source, line=line)
+        return ConfigError(
+            f"{_where(source, line)}: {body}", key=self.key, label=label, reason=self.reason, source=source, line=line
+        )
 
 
 def _where(source: str | None, line: int | None = None) -> str:
@@ -116,6 +125,7 @@ def _closest(word: str, candidates) -> str | None:
 
 
 # ----- the schema -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Spec:
@@ -147,12 +157,15 @@ _ACTS = tuple(ACTIVATIONS)
 SPECS: dict[str, _Spec] = {
     "model.kind": _choice(MUSEUM),
     "model.x_dim": _int(hint="pixels per image: 784 for 28 x 28 images"),
-    "model.z_dims": _Spec("ints", "a non-empty list of integers >= 1",
-                          hint="latent layer sizes from z1 (bottom) to the top, e.g. [360, 360, 360]"),
+    "model.z_dims": _Spec(
+        "ints",
+        "a non-empty list of integers >= 1",
+        hint="latent layer sizes from z1 (bottom) to the top, e.g. [360, 360, 360]",
+    ),
     "model.K": _int(hint="settling steps per batch; the museum uses 50"),
     "model.beta": _float("a number > 0", lambda v: v > 0, hint="the Euler step of the settling; the museum uses 0.1"),
     "model.leak": _float("a number >= 0", lambda v: v >= 0),
-    "model.lmbda": _float("a number >= 0 or \"none\" (the model's default)", lambda v: v >= 0, optional=True),
+    "model.lmbda": _float('a number >= 0 or "none" (the model\'s default)', lambda v: v >= 0, optional=True),
     "model.phi": _choice(_ACTS, optional=True),
     "model.g_hidden": _choice(_ACTS, optional=True),
     "model.g_out": _choice(_ACTS),
@@ -162,16 +175,24 @@ SPECS: dict[str, _Spec] = {
     "model.beta_scale": _float("a number >= 0", lambda v: v >= 0),
     "model.wght_sd": _float("a number > 0", lambda v: v > 0, hint="the initial weights' standard deviation"),
     "model.sigma_rule": _choice(SIGMA_RULES),
-    "model.solver": _choice(SOLVERS, hint="the settling solver; the museum uses \"euler\" (docs/config.md)"),
-    "model.momentum": _float("a number in [0, 1)", lambda v: 0 <= v < 1,
-                             hint="state momentum of the \"momentum\" and \"nesterov\" solvers"),
-    "model.settle_tol": _float("a number > 0 or \"none\"", lambda v: v > 0, optional=True,
-                               hint="stop settling once a step moves the states by at most this fraction"),
-    "model.legacy_frozen_precision": _Spec("bool", "true or false",
-                                           hint="true reproduces legacy ngc-learn >= 0.2, whose settling "
-                                                "kept the first precision (GNCN.md); the default uses the current one"),
+    "model.solver": _choice(SOLVERS, hint='the settling solver; the museum uses "euler" (docs/config.md)'),
+    "model.momentum": _float(
+        "a number in [0, 1)", lambda v: 0 <= v < 1, hint='state momentum of the "momentum" and "nesterov" solvers'
+    ),
+    "model.settle_tol": _float(
+        'a number > 0 or "none"',
+        lambda v: v > 0,
+        optional=True,
+        hint="stop settling once a step moves the states by at most this fraction",
+    ),
+    "model.legacy_frozen_precision": _Spec(
+        "bool",
+        "true or false",
+        hint="true reproduces legacy ngc-learn >= 0.2, whose settling "
+        "kept the first precision (GNCN.md); the default uses the current one",
+    ),
     "data.dataset": _Spec("str", "a dataset name", hint="one of " + ", ".join(map(repr, NAMES))),
-    "data.n_train": _int("an integer >= 1 or \"all\"", optional=True, none_words=("all", "none")),
+    "data.n_train": _int('an integer >= 1 or "all"', optional=True, none_words=("all", "none")),
     "data.n_val": _int(hint="validation images split from the training set"),
     "data.train_file": _Spec("path", "a path to a .npy file", optional=True),
     "data.val_file": _Spec("path", "a path to a .npy file", optional=True),
@@ -179,11 +200,18 @@ SPECS: dict[str, _Spec] = {
     "train.batch_size": _int(hint="images per update; the walkthrough uses 512, the paper 200"),
     "train.eval_batch_size": _int(hint="images per evaluation batch"),
     "train.epochs": _int(),
-    "train.patience": _int("an integer >= 1 or \"none\"", optional=True,
-                           hint="epochs without a better validation BCE before stopping; \"none\" never stops early"),
+    "train.patience": _int(
+        'an integer >= 1 or "none"',
+        optional=True,
+        hint='epochs without a better validation BCE before stopping; "none" never stops early',
+    ),
     "train.seed": _int(f"an integer in [0, {SEED_MAX}]", lambda v: 0 <= v <= SEED_MAX),
-    "train.parallel_trials": _int("an integer >= 1 or \"auto\"", optional=True, none_words=("auto", "none"),
-                                  hint="trials vmapped together in one step; auto: all that fit in memory"),
+    "train.parallel_trials": _int(
+        'an integer >= 1 or "auto"',
+        optional=True,
+        none_words=("auto", "none"),
+        hint="trials vmapped together in one step; auto: all that fit in memory",
+    ),
     "optimizer.name": _choice(OPTIMIZERS),
     "optimizer.learning_rate": _float("a number > 0", lambda v: v > 0, hint="the walkthrough uses 0.001"),
     "optimizer.eps": _float("a number > 0", lambda v: v > 0, hint="Keras' and legacy ngc-learn's Adam use 1e-7"),
@@ -214,8 +242,9 @@ def _type_hint(spec: _Spec, value: Any) -> str:
 
 def _coerce(key: str, spec: _Spec, value: Any) -> Any:
     """Check one value against its spec; return it normalized (ints as int, numbers as float...)."""
-    if value is None or (spec.optional and spec.kind != "path" and isinstance(value, str)
-                         and value.strip().lower() in spec.none_words):
+    if value is None or (
+        spec.optional and spec.kind != "path" and isinstance(value, str) and value.strip().lower() in spec.none_words
+    ):
         if spec.optional:
             return None
         raise _bad(key, spec.expected, value, spec.hint)
@@ -261,6 +290,7 @@ def _validate_fields(obj: Any, section: str) -> None:
 
 # ----- the sections ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DataConfig:
     """Training data: a built-in dataset (validation split from its training set) or .npy files."""
@@ -278,17 +308,28 @@ class DataConfig:
             return
         if self.dataset not in NAMES:
             near = _closest(self.dataset, NAMES)
-            raise _bad("data.dataset", "one of " + ", ".join(map(repr, NAMES)), self.dataset,
-                       (f"did you mean {near!r}? " if near else "")
-                       + "or set data.train_file to train on your own .npy design matrix")
+            raise _bad(
+                "data.dataset",
+                "one of " + ", ".join(map(repr, NAMES)),
+                self.dataset,
+                (f"did you mean {near!r}? " if near else "")
+                + "or set data.train_file to train on your own .npy design matrix",
+            )
         if self.val_file is not None:
-            raise _bad("data.val_file", "no value without data.train_file", self.val_file,
-                       "a built-in dataset's validation images are split from its training set "
-                       "(data.n_val); set data.train_file too, or drop data.val_file")
+            raise _bad(
+                "data.val_file",
+                "no value without data.train_file",
+                self.val_file,
+                "a built-in dataset's validation images are split from its training set "
+                "(data.n_val); set data.train_file too, or drop data.val_file",
+            )
         if not self.binarize:
-            raise _bad("data.binarize", f"true for dataset {self.dataset!r}", self.binarize,
-                       "the built-in datasets are always binarized at 0.5; set data.train_file "
-                       "to train on grey levels")
+            raise _bad(
+                "data.binarize",
+                f"true for dataset {self.dataset!r}",
+                self.binarize,
+                "the built-in datasets are always binarized at 0.5; set data.train_file to train on grey levels",
+            )
 
 
 @dataclass(frozen=True)
@@ -333,8 +374,10 @@ def _model_error(err: ValueError) -> ConfigError:
         return ConfigError(f"model: {err}", key="model")
     key, label, reason = f"model.{m[1]}", f"model.{m[1]}{m[2] or ''}", m[3]
     if m[1] == "z_dims" and "multiple" in reason:
-        reason += (" (lateral competition groups the units of the lower latent layers by n_group and"
-                   " of the top layer by n_top_group: change the layer size or the group size)")
+        reason += (
+            " (lateral competition groups the units of the lower latent layers by n_group and"
+            " of the top layer by n_top_group: change the layer size or the group size)"
+        )
     return ConfigError(f"{label}: {reason}", key=key, label=label, reason=reason)
 
 
@@ -347,8 +390,9 @@ def model_config(**values: Any) -> GNCNConfig:
     for name in values:
         if name not in MODEL_KEYS:
             near = _closest(name, MODEL_KEYS)
-            raise ConfigError(f"unknown key 'model.{name}'" + (f"; did you mean 'model.{near}'?" if near else ""),
-                              key=f"model.{name}")
+            raise ConfigError(
+                f"unknown key 'model.{name}'" + (f"; did you mean 'model.{near}'?" if near else ""), key=f"model.{name}"
+            )
     checked = {k: _coerce(f"model.{k}", SPECS[f"model.{k}"], v) for k, v in values.items()}
     try:
         return GNCNConfig(**checked)
@@ -368,8 +412,12 @@ class FitConfig:
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name, cls in (("model", GNCNConfig), ("data", DataConfig), ("train", TrainConfig),
-                          ("optimizer", OptimizerConfig)):
+        for name, cls in (
+            ("model", GNCNConfig),
+            ("data", DataConfig),
+            ("train", TrainConfig),
+            ("optimizer", OptimizerConfig),
+        ):
             value = getattr(self, name)
             if not isinstance(value, cls):
                 raise _bad(name, f"a {cls.__name__}", value)
@@ -379,11 +427,16 @@ class FitConfig:
         if self.source is not None:
             object.__setattr__(self, "source", os.fspath(self.source))
         if self.data.train_file is None and self.model.x_dim != IMAGE_DIM:
-            raise _bad("model.x_dim", f"{IMAGE_DIM} for dataset {self.data.dataset!r}", self.model.x_dim,
-                       "its images are 28 x 28")
+            raise _bad(
+                "model.x_dim",
+                f"{IMAGE_DIM} for dataset {self.data.dataset!r}",
+                self.model.x_dim,
+                "its images are 28 x 28",
+            )
 
 
 # ----- from a nested dict (the TOML layout) ---------------------------------------------------
+
 
 def _suggest(name: str) -> str | None:
     """The known key closest to an unknown one: same leaf in another section first, then spelling."""
@@ -398,8 +451,9 @@ def _unknown(name: str, source: str | None, line: int | None, *, section: bool =
     if section:
         near = _closest(name, SECTIONS)
         fix = f"did you mean [{near}]?" if near else "the sections are " + ", ".join(f"[{s}]" for s in SECTIONS)
-        return ConfigError(f"unknown section [{name}] in {_where(source, line)}; {fix}",
-                           key=name, source=source, line=line)
+        return ConfigError(
+            f"unknown section [{name}] in {_where(source, line)}; {fix}", key=name, source=source, line=line
+        )
     near = _suggest(name)
     fix = f"did you mean {near!r}?" if near else "see docs/config.md for the keys"
     if near == "out_dir" and name != near:
@@ -416,8 +470,14 @@ def _resolve(path: str, base_dir: str | os.PathLike | None) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
-def _from_mapping(doc: Any, *, source: str | None, base_dir, line_of: Callable[[str], int | None],
-                  relocate: Callable[[ConfigError], ConfigError]) -> FitConfig:
+def _from_mapping(
+    doc: Any,
+    *,
+    source: str | None,
+    base_dir,
+    line_of: Callable[[str], int | None],
+    relocate: Callable[[ConfigError], ConfigError],
+) -> FitConfig:
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{_where(source)}: expected a table of sections, got {type(doc).__name__}")
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
@@ -443,22 +503,31 @@ def _from_mapping(doc: Any, *, source: str | None, base_dir, line_of: Callable[[
 
     try:
         model = model_config(**{k: prepared(f"model.{k}", v) for k, v in sections["model"].items()})
-        parts: dict[str, Any] = {name: cls(**{k: prepared(f"{name}.{k}", v) for k, v in sections[name].items()})
-                 for name, cls in (("data", DataConfig), ("train", TrainConfig), ("optimizer", OptimizerConfig))}
+        parts: dict[str, Any] = {
+            name: cls(**{k: prepared(f"{name}.{k}", v) for k, v in sections[name].items()})
+            for name, cls in (("data", DataConfig), ("train", TrainConfig), ("optimizer", OptimizerConfig))
+        }
         out_dir = prepared("out_dir", top["out_dir"]) if "out_dir" in top else None
         return FitConfig(model=model, out_dir=out_dir, source=source, **parts)
     except ConfigError as err:
         raise relocate(err) from None
 
 
-def config_from_dict(doc: Mapping[str, Any], *, source: str | None = None,
-                     base_dir: str | os.PathLike | None = None) -> FitConfig:
+def config_from_dict(
+    doc: Mapping[str, Any], *, source: str | None = None, base_dir: str | os.PathLike | None = None
+) -> FitConfig:
     """A FitConfig from a nested dict in the TOML layout (``None`` allowed for optional keys)."""
-    return _from_mapping(doc, source=source, base_dir=base_dir, line_of=lambda key: None,
-                         relocate=lambda e: e.located(source) if source is not None else e)
+    return _from_mapping(
+        doc,
+        source=source,
+        base_dir=base_dir,
+        line_of=lambda key: None,
+        relocate=lambda e: e.located(source) if source is not None else e,
+    )
 
 
 # ----- TOML -----------------------------------------------------------------------------------
+
 
 def _toml_lines(text: str) -> dict[str, int]:
     """First line of each ``[section]`` and ``key =`` (as dotted keys), for messages only."""
@@ -486,9 +555,12 @@ def parse_toml(text: str, source: str | None = None, base_dir: str | os.PathLike
     except tomllib.TOMLDecodeError as err:
         m = re.search(r"line (\d+)", str(err))
         line = int(m[1]) if m else None
-        raise ConfigError(f"{_where(source, line)}: TOML syntax error: {err} (strings need quotes, e.g. "
-                          f"kind = \"gncn_pdh\"; sections are [model], [data], [train], [optimizer])",
-                          source=source, line=line) from None
+        raise ConfigError(
+            f"{_where(source, line)}: TOML syntax error: {err} (strings need quotes, e.g. "
+            f'kind = "gncn_pdh"; sections are [model], [data], [train], [optimizer])',
+            source=source,
+            line=line,
+        ) from None
     except (ValueError, RecursionError) as err:
         raise ConfigError(f"{_where(source)}: cannot read the TOML: {err}", source=source) from None
     lines = _toml_lines(text)
@@ -597,9 +669,21 @@ LEGACY_MODEL_TYPES: dict[str, str] = {
 _LEGACY_UNUSED: dict[str, str] = {
     "use_dfx": "predcode's museum fixes the use of phi'(z) by model kind",
     "x_dim": "legacy took it from the data; predcode's is model.x_dim, 784 for MNIST",
-    **dict.fromkeys(("model_fname", "node_name", "cmpt_name", "latents_fname", "gmm_fname", "labels_fname",
-                     "n_trials", "dev_yfname", "results_fname", "rotNeg90"),
-                    "it belongs in an analyze.cfg, not in a fit config"),
+    **dict.fromkeys(
+        (
+            "model_fname",
+            "node_name",
+            "cmpt_name",
+            "latents_fname",
+            "gmm_fname",
+            "labels_fname",
+            "n_trials",
+            "dev_yfname",
+            "results_fname",
+            "rotNeg90",
+        ),
+        "it belongs in an analyze.cfg, not in a fit config",
+    ),
 }
 _LEGACY_LAYERS = 3  # legacy museum models have z1, z2 (z_dim units) and z3 (z_top_dim units)
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -613,8 +697,12 @@ def _legacy_value(name: str, key: str, text: str) -> Any:
         kind = LEGACY_MODEL_TYPES.get(text.lower().replace("-", "_"))
         if kind is None:
             near = _closest(text, ["GNCN_t1", "GNCN_t1_Sigma", "GNCN_t2_LSigma", "GNCN_PDH", "GNCN_t2_LSigma_PDH"])
-            raise _bad(key, "one of GNCN_t1, GNCN_t1_Sigma, GNCN_t2_LSigma, GNCN_PDH, GNCN_t2_LSigma_PDH "
-                       "(any case)", text, f"did you mean {near!r}?" if near else "")
+            raise _bad(
+                key,
+                "one of GNCN_t1, GNCN_t1_Sigma, GNCN_t2_LSigma, GNCN_PDH, GNCN_t2_LSigma_PDH (any case)",
+                text,
+                f"did you mean {near!r}?" if near else "",
+            )
         return kind
     kind = "int" if spec.kind == "ints" else spec.kind
     if kind == "int":
@@ -645,26 +733,36 @@ def parse_legacy(text: str, source: str | None = None, base_dir: str | os.PathLi
         if not line:
             continue
         if "=" not in line:
-            fix = ("this looks like TOML: give the file a .toml suffix" if line.startswith("[") else
-                   "a legacy config holds one `name = value` a line; comments start with #")
-            raise ConfigError(f"{_where(source, n)}: expected `name = value`, got {raw.strip()!r} ({fix})",
-                              source=source, line=n)
+            fix = (
+                "this looks like TOML: give the file a .toml suffix"
+                if line.startswith("[")
+                else "a legacy config holds one `name = value` a line; comments start with #"
+            )
+            raise ConfigError(
+                f"{_where(source, n)}: expected `name = value`, got {raw.strip()!r} ({fix})", source=source, line=n
+            )
         name, value = line.split("=", 1)
         if not name:
-            raise ConfigError(f"{_where(source, n)}: expected a name before '=', got {raw.strip()!r}",
-                              source=source, line=n)
+            raise ConfigError(
+                f"{_where(source, n)}: expected a name before '=', got {raw.strip()!r}", source=source, line=n
+            )
         if "=" in value:
-            raise ConfigError(f"{_where(source, n)}: expected one '=' in `name = value`, got {raw.strip()!r} "
-                              f"(legacy ngc-learn would have read the value as {value.split('=')[0]!r})",
-                              key=name, source=source, line=n)
+            raise ConfigError(
+                f"{_where(source, n)}: expected one '=' in `name = value`, got {raw.strip()!r} "
+                f"(legacy ngc-learn would have read the value as {value.split('=')[0]!r})",
+                key=name,
+                source=source,
+                line=n,
+            )
         if name not in LEGACY_KEYS:
             near = _closest(name, LEGACY_KEYS)
             fix = f"did you mean {near!r}?" if near else "legacy keys: " + ", ".join(LEGACY_KEYS)
             if name in _LEGACY_UNUSED:
-                fix = (f"legacy ngc-learn read it, but predcode's fit has no use for it ({_LEGACY_UNUSED[name]}): "
-                       "remove the line" + (f"; the closest known key is {near!r}" if near else ""))
-            raise ConfigError(f"unknown key {name!r} in {_where(source, n)}; {fix}",
-                              key=name, source=source, line=n)
+                fix = (
+                    f"legacy ngc-learn read it, but predcode's fit has no use for it ({_LEGACY_UNUSED[name]}): "
+                    "remove the line" + (f"; the closest known key is {near!r}" if near else "")
+                )
+            raise ConfigError(f"unknown key {name!r} in {_where(source, n)}; {fix}", key=name, source=source, line=n)
         entries[name] = (value, n)
 
     doc: dict[str, Any] = {s: {} for s in SECTIONS}
@@ -718,8 +816,11 @@ def shipped_configs() -> list[str]:
     root = shipped_configs_dir()
     if not root.is_dir():
         return []
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*")
-                  if p.is_file() and p.suffix in CONFIG_SUFFIXES)
+    return sorted(
+        p.relative_to(root).with_suffix("").as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in CONFIG_SUFFIXES
+    )
 
 
 def find_config(name: str | os.PathLike) -> tuple[Path, str | None]:
@@ -756,13 +857,16 @@ def load_config(path: str | os.PathLike) -> FitConfig | PCFitConfig:
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         names = ", ".join(shipped_configs()) or "none found"
-        raise ConfigError(f"config file not found: {source} (check the path, or name a config shipped with "
-                          f"predcode: {names})", source=source) from None
+        raise ConfigError(
+            f"config file not found: {source} (check the path, or name a config shipped with predcode: {names})",
+            source=source,
+        ) from None
     except IsADirectoryError:
         raise ConfigError(f"{source}: expected a config file, got a folder", source=source) from None
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{source}: expected UTF-8 text, got undecodable bytes ({err.reason} at byte "
-                          f"{err.start})", source=source) from None
+        raise ConfigError(
+            f"{source}: expected UTF-8 text, got undecodable bytes ({err.reason} at byte {err.start})", source=source
+        ) from None
     except OSError as err:
         raise ConfigError(f"{source}: cannot read the config file ({err.strerror or err})", source=source) from None
     from predcode.experiments.pc_config import is_pc_toml, parse_pc_toml  # imports this module
@@ -798,8 +902,7 @@ def with_overrides(cfg: FitConfig, **dotted: Any) -> FitConfig:
             raise _unknown(key, "overrides", None)
         section, _, leaf = key.rpartition(".")
         (doc[section] if section else doc)[leaf] = value
-    return _from_mapping(doc, source=cfg.source, base_dir=None, line_of=lambda key: None,
-                         relocate=lambda e: e)
+    return _from_mapping(doc, source=cfg.source, base_dir=None, line_of=lambda key: None, relocate=lambda e: e)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -22,20 +22,30 @@ from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN, GNCNConfig
 
 
-def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_train: int = 5000,
-             n_val: int = 1000, epochs: int = 5, batch_size: int = 200, seed: int = 69,
-             n_components: int = 10, on_batch: Callable | None = None,
-             on_epoch: Callable[[EpochRecord, object], None] | None = None) -> dict:
+def run_demo(
+    out: Path,
+    *,
+    kind: str = "gncn_pdh",
+    dataset: str = "mnist",
+    n_train: int = 5000,
+    n_val: int = 1000,
+    epochs: int = 5,
+    batch_size: int = 200,
+    seed: int = 69,
+    n_components: int = 10,
+    on_batch: Callable | None = None,
+    on_epoch: Callable[[EpochRecord, object], None] | None = None,
+) -> dict:
     """Train on the first ``n_train + n_val`` training images (seeded split), write everything to ``out``."""
     out = Path(out)
     started = time.time()
     images, labels = load_binarized(dataset, "train")
-    x_tr, _, x_val, _ = train_val_split(images[: n_train + n_val], labels[: n_train + n_val],
-                                           n_val, seed=seed)
+    x_tr, _, x_val, _ = train_val_split(images[: n_train + n_val], labels[: n_train + n_val], n_val, seed=seed)
     x_test, _ = load_binarized(dataset, "test")
     model = GNCN(GNCNConfig(kind=kind))
-    result = train(model, x_tr, x_val, epochs=epochs, batch_size=batch_size, seed=seed,
-                   on_batch=on_batch, on_epoch=on_epoch)
+    result = train(
+        model, x_tr, x_val, epochs=epochs, batch_size=batch_size, seed=seed, on_batch=on_batch, on_epoch=on_epoch
+    )
     params = result.best_params
 
     history = [asdict(result.initial)] + [asdict(r) for r in result.history]
@@ -53,15 +63,27 @@ def run_demo(out: Path, *, kind: str = "gncn_pdh", dataset: str = "mnist", n_tra
     samples = sample_images(model, params, prior, 100, seed=seed)
     image_grid(samples, out / "samples.png", title=f"{kind}: samples from a {n_components}-component GMM prior")
 
-    save_checkpoint(out / "model", {k: np.asarray(v) for k, v in params.items()},
-                    {"model": kind, **model.config.to_dict(), "best_epoch": result.best_epoch})
+    save_checkpoint(
+        out / "model",
+        {k: np.asarray(v) for k, v in params.items()},
+        {"model": kind, **model.config.to_dict(), "best_epoch": result.best_epoch},
+    )
     summary = {
-        **provenance(), "model": kind, "dataset": dataset, "n_train": len(x_tr),
-        "n_val": len(x_val), "epochs_run": len(result.history), "batch_size": batch_size, "seed": seed,
-        "initial_val_bce": result.initial.val_bce, "best_val_bce": result.best_val_bce,
-        "best_epoch": result.best_epoch, "test_bce_first_2000": test_bce, "test_tod_first_2000": test_tod,
-        "seconds": round(time.time() - started, 1), "files": ["metrics.csv", "metrics.json", "curves.png",
-                                                              "samples.png", "model.npz", "model.json"],
+        **provenance(),
+        "model": kind,
+        "dataset": dataset,
+        "n_train": len(x_tr),
+        "n_val": len(x_val),
+        "epochs_run": len(result.history),
+        "batch_size": batch_size,
+        "seed": seed,
+        "initial_val_bce": result.initial.val_bce,
+        "best_val_bce": result.best_val_bce,
+        "best_epoch": result.best_epoch,
+        "test_bce_first_2000": test_bce,
+        "test_tod_first_2000": test_tod,
+        "seconds": round(time.time() - started, 1),
+        "files": ["metrics.csv", "metrics.json", "curves.png", "samples.png", "model.npz", "model.json"],
         "history": history,
     }
     write_json(out / "metrics.json", summary)

@@ -88,8 +88,9 @@ class MixturePrior:
     float64), a sampler that draws components in proportion to ``weights``, and ``.npz`` storage.
     """
 
-    def __init__(self, weights: Any, means: Any, covariances: Any, *,
-                 metadata: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, weights: Any, means: Any, covariances: Any, *, metadata: Mapping[str, Any] | None = None
+    ) -> None:
         w = np.asarray(weights, np.float64)
         mu = np.asarray(means, np.float64)
         cov = np.asarray(covariances, np.float64)
@@ -133,10 +134,14 @@ class MixturePrior:
     def from_sklearn(cls, gmm: GaussianMixture, **metadata: Any) -> MixturePrior:
         """The prior of a fitted full-covariance scikit-learn ``GaussianMixture`` (its fit diagnostics kept)."""
         if getattr(gmm, "covariance_type", None) != "full":
-            raise ValueError("prior: expected a full-covariance mixture, got "
-                             f"{getattr(gmm, 'covariance_type', None)!r}")
-        meta = {"n_iter": int(getattr(gmm, "n_iter_", 0)), "converged": bool(getattr(gmm, "converged_", False)),
-                "lower_bound": float(getattr(gmm, "lower_bound_", float("nan")))}
+            raise ValueError(
+                f"prior: expected a full-covariance mixture, got {getattr(gmm, 'covariance_type', None)!r}"
+            )
+        meta = {
+            "n_iter": int(getattr(gmm, "n_iter_", 0)),
+            "converged": bool(getattr(gmm, "converged_", False)),
+            "lower_bound": float(getattr(gmm, "lower_bound_", float("nan"))),
+        }
         meta.update(metadata)
         return cls(gmm.weights_, gmm.means_, gmm.covariances_, metadata=meta)
 
@@ -148,13 +153,16 @@ class MixturePrior:
     def with_jitter(self, jitter: float) -> MixturePrior:
         """The same mixture with ``jitter * I`` added to each covariance (legacy sampled with 1e-4)."""
         eye = np.eye(self.dim)
-        return MixturePrior(self.weights, self.means, self.covariances + jitter * eye,
-                            metadata={**self.metadata, "jitter": float(jitter)})
+        return MixturePrior(
+            self.weights,
+            self.means,
+            self.covariances + jitter * eye,
+            metadata={**self.metadata, "jitter": float(jitter)},
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write ``weights``, ``means``, ``covariances`` and scalar metadata as an ``.npz`` (no pickles)."""
-        arrays: dict[str, np.ndarray] = {"weights": self.weights, "means": self.means,
-                                         "covariances": self.covariances}
+        arrays: dict[str, np.ndarray] = {"weights": self.weights, "means": self.means, "covariances": self.covariances}
         for key, value in self.metadata.items():
             a = np.asarray(value)
             if a.dtype.hasobject or a.ndim != 0 or key in arrays:
@@ -172,8 +180,9 @@ class MixturePrior:
         try:
             npz = np.load(path, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise PriorFileError(f"{path}: expected an .npz archive of weights, means and covariances, "
-                                     "found a single array")
+                raise PriorFileError(
+                    f"{path}: expected an .npz archive of weights, means and covariances, found a single array"
+                )
             with npz:
                 arrays = {name: npz[name] for name in npz.files}
         except PriorFileError:
@@ -181,8 +190,10 @@ class MixturePrior:
         except FileNotFoundError:
             raise PriorFileError(f"{path}: file not found; run `predcode analyze` to write it") from None
         except Exception as err:  # zipfile, numpy's header parser, ...: any damage is the file's fault
-            raise PriorFileError(f"{path}: expected an .npz archive without pickles, cannot read it "
-                                 f"({type(err).__name__}: {err}); run `predcode analyze` again to rewrite it") from None
+            raise PriorFileError(
+                f"{path}: expected an .npz archive without pickles, cannot read it "
+                f"({type(err).__name__}: {err}); run `predcode analyze` again to rewrite it"
+            ) from None
         not_arrays = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
         if not_arrays:  # numpy hands back raw bytes for a member without the NPY magic
             raise PriorFileError(f"{path}: expected .npy members, got unreadable member(s) {not_arrays}")
@@ -227,9 +238,13 @@ class MixturePrior:
         """The arrays the jitted samplers and densities take (pass them as arguments, not constants)."""
         with np.errstate(divide="ignore"):
             logw = np.log(self.weights)
-        return {"logw": jnp.asarray(logw, dtype), "means": jnp.asarray(self.means, dtype),
-                "chol": jnp.asarray(self.chol, dtype), "prec_chol": jnp.asarray(self.prec_chol, dtype),
-                "log_det": jnp.asarray(self.log_det_prec_chol, dtype)}
+        return {
+            "logw": jnp.asarray(logw, dtype),
+            "means": jnp.asarray(self.means, dtype),
+            "chol": jnp.asarray(self.chol, dtype),
+            "prec_chol": jnp.asarray(self.prec_chol, dtype),
+            "log_det": jnp.asarray(self.log_det_prec_chol, dtype),
+        }
 
     def sample(self, n: int, *, seed: int = 0, return_components: bool = False):
         """``n`` draws (n, d) float32: components in proportion to ``weights``, then ``mean + L eps``."""
@@ -272,14 +287,26 @@ def _mixture_logpdf(s: jax.Array, pj: Mapping[str, jax.Array]) -> jax.Array:
     return logsumexp(_component_logpdf(s, pj) + pj["logw"], axis=-1)
 
 
-def fit_prior(latents: np.ndarray, *, n_components: int = 75, seed: int = 0,
-              covariance_type: str = "full", max_iter: int = 100, reg_covar: float = 1e-6) -> GaussianMixture:
+def fit_prior(
+    latents: np.ndarray,
+    *,
+    n_components: int = 75,
+    seed: int = 0,
+    covariance_type: str = "full",
+    max_iter: int = 100,
+    reg_covar: float = 1e-6,
+) -> GaussianMixture:
     """Fit the Gaussian-mixture prior on ``phi(z_L)`` (scikit-learn, k-means init, as in GNCN.md)."""
     if not 1 <= n_components <= len(latents):
-        raise ValueError(
-            f"n_components: expected 1 to {len(latents)} (the number of latents), got {n_components}")
-    gmm = GaussianMixture(n_components, covariance_type=covariance_type, random_state=seed,
-                          init_params="kmeans", reg_covar=reg_covar, max_iter=max_iter)
+        raise ValueError(f"n_components: expected 1 to {len(latents)} (the number of latents), got {n_components}")
+    gmm = GaussianMixture(
+        n_components,
+        covariance_type=covariance_type,
+        random_state=seed,
+        init_params="kmeans",
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+    )
     return gmm.fit(latents)
 
 
@@ -309,8 +336,9 @@ def _settle_fn(model: GNCN):
     return run
 
 
-def settle_batches(model: GNCN, params: Params, x: np.ndarray, *, batch_size: int = 500,
-                   mask: np.ndarray | None = None) -> Settled:
+def settle_batches(
+    model: GNCN, params: Params, x: np.ndarray, *, batch_size: int = 500, mask: np.ndarray | None = None
+) -> Settled:
     """Settle every row of ``x`` (``mask``, (x_dim,), 0 hides a pixel's error); per-image results."""
     x = np.asarray(x, np.float32)
     batch_size = min(batch_size, max(len(x), 1))
@@ -318,7 +346,7 @@ def settle_batches(model: GNCN, params: Params, x: np.ndarray, *, batch_size: in
     m = jnp.ones(x.shape[1], jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
     parts = []
     for start in range(0, len(x), batch_size):
-        rows = x[start:start + batch_size]
+        rows = x[start : start + batch_size]
         xb, _ = pad_batch(jnp.asarray(rows), batch_size)
         out = run(params, xb, jnp.broadcast_to(m, xb.shape))
         parts.append([np.asarray(o)[: len(rows)] for o in out])
@@ -330,8 +358,9 @@ def extract_latents(model: GNCN, params: Params, x: np.ndarray, *, batch_size: i
     return settle_batches(model, params, x, batch_size=batch_size).latents
 
 
-def sample_images(model: GNCN, params: Params, prior: MixturePrior | GaussianMixture, n: int, *,
-                  seed: int = 0) -> np.ndarray:
+def sample_images(
+    model: GNCN, params: Params, prior: MixturePrior | GaussianMixture, n: int, *, seed: int = 0
+) -> np.ndarray:
     """Ancestral samples: draw ``phi(z_L)`` from the prior (components drawn by their weights) and project.
 
     Returns the Bernoulli means ``mu_0`` (n, x_dim).
@@ -358,7 +387,7 @@ class LogLikelihoodEstimate(NamedTuple):
             "mean": float(np.mean(self.log_px)),
             # assumes independent errors across images (exact across test batches; within one
             # batch the naive estimator shares its samples, so this is an approximation there)
-            "mc_se_of_mean": float(np.sqrt(np.sum(self.se ** 2)) / n),
+            "mc_se_of_mean": float(np.sqrt(np.sum(self.se**2)) / n),
             "mean_se_per_image": float(np.mean(self.se)),
             "max_se_per_image": float(np.max(self.se)),
             "sd_over_images": float(np.std(self.log_px)),
@@ -411,9 +440,18 @@ def _batches(x: np.ndarray, batch_size: int):
         yield b, start, min(start + batch_size, len(x))
 
 
-def mc_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | GaussianMixture, x: np.ndarray, *,
-                      n_samples: int = 5000, seed: int = 0, batch_size: int = 500, chunk: int = 256,
-                      clip: float = PROB_CLIP) -> LogLikelihoodEstimate:
+def mc_log_likelihood(
+    model: GNCN,
+    params: Params,
+    prior: MixturePrior | GaussianMixture,
+    x: np.ndarray,
+    *,
+    n_samples: int = 5000,
+    seed: int = 0,
+    batch_size: int = 500,
+    chunk: int = 256,
+    clip: float = PROB_CLIP,
+) -> LogLikelihoodEstimate:
     """Naive Monte Carlo ``log p(x) ~ logsumexp_s log p(x | s_s) - log S`` with ``S`` prior samples.
 
     ``x`` (n, x_dim). Test images are processed ``batch_size`` at a time; each batch draws its own
@@ -444,8 +482,9 @@ def mc_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
     return _run_batches(jax.jit(run), params, prior, x, batch_size, seed, n_samples)
 
 
-def _run_batches(fn, params, prior: MixturePrior, x: np.ndarray, batch_size: int, seed: int,
-                 n_samples: int, *extra: np.ndarray) -> LogLikelihoodEstimate:
+def _run_batches(
+    fn, params, prior: MixturePrior, x: np.ndarray, batch_size: int, seed: int, n_samples: int, *extra: np.ndarray
+) -> LogLikelihoodEstimate:
     pj = prior.jax_arrays()
     key = jax.random.key(seed)
     batch_size = min(batch_size, max(len(x), 1))
@@ -471,8 +510,19 @@ def _log_joint(model: GNCN, params: Params, pj, s: jax.Array, x: jax.Array, clip
     return _mixture_logpdf(s[None], pj)[0] + jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log1p(-p))
 
 
-def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, alt: jax.Array, *, kind: str,
-              steps: int, lr: float, clip: float):
+def _proposal(
+    model: GNCN,
+    params: Params,
+    pj,
+    xb: jax.Array,
+    mb: jax.Array,
+    alt: jax.Array,
+    *,
+    kind: str,
+    steps: int,
+    lr: float,
+    clip: float,
+):
     """Per-image Gaussian proposal ``N(c, C C^T)`` with ``(C C^T)^{-1} = P P^T``: ``(c, C, P, log det P)``.
 
     ``mb`` (b, d) are the settled latents, ``alt`` (b, d) other candidate starts (the best of a set of
@@ -495,8 +545,14 @@ def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, alt
     lj_means = jax.vmap(lambda x: jax.vmap(lambda m: _log_joint(model, params, pj, m, x, clip))(means))(xb)
     best_k = jnp.argmax(lj_means, axis=1)
     cands = jnp.stack([mb, means[best_k], alt], axis=1)  # (b, 3, d)
-    scores = jnp.stack([_log_joint_batch(model, params, pj, mb, xb, clip), jnp.max(lj_means, axis=1),
-                        _log_joint_batch(model, params, pj, alt, xb, clip)], axis=1)
+    scores = jnp.stack(
+        [
+            _log_joint_batch(model, params, pj, mb, xb, clip),
+            jnp.max(lj_means, axis=1),
+            _log_joint_batch(model, params, pj, alt, xb, clip),
+        ],
+        axis=1,
+    )
     mb = jnp.take_along_axis(cands, jnp.argmax(scores, axis=1)[:, None, None], axis=1)[:, 0]
     comp = nearest(mb)
     # 2. the posterior mode: maximise log prior(s) + log p(x|s) from there, with Adam in the whitened
@@ -523,8 +579,9 @@ def _proposal(model: GNCN, params: Params, pj, xb: jax.Array, mb: jax.Array, alt
     proj = jax.vmap(lambda s: model.project(params, s[None], apply_phi=False)[0])
     jac = jax.vmap(jax.jacfwd(lambda s: model.project(params, s[None], apply_phi=False)[0]))(mode)  # (b, D, d)
     p = jnp.clip(proj(mode), clip, 1 - clip)
-    hess = (jnp.einsum("bij,bkj->bik", prec_chol, prec_chol)
-            + jnp.einsum("bDi,bD,bDj->bij", jac, 1.0 / (p * (1 - p)), jac))
+    hess = jnp.einsum("bij,bkj->bik", prec_chol, prec_chol) + jnp.einsum(
+        "bDi,bD,bDj->bij", jac, 1.0 / (p * (1 - p)), jac
+    )
     hess = 0.5 * (hess + jnp.swapaxes(hess, 1, 2))
     r = jnp.linalg.cholesky(hess)  # hess = R R^T; covariance R^{-T} R^{-1}
     eye = jnp.eye(d, dtype=mb.dtype)
@@ -543,11 +600,25 @@ def _log_joint_batch(model, params, pj, s, x, clip):
     return jax.vmap(lambda a, b: _log_joint(model, params, pj, a, b, clip))(s, x)
 
 
-def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | GaussianMixture, x: np.ndarray,
-                      centres: np.ndarray, *, n_samples: int = 5000, seed: int = 0, batch_size: int = 500,
-                      chunk: int = 64, clip: float = PROB_CLIP, proposal: str = "laplace",
-                      scales: Sequence[float] | None = None, defensive: float = 0.1, refine_steps: int = 200,
-                      refine_lr: float = 0.05, n_search: int = 1000) -> LogLikelihoodEstimate:
+def is_log_likelihood(
+    model: GNCN,
+    params: Params,
+    prior: MixturePrior | GaussianMixture,
+    x: np.ndarray,
+    centres: np.ndarray,
+    *,
+    n_samples: int = 5000,
+    seed: int = 0,
+    batch_size: int = 500,
+    chunk: int = 64,
+    clip: float = PROB_CLIP,
+    proposal: str = "laplace",
+    scales: Sequence[float] | None = None,
+    defensive: float = 0.1,
+    refine_steps: int = 200,
+    refine_lr: float = 0.05,
+    n_search: int = 1000,
+) -> LogLikelihoodEstimate:
     """Importance-sampled ``log p(x)`` with a per-image proposal built from the settled latent.
 
     ``centres`` (n, d) are the settled ``m = phi(z_L(x))``. For each image the proposal is the
@@ -596,8 +667,7 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
     # Which part of the proposal each position of a chunk samples: 0 = the prior, j >= 1 = scales[j-1].
     n_prior = 0 if defensive == 0 else min(chunk, max(1, round(defensive * chunk)))
     n_local = chunk - n_prior  # 0 only for a chunk of 1: then the proposal is the prior alone
-    part = np.concatenate([np.zeros(n_prior, np.int32),
-                           1 + np.arange(n_local, dtype=np.int32) % len(scales)])
+    part = np.concatenate([np.zeros(n_prior, np.int32), 1 + np.arange(n_local, dtype=np.int32) % len(scales)])
     valid = (np.arange(n_chunks)[:, None] * chunk + np.arange(chunk)[None, :]) < n_samples
     counts = np.array([np.sum(valid & (part[None, :] == j)) for j in range(len(scales) + 1)], np.float64)
     with np.errstate(divide="ignore"):
@@ -616,9 +686,11 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
         joint = xb @ jnp.log(pd).T + (1 - xb) @ jnp.log1p(-pd).T + _mixture_logpdf(draws, pj)[None, :]
         alt = draws[jnp.argmax(joint, axis=1)]
         built = jax.lax.map(
-            lambda a: _proposal(model, params, pj, a[0], a[1], a[2], kind=proposal, steps=int(refine_steps),
-                                lr=refine_lr, clip=clip),
-            (xb.reshape(b // sub, sub, -1), mb.reshape(b // sub, sub, d), alt.reshape(b // sub, sub, d)))
+            lambda a: _proposal(
+                model, params, pj, a[0], a[1], a[2], kind=proposal, steps=int(refine_steps), lr=refine_lr, clip=clip
+            ),
+            (xb.reshape(b // sub, sub, -1), mb.reshape(b // sub, sub, d), alt.reshape(b // sub, sub, d)),
+        )
         centre, cov_factor, prec_factor, log_det = (a.reshape(b, *a.shape[2:]) for a in built)
 
         def body(carry, i):
@@ -632,8 +704,10 @@ def is_log_likelihood(model: GNCN, params: Params, prior: MixturePrior | Gaussia
             log_prior = _mixture_logpdf(flat, pj).reshape(b, chunk)
             y = jnp.einsum("bcd,bde->bce", s - centre[:, None, :], prec_factor)
             r2 = jnp.sum(y * y, axis=-1)  # (b, chunk)
-            log_local = [-0.5 * (d * LOG_2PI + r2 / scales[j] ** 2) + log_det[:, None] - d * log_tau[j]
-                         for j in range(len(scales))]
+            log_local = [
+                -0.5 * (d * LOG_2PI + r2 / scales[j] ** 2) + log_det[:, None] - d * log_tau[j]
+                for j in range(len(scales))
+            ]
             parts = jnp.stack([log_prior, *log_local]) + jnp.asarray(log_frac, xb.dtype)[:, None, None]
             log_q = logsumexp(parts, axis=0)
             p = jnp.clip(model.project(params, flat, apply_phi=False), clip, 1 - clip).reshape(b, chunk, -1)

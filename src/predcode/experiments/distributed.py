@@ -27,8 +27,9 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"{name}: expected an integer, got {value!r}") from None
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Join this process to a multi-process JAX run (``jax.distributed.initialize``).
 
     Unset arguments come from ``PREDCODE_COORDINATOR`` (``host:port`` of process 0),
@@ -44,8 +45,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
         raise ValueError(f"process_id: expected an integer in [0, {num_processes - 1}], got {process_id!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
 
 
 def is_writer() -> bool:

@@ -51,25 +51,28 @@ def balanced_indices(labels: np.ndarray, per_class: int, *, seed: int = 0) -> np
     return np.sort(np.concatenate(picks))
 
 
-def pc_codes(cfg: PCFitConfig, trainer, params, x: np.ndarray, *, batch_size: int = 1000,
-             T: int | None = None) -> np.ndarray:
+def pc_codes(
+    cfg: PCFitConfig, trainer, params, x: np.ndarray, *, batch_size: int = 1000, T: int | None = None
+) -> np.ndarray:
     """The representation of each image (see the module docstring), ``(n, code dim)``."""
     net = trainer.network
     if cfg.network.task == "supervised":
         hidden = net.names[-2]
         fn = jax.jit(lambda p, xb: net.forward(p, {net.names[0]: xb})[hidden])
-        return np.concatenate([np.asarray(fn(params, jnp.asarray(x[i:i + batch_size])))
-                               for i in range(0, len(x), batch_size)])
+        return np.concatenate(
+            [np.asarray(fn(params, jnp.asarray(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        )
     T = T if T is not None else (cfg.inference.T_eval if cfg.inference.T_eval is not None else cfg.inference.T)
     out = []
     for i in range(0, len(x), batch_size):
-        states = trainer.infer(params, clamps_for(cfg, net, x[i:i + batch_size]), T=T).states
+        states = trainer.infer(params, clamps_for(cfg, net, x[i : i + batch_size]), T=T).states
         out.append(np.asarray(states[net.names[0]]))
     return np.concatenate(out)
 
 
 def _pca_plot(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> dict:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
@@ -87,9 +90,17 @@ def _pca_plot(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> dict
     return {"explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio_]}
 
 
-def pc_analyze(run: str | Path, *, trial: int = 0, n_per_class: int | None = None, n_test: int | None = None,
-               k: int = 5, seed: int = 0, out: str | Path | None = None,
-               on_stage: Callable[[str], None] | None = None) -> dict:
+def pc_analyze(
+    run: str | Path,
+    *,
+    trial: int = 0,
+    n_per_class: int | None = None,
+    n_test: int | None = None,
+    k: int = 5,
+    seed: int = 0,
+    out: str | Path | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict:
     """Probe, k-NN and PCA of a PC run's representations; figures and ``report.json`` in ``out``.
 
     ``n_per_class`` training images a class feed the probes (default: all training images);
@@ -102,8 +113,9 @@ def pc_analyze(run: str | Path, *, trial: int = 0, n_per_class: int | None = Non
     cfg, network, params = load_pc_run(run, trial)
     trainer = make_pc_trainer(cfg, network)
     data = load_pc_data(cfg)
-    idx = (np.arange(len(data.x_train)) if n_per_class is None
-           else balanced_indices(data.y_train, n_per_class, seed=seed))
+    idx = (
+        np.arange(len(data.x_train)) if n_per_class is None else balanced_indices(data.y_train, n_per_class, seed=seed)
+    )
     x_test, y_test = data.x_test[:n_test], data.y_test[:n_test]
     say(f"inferring the representations of {len(idx)} training and {len(x_test)} test images")
     z_train = pc_codes(cfg, trainer, params, data.x_train[idx])
@@ -112,11 +124,17 @@ def pc_analyze(run: str | Path, *, trial: int = 0, n_per_class: int | None = Non
     probe = linear_probe(z_train, data.y_train[idx], z_test, y_test, seed=seed)
     knn = knn_probe(z_train, data.y_train[idx], z_test, y_test, k=k)
     what = "code" if cfg.network.task == "generative" else f"hidden state {network.names[-2]!r}"
-    report = {**provenance(), "run": str(run), "trial": trial, "task": cfg.network.task,
-              "representation": what, "dim": int(z_train.shape[1]),
-              "linear_probe": {**probe, "accuracy_pct": 100 - probe["error_pct"]},
-              "knn": {**knn, "accuracy_pct": 100 - knn["error_pct"]},
-              "pca": _pca_plot(z_test, y_test, out / "pca.png", f"test {what}s, first two principal components")}
+    report = {
+        **provenance(),
+        "run": str(run),
+        "trial": trial,
+        "task": cfg.network.task,
+        "representation": what,
+        "dim": int(z_train.shape[1]),
+        "linear_probe": {**probe, "accuracy_pct": 100 - probe["error_pct"]},
+        "knn": {**knn, "accuracy_pct": 100 - knn["error_pct"]},
+        "pca": _pca_plot(z_test, y_test, out / "pca.png", f"test {what}s, first two principal components"),
+    }
     if cfg.network.task == "supervised":
         report["test_accuracy_forward"] = float(np.mean(predict_labels(network, params, x_test) == y_test))
     else:
@@ -135,14 +153,18 @@ def _generative_figures(cfg, trainer, params, z_train, x_test, out: Path, seed: 
     recon = np.asarray(net.prediction(params, states, image))
     # Reconstruction through the code alone: a forward sweep from the inferred code.
     through_code = np.asarray(net.forward(params, {code: states[code]})[image])
-    rows = np.concatenate([shown[:10], recon[:10], through_code[:10], shown[10:20], recon[10:20],
-                           through_code[10:20]])
-    image_grid(np.clip(rows, 0, 1), out / "reconstructions.png",
-               title="rows: test images, predictions at the inferred states, forward sweep from the code")
+    rows = np.concatenate([shown[:10], recon[:10], through_code[:10], shown[10:20], recon[10:20], through_code[10:20]])
+    image_grid(
+        np.clip(rows, 0, 1),
+        out / "reconstructions.png",
+        title="rows: test images, predictions at the inferred states, forward sweep from the code",
+    )
     mean, cov = z_train.mean(0), np.cov(z_train, rowvar=False)
     draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=50).astype(np.float32)
     samples = np.asarray(net.forward(params, {code: jnp.asarray(draws)})[image])
     image_grid(np.clip(samples, 0, 1), out / "samples.png", title="codes from a Gaussian fitted to training codes")
     mse = float(np.mean(np.sum((through_code - shown) ** 2, axis=1)))
-    return {"reconstruction_sse_forward_from_code_first30": mse,
-            "files": ["pca.png", "reconstructions.png", "samples.png"]}
+    return {
+        "reconstruction_sse_forward_from_code_first30": mse,
+        "files": ["pca.png", "reconstructions.png", "samples.png"],
+    }

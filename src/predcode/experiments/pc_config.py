@@ -38,8 +38,16 @@ from predcode.data import NAMES
 from predcode.experiments.config import ConfigError
 from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
 
-__all__ = ["PCFitConfig", "build_network", "dump_pc_toml", "is_pc_toml", "parse_pc_toml", "pc_config_from_dict",
-           "parse_pc_override", "pc_with_overrides"]
+__all__ = [
+    "PCFitConfig",
+    "build_network",
+    "dump_pc_toml",
+    "is_pc_toml",
+    "parse_pc_toml",
+    "pc_config_from_dict",
+    "parse_pc_override",
+    "pc_with_overrides",
+]
 
 TASKS = ("supervised", "generative")
 CELLS = ("gaussian", "laplacian", "bernoulli")
@@ -55,21 +63,35 @@ def _check(key: str, value: Any, kind: str, *, choices=(), low=None, allow_none=
         if allow_none:
             return None
         raise ConfigError(f"{key}: expected a value, got none", key=key)
-    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-          "bool": lambda v: isinstance(v, bool),
-          "str": lambda v: isinstance(v, str) and bool(v),
-          "ints": lambda v: isinstance(v, list) and len(v) >= 2 and all(
-              isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v),
-          "strs": lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v)}[kind]
-    expected = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-                "ints": "a list of at least two integers >= 1", "strs": "a list of names"}[kind]
+    ok = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str) and bool(v),
+        "ints": lambda v: (
+            isinstance(v, list)
+            and len(v) >= 2
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v)
+        ),
+        "strs": lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v),
+    }[kind]
+    expected = {
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "str": "a string",
+        "ints": "a list of at least two integers >= 1",
+        "strs": "a list of names",
+    }[kind]
     if choices:
         expected = "one of " + ", ".join(map(repr, choices))
     if low is not None:
         expected += f" >= {low}" if kind == "int" else f" > {low}"
-    if not ok(value) or (choices and value not in choices) or (
-            low is not None and (value < low if kind == "int" else value <= low)):
+    if (
+        not ok(value)
+        or (choices and value not in choices)
+        or (low is not None and (value < low if kind == "int" else value <= low))
+    ):
         raise ConfigError(f"{key}: expected {expected}, got {value!r}", key=key)
     return float(value) if kind == "float" else value
 
@@ -103,8 +125,11 @@ class NetworkSection:
         if self.names is not None:
             names = _check(s + "names", list(self.names), "strs")
             if len(names) != n_nodes or len(set(names)) != len(names):
-                raise ConfigError(f"{s}names: expected {n_nodes} distinct names (one per node; hidden = "
-                                  f"{self.hidden!r}), got {names!r}", key=s + "names")
+                raise ConfigError(
+                    f"{s}names: expected {n_nodes} distinct names (one per node; hidden = "
+                    f"{self.hidden!r}), got {names!r}",
+                    key=s + "names",
+                )
             object.__setattr__(self, "names", tuple(names))
         for k in ("activation", "output_activation"):
             _check(s + k, getattr(self, k), "str", choices=tuple(ACTIVATIONS))
@@ -112,8 +137,9 @@ class NetworkSection:
         for prefix in ("", "output_", "root_"):
             choices = CELLS + (("none",) if prefix == "root_" else ())
             _check(s + prefix + "cell", getattr(self, prefix + "cell"), "str", choices=choices)
-            object.__setattr__(self, prefix + "sigma",
-                               _check(s + prefix + "sigma", getattr(self, prefix + "sigma"), "float", low=0))
+            object.__setattr__(
+                self, prefix + "sigma", _check(s + prefix + "sigma", getattr(self, prefix + "sigma"), "float", low=0)
+            )
         for k in ("covariance", "output_covariance"):
             _check(s + k, getattr(self, k), "str", choices=COVARIANCE_KINDS)
 
@@ -164,15 +190,19 @@ class WeightOptimizerSection:
         object.__setattr__(self, "learning_rate", _check("optimizer.learning_rate", self.learning_rate, "float", low=0))
         decay = _check("optimizer.weight_decay", self.weight_decay, "float")
         if decay < 0:
-            raise ConfigError(f"optimizer.weight_decay: expected a number >= 0, got {decay!r}",
-                              key="optimizer.weight_decay")
+            raise ConfigError(
+                f"optimizer.weight_decay: expected a number >= 0, got {decay!r}", key="optimizer.weight_decay"
+            )
         object.__setattr__(self, "weight_decay", decay)
         _check("optimizer.schedule", self.schedule, "str", choices=SCHEDULES)
 
     def build(self, total_steps: int = 1) -> optax.GradientTransformation:
         """The optax weight optimizer; a cosine schedule decays over ``total_steps`` updates."""
-        lr = (optax.cosine_decay_schedule(self.learning_rate, max(1, total_steps)) if self.schedule == "cosine"
-              else self.learning_rate)
+        lr = (
+            optax.cosine_decay_schedule(self.learning_rate, max(1, total_steps))
+            if self.schedule == "cosine"
+            else self.learning_rate
+        )
         if self.name == "adam":
             return optax.adam(lr)
         if self.name == "adamw":
@@ -228,15 +258,25 @@ class PCFitConfig:
         end = 0 if net.task == "supervised" else -1
         if net.dims[end] != image_dim:
             where = "first" if end == 0 else "last"
-            raise ConfigError(f"network.dims: expected the {where} size to be {image_dim} (the image, "
-                              f"clamped there for task={net.task!r}), got {net.dims[end]}", key="network.dims")
+            raise ConfigError(
+                f"network.dims: expected the {where} size to be {image_dim} (the image, "
+                f"clamped there for task={net.task!r}), got {net.dims[end]}",
+                key="network.dims",
+            )
         if net.task == "supervised" and net.dims[-1] != 10:
-            raise ConfigError(f"network.dims: expected the last size to be 10 (the one-hot label), got "
-                              f"{net.dims[-1]}", key="network.dims")
+            raise ConfigError(
+                f"network.dims: expected the last size to be 10 (the one-hot label), got {net.dims[-1]}",
+                key="network.dims",
+            )
 
 
-_SECTIONS = {"network": NetworkSection, "inference": InferenceSection, "optimizer": WeightOptimizerSection,
-             "data": PCDataSection, "train": PCTrainSection}
+_SECTIONS = {
+    "network": NetworkSection,
+    "inference": InferenceSection,
+    "optimizer": WeightOptimizerSection,
+    "data": PCDataSection,
+    "train": PCTrainSection,
+}
 
 
 def _cell(kind: str, covariance: str, sigma: float):
@@ -257,30 +297,46 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
         layers = tuple(Dense(a, b, act, n.bias) for a, b, act in zip(n.dims[:-1], n.dims[1:], acts, strict=True))
         first, last = n.node_names
         try:
-            return PCNetwork([Node(first, n.dims[0], cell=root_cell),
-                              Node(last, n.dims[-1], {first: Sequential(layers)},
-                                   cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
-                                   sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma))])
+            return PCNetwork(
+                [
+                    Node(first, n.dims[0], cell=root_cell),
+                    Node(
+                        last,
+                        n.dims[-1],
+                        {first: Sequential(layers)},
+                        cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
+                        sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma),
+                    ),
+                ]
+            )
         except NetworkError as err:
             raise ConfigError(f"network: {err}", key="network") from None
     try:
         net = PCNetwork.chain(
-            n.dims, names=n.node_names, activation=n.activation, output_activation=n.output_activation,
-            bias=n.bias, cell=_cell(n.cell, n.covariance, n.sigma),
+            n.dims,
+            names=n.node_names,
+            activation=n.activation,
+            output_activation=n.output_activation,
+            bias=n.bias,
+            cell=_cell(n.cell, n.covariance, n.sigma),
             output_cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
             root_cell=root_cell,
-            output_sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma))
+            output_sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma),
+        )
     except NetworkError as err:
         raise ConfigError(f"network: {err}", key="network") from None
     if n.covariance != "fixed" and n.cell == "gaussian":  # hidden learnable covariances start at sigma
-        nodes = [dataclasses.replace(node, sigma_init=n.sigma) if 0 < i < len(net.nodes) - 1 else node
-                 for i, node in enumerate(net.nodes)]
+        nodes = [
+            dataclasses.replace(node, sigma_init=n.sigma) if 0 < i < len(net.nodes) - 1 else node
+            for i, node in enumerate(net.nodes)
+        ]
         net = PCNetwork(nodes)
     return net
 
 
-def pc_config_from_dict(doc: Mapping[str, Any], *, source: str | None = None,
-                        base_dir: str | os.PathLike | None = None) -> PCFitConfig:
+def pc_config_from_dict(
+    doc: Mapping[str, Any], *, source: str | None = None, base_dir: str | os.PathLike | None = None
+) -> PCFitConfig:
     """A PCFitConfig from a nested dict in the TOML layout; unknown sections or keys are errors."""
     where = f"{source}: " if source else ""
     parts = {}
@@ -288,14 +344,18 @@ def pc_config_from_dict(doc: Mapping[str, Any], *, source: str | None = None,
         if name == "out_dir":
             continue
         if name not in _SECTIONS:
-            raise ConfigError(f"{where}unknown section [{name}]; a PC network config has "
-                              f"{', '.join('[' + s + ']' for s in _SECTIONS)} and out_dir", key=name)
+            raise ConfigError(
+                f"{where}unknown section [{name}]; a PC network config has "
+                f"{', '.join('[' + s + ']' for s in _SECTIONS)} and out_dir",
+                key=name,
+            )
         cls = _SECTIONS[name]
         known = {f.name for f in dataclasses.fields(cls)}
         for key in value:
             if key not in known:
-                raise ConfigError(f"{where}unknown key {name}.{key}; [{name}] takes {', '.join(sorted(known))}",
-                                  key=f"{name}.{key}")
+                raise ConfigError(
+                    f"{where}unknown key {name}.{key}; [{name}] takes {', '.join(sorted(known))}", key=f"{name}.{key}"
+                )
         values = dict(value)
         for k in ("dims", "names"):
             if k in values and isinstance(values[k], list):
@@ -364,11 +424,14 @@ def pc_with_overrides(cfg: PCFitConfig, **dotted: Any) -> PCFitConfig:
             doc["out_dir"] = value
             continue
         if section not in _SECTIONS or not leaf:
-            raise ConfigError(f"--set {key}: unknown key; a PC network config has sections "
-                              f"{', '.join(_SECTIONS)} and out_dir", key=key)
+            raise ConfigError(
+                f"--set {key}: unknown key; a PC network config has sections {', '.join(_SECTIONS)} and out_dir",
+                key=key,
+            )
         doc[section][leaf] = value
-    doc = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
-           for k, v in doc.items()}
+    doc = {
+        k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v) for k, v in doc.items()
+    }
     doc.setdefault("out_dir", cfg.out_dir)
     if doc["out_dir"] is None:
         del doc["out_dir"]

@@ -13,8 +13,9 @@ import numpy as np
 from predcode.experiments.atomic import atomic_path
 
 
-def image_grid(images: np.ndarray, path: str | Path, *, ncols: int = 10, side: int = 28,
-               title: str | None = None) -> Path:
+def image_grid(
+    images: np.ndarray, path: str | Path, *, ncols: int = 10, side: int = 28, title: str | None = None
+) -> Path:
     """Write ``images`` (n, side*side) in [0, 1] as a grey-scale grid PNG at ``path``."""
     images = np.asarray(images, np.float32).reshape(-1, side, side)
     n = len(images)
@@ -22,7 +23,7 @@ def image_grid(images: np.ndarray, path: str | Path, *, ncols: int = 10, side: i
     canvas = np.ones((nrows * (side + 2), ncols * (side + 2)), np.float32)
     for i, img in enumerate(images):
         r, c = divmod(i, ncols)
-        canvas[r * (side + 2) + 1:r * (side + 2) + 1 + side, c * (side + 2) + 1:c * (side + 2) + 1 + side] = img
+        canvas[r * (side + 2) + 1 : r * (side + 2) + 1 + side, c * (side + 2) + 1 : c * (side + 2) + 1 + side] = img
     fig, ax = plt.subplots(figsize=(ncols * 0.6, nrows * 0.6 + (0.4 if title else 0)), dpi=100)
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")

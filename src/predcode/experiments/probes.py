@@ -27,11 +27,14 @@ def _check(train_z, train_y, test_z, test_y) -> tuple[np.ndarray, np.ndarray, np
     train_z, test_z = np.asarray(train_z, np.float64), np.asarray(test_z, np.float64)
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     if train_z.ndim != 2 or test_z.ndim != 2 or train_z.shape[1] != test_z.shape[1]:
-        raise ValueError(f"latents: expected (n, d) train and test arrays with the same d, got "
-                         f"{train_z.shape} and {test_z.shape}")
+        raise ValueError(
+            f"latents: expected (n, d) train and test arrays with the same d, got {train_z.shape} and {test_z.shape}"
+        )
     if len(train_y) != len(train_z) or len(test_y) != len(test_z):
-        raise ValueError(f"labels: expected one per latent, got {len(train_y)} for {len(train_z)} train "
-                         f"and {len(test_y)} for {len(test_z)} test latents")
+        raise ValueError(
+            f"labels: expected one per latent, got {len(train_y)} for {len(train_z)} train "
+            f"and {len(test_y)} for {len(test_z)} test latents"
+        )
     if len(np.unique(train_y)) < 2:
         raise ValueError("train_y: expected at least two classes")
     if not (np.all(np.isfinite(train_z)) and np.all(np.isfinite(test_z))):
@@ -43,8 +46,9 @@ def _error_pct(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(100.0 * np.mean(pred != truth))
 
 
-def linear_probe(train_z, train_y, test_z, test_y, *, C: float = 1.0, max_iter: int = 1000,
-                 seed: int = 0) -> dict[str, Any]:
+def linear_probe(
+    train_z, train_y, test_z, test_y, *, C: float = 1.0, max_iter: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Multinomial logistic regression on standardized latents; returns error % and its settings."""
     train_z, train_y, test_z, test_y = _check(train_z, train_y, test_z, test_y)
     scaler = StandardScaler().fit(train_z)
@@ -57,9 +61,13 @@ def linear_probe(train_z, train_y, test_z, test_y, *, C: float = 1.0, max_iter: 
         "error_pct": _error_pct(clf.predict(scaler.transform(test_z)), test_y),
         "train_error_pct": _error_pct(clf.predict(scaler.transform(train_z)), train_y),
         "method": "multinomial logistic regression (sklearn LogisticRegression, lbfgs, L2) on latents "
-                  "standardized with the training sample's mean and std",
-        "C": C, "max_iter": max_iter, "n_iter": n_iter, "converged": n_iter < max_iter,
-        "n_train": len(train_z), "n_test": len(test_z),
+        "standardized with the training sample's mean and std",
+        "C": C,
+        "max_iter": max_iter,
+        "n_iter": n_iter,
+        "converged": n_iter < max_iter,
+        "n_train": len(train_z),
+        "n_test": len(test_z),
     }
 
 
@@ -72,5 +80,7 @@ def knn_probe(train_z, train_y, test_z, test_y, *, k: int = 5) -> dict[str, Any]
     return {
         "error_pct": _error_pct(clf.predict(test_z), test_y),
         "method": f"{k}-nearest neighbours, Euclidean distance on the raw latents, majority vote",
-        "k": k, "n_train": len(train_z), "n_test": len(test_z),
+        "k": k,
+        "n_train": len(train_z),
+        "n_test": len(test_z),
     }

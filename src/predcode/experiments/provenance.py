@@ -17,8 +17,9 @@ import predcode
 def git_commit() -> str:
     """Short hash of the checkout predcode runs from (``+dirty`` with uncommitted changes), or ``unknown``."""
     try:
-        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True,
-                                        cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        run = lambda *a: subprocess.run(
+            ["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        ).stdout.strip()
         commit = run("rev-parse", "--short", "HEAD")
         return (commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):

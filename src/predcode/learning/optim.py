@@ -29,8 +29,9 @@ def keras_adam(
         raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
 
     def init(params):
-        return KerasAdamState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params),
-                              jax.tree.map(jnp.zeros_like, params))
+        return KerasAdamState(
+            jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params)
+        )
 
     def update(grads, state, params=None):
         del params

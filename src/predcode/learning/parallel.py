@@ -17,7 +17,8 @@ The result equals the single-device step up to the order of the floating-point s
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -45,6 +46,7 @@ def to_global(tree: Any, sharding: NamedSharding) -> Any:
 
     Every process must pass the same full values: each one contributes the pieces its own devices hold.
     """
+
     def put(a):
         if isinstance(a, jax.Array) and a.sharding == sharding:
             return a
@@ -62,26 +64,30 @@ class _Sharded:
         self.replicated = NamedSharding(mesh, PartitionSpec())
         self.rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
         self.n_replicated = n_replicated
-        self.compiled = jax.jit(fn, in_shardings=(self.replicated,) * n_replicated + (self.rows,) * n_rows,
-                                out_shardings=out_shardings)
+        self.compiled = jax.jit(
+            fn, in_shardings=(self.replicated,) * n_replicated + (self.rows,) * n_rows, out_shardings=out_shardings
+        )
 
     def __call__(self, *args):
         n = self.mesh.size
         batch = np.shape(args[self.n_replicated])[0]
         if batch % n:
-            raise ValueError(f"batch_size: expected a multiple of the {n} devices the batch is split over, "
-                             f"got {batch}; choose a batch size divisible by {n}")
+            raise ValueError(
+                f"batch_size: expected a multiple of the {n} devices the batch is split over, "
+                f"got {batch}; choose a batch size divisible by {n}"
+            )
         return self.unchecked(*args)
 
     def unchecked(self, *args):
         """The compiled function on the arguments made global arrays (no batch-size check)."""
-        rep = [to_global(a, self.replicated) for a in args[:self.n_replicated]]
-        rows = [to_global(a, self.rows) for a in args[self.n_replicated:]]
+        rep = [to_global(a, self.replicated) for a in args[: self.n_replicated]]
+        rows = [to_global(a, self.rows) for a in args[self.n_replicated :]]
         return self.compiled(*rep, *rows)
 
 
-def make_data_parallel_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = None,
-                               mesh: Mesh | None = None) -> GNCNTrainer:
+def make_data_parallel_trainer(
+    model: GNCN, optimizer: optax.GradientTransformation | None = None, mesh: Mesh | None = None
+) -> GNCNTrainer:
     """:func:`~predcode.learning.step.make_trainer`, with every batch split over the devices of ``mesh``.
 
     ``mesh`` defaults to :func:`data_mesh` (all devices of all processes). The batch size must be a

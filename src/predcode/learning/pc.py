@@ -36,8 +36,9 @@ class PCStepMetrics(NamedTuple):
     status: Array
 
 
-def weight_gradient(network, params: Mapping, states: Mapping[str, Array],
-                    masks: Mapping[str, Array] | None = None) -> tuple[Array, dict]:
+def weight_gradient(
+    network, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
+) -> tuple[Array, dict]:
     """Mean energy per sample at fixed ``states`` and its gradient with respect to ``params``.
 
     This is the PC weight update direction (negated): with states at equilibrium and T large it
@@ -62,8 +63,14 @@ class PCTrainer:
     clamps, ...)`` (jitted) runs inference alone, with ``T`` overridable.
     """
 
-    def __init__(self, network, *, optimizer_x: optax.GradientTransformation | None = None,
-                 optimizer_p: optax.GradientTransformation | None = None, T: int = 20):
+    def __init__(
+        self,
+        network,
+        *,
+        optimizer_x: optax.GradientTransformation | None = None,
+        optimizer_p: optax.GradientTransformation | None = None,
+        T: int = 20,
+    ):
         if isinstance(T, bool) or not isinstance(T, int) or T < 0:
             raise ValueError(f"T: expected an integer >= 0 (inference steps per batch), got {T!r}")
         self.network = network
@@ -81,8 +88,7 @@ class PCTrainer:
         return infer(self.network, params, clamps, T=T, optimizer=self.optimizer_x, init=init, masks=masks)
 
     def _step_impl(self, params, opt_state, clamps, masks=None, init=None):
-        result = infer(self.network, params, clamps, T=self.T, optimizer=self.optimizer_x, init=init,
-                       masks=masks)
+        result = infer(self.network, params, clamps, T=self.T, optimizer=self.optimizer_x, init=init, masks=masks)
         energy, grads = weight_gradient(self.network, params, result.states, masks)
         updates, opt_state = self.optimizer_p.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)

@@ -82,8 +82,12 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
         ok = jnp.all(finite) & (result.status == 0)
         if params is not None:
             ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
-        return StepMetrics(total_discrepancy(result.errors, weights),
-                           bce(x, result.predictions[0], weights), (~ok).astype(jnp.int32), finite)
+        return StepMetrics(
+            total_discrepancy(result.errors, weights),
+            bce(x, result.predictions[0], weights),
+            (~ok).astype(jnp.int32),
+            finite,
+        )
 
     def step(params, opt_state, x, weights):
         result = model.settle(params, x, weights=weights)
@@ -104,12 +108,22 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
         # them non-finite reports it in its status, and settle/train check the values they are given.
         model.check_params(params, values=False)
         model.check_input(x)
-        check_array(weights, "weights", shape=(x.shape[0],), low=0.0, why="1 for a real row, 0 for padding",
-                    fix="pad_batch(x, batch_size) returns x and matching weights")
+        check_array(
+            weights,
+            "weights",
+            shape=(x.shape[0],),
+            low=0.0,
+            why="1 for a real row, 0 for padding",
+            fix="pad_batch(x, batch_size) returns x and matching weights",
+        )
 
-    return GNCNTrainer(model, optimizer, init,
-                       CheckedFunction(lambda p, o, x, w: check_batch(p, x, w), jax.jit(step)),
-                       CheckedFunction(check_batch, jax.jit(evaluate)))
+    return GNCNTrainer(
+        model,
+        optimizer,
+        init,
+        CheckedFunction(lambda p, o, x, w: check_batch(p, x, w), jax.jit(step)),
+        CheckedFunction(check_batch, jax.jit(evaluate)),
+    )
 
 
 def pad_batch(x: Array, batch_size: int) -> tuple[Array, Array]:

@@ -45,14 +45,50 @@ _Data = TypeVar("_Data", jax.Array, np.ndarray)  # check_input returns its argum
 
 # What distinguishes the four museum models (GNCN.md, "The four models").
 MUSEUM: dict[str, dict[str, Any]] = {
-    "gncn_t1": dict(phi="tanh", g_hidden="identity", tied_feedback=True, use_dfx=True,
-                    error_on_phi=False, lmbda=0.01, learn_sigma=False, lateral=False, skip=False),
-    "gncn_t1_sigma": dict(phi="relu", g_hidden="identity", tied_feedback=True, use_dfx=True,
-                          error_on_phi=False, lmbda=0.01, learn_sigma=True, lateral=False, skip=False),
-    "gncn_t2_lsigma": dict(phi="relu", g_hidden="relu", tied_feedback=False, use_dfx=False,
-                           error_on_phi=True, lmbda=0.0, learn_sigma=True, lateral=True, skip=False),
-    "gncn_pdh": dict(phi="relu", g_hidden="relu", tied_feedback=False, use_dfx=False,
-                     error_on_phi=True, lmbda=0.0, learn_sigma=True, lateral=True, skip=True),
+    "gncn_t1": dict(
+        phi="tanh",
+        g_hidden="identity",
+        tied_feedback=True,
+        use_dfx=True,
+        error_on_phi=False,
+        lmbda=0.01,
+        learn_sigma=False,
+        lateral=False,
+        skip=False,
+    ),
+    "gncn_t1_sigma": dict(
+        phi="relu",
+        g_hidden="identity",
+        tied_feedback=True,
+        use_dfx=True,
+        error_on_phi=False,
+        lmbda=0.01,
+        learn_sigma=True,
+        lateral=False,
+        skip=False,
+    ),
+    "gncn_t2_lsigma": dict(
+        phi="relu",
+        g_hidden="relu",
+        tied_feedback=False,
+        use_dfx=False,
+        error_on_phi=True,
+        lmbda=0.0,
+        learn_sigma=True,
+        lateral=True,
+        skip=False,
+    ),
+    "gncn_pdh": dict(
+        phi="relu",
+        g_hidden="relu",
+        tied_feedback=False,
+        use_dfx=False,
+        error_on_phi=True,
+        lmbda=0.0,
+        learn_sigma=True,
+        lateral=True,
+        skip=True,
+    ),
 }
 SIGMA_RULES = ("legacy", "nll")
 
@@ -97,8 +133,12 @@ class GNCNConfig:
                 object.__setattr__(self, name, defaults[name])
         object.__setattr__(self, "flags", dict(defaults))
         _check(isinstance(self.x_dim, int) and self.x_dim >= 1, "x_dim", "an integer >= 1", self.x_dim)
-        _check(len(self.z_dims) >= 1 and all(d >= 1 for d in self.z_dims), "z_dims",
-               "one or more layer sizes >= 1", self.z_dims)
+        _check(
+            len(self.z_dims) >= 1 and all(d >= 1 for d in self.z_dims),
+            "z_dims",
+            "one or more layer sizes >= 1",
+            self.z_dims,
+        )
         _check(isinstance(self.K, int) and self.K >= 1, "K", "an integer >= 1", self.K)
         _check(self.beta > 0, "beta", "a positive Euler step", self.beta)
         _check(self.leak >= 0, "leak", "a number >= 0", self.leak)
@@ -107,19 +147,25 @@ class GNCNConfig:
         _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
         _check(self.solver in SOLVERS, "solver", f"one of {SOLVERS}", self.solver)
         _check(0 <= self.momentum < 1, "momentum", "a number in [0, 1)", self.momentum)
-        _check(self.settle_tol is None or self.settle_tol > 0, "settle_tol", "a number > 0 or None",
-               self.settle_tol)
-        _check(isinstance(self.legacy_frozen_precision, bool), "legacy_frozen_precision", "true or false",
-               self.legacy_frozen_precision)
+        _check(self.settle_tol is None or self.settle_tol > 0, "settle_tol", "a number > 0 or None", self.settle_tol)
+        _check(
+            isinstance(self.legacy_frozen_precision, bool),
+            "legacy_frozen_precision",
+            "true or false",
+            self.legacy_frozen_precision,
+        )
         for name in ("phi", "g_hidden", "g_out"):
             get_activation(getattr(self, name), parameter=name)
         if self.flags["lateral"]:
             *lower, top = self.z_dims
             for i, d in enumerate(lower, start=1):
-                _check(d % self.n_group == 0, f"z_dims[{i - 1}]",
-                       f"a multiple of n_group={self.n_group}", d)
-            _check(top % self.n_top_group == 0, f"z_dims[{len(self.z_dims) - 1}]",
-                   f"a multiple of n_top_group={self.n_top_group}", top)
+                _check(d % self.n_group == 0, f"z_dims[{i - 1}]", f"a multiple of n_group={self.n_group}", d)
+            _check(
+                top % self.n_top_group == 0,
+                f"z_dims[{len(self.z_dims) - 1}]",
+                f"a multiple of n_top_group={self.n_top_group}",
+                top,
+            )
 
     @property
     def L(self) -> int:
@@ -183,8 +229,12 @@ class GNCN:
         for name in self.learnable_names() + self.fixed_names():
             kind, l = name.rstrip("0123456789"), int(name.lstrip("WMESigmaPrecV"))
             shapes[name] = {
-                "W": (d[l], d[l - 1]), "M": (d[l], d[l - 2]), "E": (d[l - 1], d[l]),
-                "Sigma": (d[l], d[l]), "Prec": (d[l], d[l]), "V": (d[l], d[l]),
+                "W": (d[l], d[l - 1]),
+                "M": (d[l], d[l - 2]),
+                "E": (d[l - 1], d[l]),
+                "Sigma": (d[l], d[l]),
+                "Prec": (d[l], d[l]),
+                "V": (d[l], d[l]),
             }[kind]
         return shapes
 
@@ -209,7 +259,7 @@ class GNCN:
         out = dict(params)
         for name in self.learnable_names():
             if name.startswith("Sigma"):
-                l = name[len("Sigma"):]
+                l = name[len("Sigma") :]
                 if self.config.sigma_rule == "nll":
                     # Over general matrices the sample covariance is only a saddle point of the
                     # Gaussian NLL: keep Sigma symmetric so descent converges to it.
@@ -232,20 +282,29 @@ class GNCN:
         Raises ``ValueError`` naming the array. Under ``jit``, or with ``values=False``, only names,
         shapes and dtypes are checked (no array is read).
         """
-        fix = (f"the parameters must come from this model's init(key) or a checkpoint of the same "
-               f"architecture (kind={self.config.kind!r}, x_dim={self.config.x_dim}, "
-               f"z_dims={list(self.config.z_dims)})")
+        fix = (
+            f"the parameters must come from this model's init(key) or a checkpoint of the same "
+            f"architecture (kind={self.config.kind!r}, x_dim={self.config.x_dim}, "
+            f"z_dims={list(self.config.z_dims)})"
+        )
         if not isinstance(params, dict):
             raise ValueError(f"params: expected a dict of name -> array, got {type(params).__name__}; {fix}")
         shapes = self.param_shapes()
         missing = sorted(set(shapes) - set(params))
         if missing:
-            raise ValueError(f"params: expected arrays {sorted(shapes)}, got {sorted(params)} "
-                             f"(missing {missing}); {fix}")
+            raise ValueError(
+                f"params: expected arrays {sorted(shapes)}, got {sorted(params)} (missing {missing}); {fix}"
+            )
         for name, shape in shapes.items():
-            check_array(params[name], f"params[{name!r}]", shape=shape, fix=fix[0].upper() + fix[1:],
-                        finite=values, nonfinite_fix="The parameters have diverged: reload the last good "
-                        "checkpoint (predcode never saves non-finite weights) and lower the learning rate")
+            check_array(
+                params[name],
+                f"params[{name!r}]",
+                shape=shape,
+                fix=fix[0].upper() + fix[1:],
+                finite=values,
+                nonfinite_fix="The parameters have diverged: reload the last good "
+                "checkpoint (predcode never saves non-finite weights) and lower the learning rate",
+            )
         return params
 
     def check_input(self, x: _Data, name: str = "x") -> _Data:
@@ -255,11 +314,17 @@ class GNCN:
         """
         bernoulli = self.config.g_out == "sigmoid"
         return check_array(
-            x, name, shape=(None, self.config.x_dim), low=0.0 if bernoulli else None,
+            x,
+            name,
+            shape=(None, self.config.x_dim),
+            low=0.0 if bernoulli else None,
             high=1.0 if bernoulli else None,
             why="pixel probabilities of the model's Bernoulli (g_out = sigmoid) output layer",
             fix="Scale images to [0, 1] (uint8 pixels: predcode.data.to_float or binarize) and one "
-                "image a row (predcode.data.flatten)" if bernoulli else "Pass one sample a row")
+            "image a row (predcode.data.flatten)"
+            if bernoulli
+            else "Pass one sample a row",
+        )
 
     # ----- dynamics ---------------------------------------------------------------------------
     def _predict(self, params: Params, x: Array, mask, states):
@@ -302,8 +367,15 @@ class GNCN:
             dz.append(d - c.leak * z)
         return tuple(dz)
 
-    def settle(self, params: Params, x: Array, *, mask: Array | None = None,
-               weights: Array | None = None, steps: int | None = None) -> SettleResult:
+    def settle(
+        self,
+        params: Params,
+        x: Array,
+        *,
+        mask: Array | None = None,
+        weights: Array | None = None,
+        steps: int | None = None,
+    ) -> SettleResult:
         """Settle the latent states on ``x`` (batch, x_dim) from zero for ``steps`` (default K) steps.
 
         ``mask`` (batch, x_dim) hides pixels from the bottom error. The energy trace is the total
@@ -315,11 +387,24 @@ class GNCN:
         self.check_params(params)
         self.check_input(x)
         if mask is not None:
-            check_array(mask, "mask", shape=x.shape, low=0.0, high=1.0, why="1 keeps a pixel, 0 hides it",
-                        fix="A mask has the shape of x: 1 keeps a pixel, 0 hides it")
+            check_array(
+                mask,
+                "mask",
+                shape=x.shape,
+                low=0.0,
+                high=1.0,
+                why="1 keeps a pixel, 0 hides it",
+                fix="A mask has the shape of x: 1 keeps a pixel, 0 hides it",
+            )
         if weights is not None:
-            check_array(weights, "weights", shape=(x.shape[0],), low=0.0,
-                        why="1 for a real row, 0 for padding", fix="pad_batch returns matching weights")
+            check_array(
+                weights,
+                "weights",
+                shape=(x.shape[0],),
+                low=0.0,
+                why="1 for a real row, 0 for padding",
+                fix="pad_batch returns matching weights",
+            )
         states0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in c.z_dims)
         return settle(
             lambda s: self._predict(params, x, mask, s),
@@ -363,8 +448,9 @@ class GNCN:
         """
         c, f = self.config, self.config.flags
         self.check_params(params)
-        check_array(z_top, "z_top", shape=(None, c.z_dims[-1]),
-                    fix=f"pass one top-layer latent of size {c.z_dims[-1]} a row")
+        check_array(
+            z_top, "z_top", shape=(None, c.z_dims[-1]), fix=f"pass one top-layer latent of size {c.z_dims[-1]} a row"
+        )
         assert c.phi is not None  # filled from MUSEUM by __post_init__
         phi, g_out = get_activation(c.phi).fn, get_activation(c.g_out).fn
         s: dict[int, Array] = {c.L: phi(z_top) if apply_phi else z_top}
