@@ -20,10 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/predcode demo --out $(DEMO_OUT)
 
-# Lint (ruff check and format) first: it takes seconds and names the file and line.
-test: $(STAMP)
-	$(VENV)/bin/ruff check $(LINT_PATHS)
-	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+# Lint and type check first (`make lint`: ruff check, ruff format --check, mypy on src/); they take
+# seconds and name the file and line.
+test: lint
 	$(VENV)/bin/python -m pytest -q
 
 # The docs site into site/; any warning (a broken link, a missing docstring target) fails the build.
