@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from predcode.experiments.provenance import git_commit
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN, MUSEUM, GNCNConfig
 
@@ -152,20 +152,6 @@ def summarise(times: list[float], foreign: list[float | None]) -> dict[str, Any]
     }
 
 
-def _git_commit() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
-        ).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine_info() -> dict[str, Any]:
     return {
         "cpu_model": _cpu_model(),
@@ -180,7 +166,7 @@ def machine_info() -> dict[str, Any]:
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
         "niceness": os.nice(0) if hasattr(os, "nice") else None,
         "autogroup": _read("/proc/self/autogroup"),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable), *sys.argv]),
     }

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from predcode.experiments.provenance import git_commit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
@@ -97,19 +99,6 @@ def wait_quiet(state: dict) -> None:
         if load is None or load < state["threshold"] or time.perf_counter() - t0 > state["max_each"]:
             break
     state["waited"] += time.perf_counter() - t0
-
-
-def git_commit() -> str:
-    try:
-        c = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        return c + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def cpu_model() -> str:
