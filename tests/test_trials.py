@@ -160,7 +160,7 @@ def test_fit_with_vmapped_trials_killed_mid_epoch_then_resumed_ends_with_the_sam
 
 @pytest.mark.slow
 def test_vmapped_step_of_the_full_size_mnist_model_finishes():
-    """Regression: XLA:CPU hung on the one-program vmapped step of the 784-360-360-360 PDH model."""
+    """Regression: XLA:CPU deadlocked on batched LAPACK calls in the vmapped 784-360-360-360 PDH step."""
     import subprocess
     import sys
 

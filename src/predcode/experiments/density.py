@@ -48,6 +48,7 @@ from jax.scipy.special import logsumexp
 from scipy.linalg import solve_triangular
 from sklearn.mixture import GaussianMixture
 
+from predcode import linalg
 from predcode.activations import get_activation
 from predcode.experiments.atomic import atomic_path
 from predcode.learning.step import pad_batch
@@ -528,7 +529,6 @@ def _proposal(
     ``mb`` (b, d) are the settled latents, ``alt`` (b, d) other candidate starts (the best of a set of
     prior draws for each image); the Laplace proposal starts its mode search from the best candidate.
     """
-    d = mb.shape[-1]
 
     def nearest(s):
         return jnp.argmax(_component_logpdf(s, pj) + pj["logw"], axis=-1)
@@ -583,9 +583,9 @@ def _proposal(
         "bDi,bD,bDj->bij", jac, 1.0 / (p * (1 - p)), jac
     )
     hess = 0.5 * (hess + jnp.swapaxes(hess, 1, 2))
-    r = jnp.linalg.cholesky(hess)  # hess = R R^T; covariance R^{-T} R^{-1}
-    eye = jnp.eye(d, dtype=mb.dtype)
-    r_inv = jax.vmap(lambda a: jax.scipy.linalg.solve_triangular(a, eye, lower=True))(r)
+    # batched LAPACK through predcode.linalg: sequential on CPU (XLA:CPU can deadlock otherwise)
+    r = jax.vmap(linalg.cholesky)(hess)  # hess = R R^T; covariance R^{-T} R^{-1}
+    r_inv = jax.vmap(linalg.inverse_lower)(r)
     ok = jnp.all(jnp.isfinite(r), axis=(1, 2)) & jnp.all(jnp.isfinite(r_inv), axis=(1, 2))
     # 4. where the Cholesky failed (float32), fall back to the component proposal at the mode
     c_fb, p_fb, ld_fb = pj["chol"][k], prec_chol, pj["log_det"][k]

@@ -71,9 +71,10 @@ def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
     state. ``evaluate(params, x, weights)``: stacked parameters, one batch shared by all trials.
 
     The step is the trainer's (settle, Hebbian updates, optimizer, constraints), compiled as two
-    programs: the settle and optimizer step, then the constraints. XLA:CPU (jax 0.10) was seen to
-    hang on the single vmapped program with the full-size learned-covariance models (the batched
-    Cholesky of the constraints together with the rest); split, each part runs.
+    programs: the settle and optimizer step, then the constraints. The precision's Cholesky and
+    triangular solve go through :mod:`predcode.linalg`, which keeps them unbatched under this
+    ``vmap`` on CPU: batched, two of them at once deadlocked XLA:CPU's thread pool
+    (``docs/reliability.md``, section 6).
     """
     model, optimizer = trainer.model, trainer.optimizer
     learnable = model.learnable_names()

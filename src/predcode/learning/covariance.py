@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from predcode._lapack_threads import limit_lapack_threads
+from predcode.linalg import inv, inverse_cholesky
 
 Array = jax.Array
 
@@ -36,9 +37,9 @@ def legacy_precision(sigma: Array) -> tuple[Array, Array]:
     """
     eye = jnp.eye(sigma.shape[0], dtype=sigma.dtype)
     cov = jnp.maximum(1.0, sigma) * eye + sigma * (1 - eye) + SIGMA_FLOOR_JITTER
-    chol = jnp.linalg.cholesky(cov, symmetrize_input=False)
-    inv_chol = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
-    return cov, inv_chol.T
+    # predcode.linalg: under vmap (stacked trials) the LAPACK calls run one matrix at a time on CPU,
+    # where batched ones can deadlock XLA's thread pool.
+    return cov, inverse_cholesky(cov).T
 
 
 def legacy_sigma_update(e_white: Array, prec: Array, weights: Array | None = None) -> Array:
@@ -65,5 +66,5 @@ def gaussian_nll_sigma_grad(e: Array, sigma: Array, weights: Array | None = None
         s = e.T @ e / e.shape[0]
     else:
         s = e.T @ (e * weights[:, None]) / weights.sum()
-    inv_t = jnp.linalg.inv(sigma).T
+    inv_t = inv(sigma).T
     return 0.5 * (inv_t - inv_t @ s.T @ inv_t)
