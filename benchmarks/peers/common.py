@@ -112,6 +112,19 @@ def step_flops(spec: Spec) -> float:
     return (spec.K + 1) * one_pass + spec.K * one_pass + one_pass
 
 
+def gram_step_flops(spec: Spec) -> float:
+    """Matmul FLOPs of the Gram-form step (``predcode_gram``): the clamped layer's two ``d1 x d0``
+    products per pass become one ``d1 x d1`` product, after ``x W1^T`` and ``W1 W1^T`` once; the
+    error of the clamped layer is formed once after settling for the update."""
+    d, B = spec.dims, spec.batch
+    upper = sum(2.0 * B * d[l] * d[l - 1] for l in range(2, spec.L + 1))
+    predict = upper + 2.0 * B * d[1] * d[1]
+    setup = 2.0 * d[1] * d[0] * d[1] + 2.0 * B * d[0] * d[1]
+    final_error = 2.0 * B * d[1] * d[0]
+    update = sum(2.0 * B * d[l] * d[l - 1] for l in range(1, spec.L + 1))
+    return (spec.K + 1) * predict + spec.K * upper + setup + final_error + update
+
+
 # ---------------------------------------------------------------------------------------------
 # Machine load (other tenants share the 2 cores)
 # ---------------------------------------------------------------------------------------------

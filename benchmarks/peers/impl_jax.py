@@ -91,6 +91,55 @@ def build_predcode(spec: Spec, W0, x) -> Impl:
     )
 
 
+def build_predcode_gram(spec: Spec, W0, x) -> Impl:
+    import predcode
+    from predcode.activations import get_activation
+    from predcode.dynamics import Euler, LinearClamped, settle
+    from predcode.learning.hebbian import hebbian
+
+    L, relu = spec.L, get_activation("relu")
+
+    def train_step(W, x):
+        # The clamped image is predicted linearly with unit variance: its messages to z1 take the
+        # Gram form x W1^T - relu(z1) (W1 W1^T), one 360 x 360 product instead of two 360 x 784.
+        clamp = LinearClamped.build(x, W["W1"])
+
+        def predict(states):
+            phis = [relu.fn(z) for z in states]
+            msg = clamp.message(phis[0])
+            preds = tuple(phis[l - 1] @ W[f"W{l}"] for l in range(2, L + 1))
+            errs = tuple(states[l - 2] - mu for l, mu in zip(range(2, L + 1), preds))
+            return preds, (clamp.sq_error(phis[0], msg), *errs), (msg, *errs)
+
+        def drive(states, sigs):
+            dz = []
+            for l in range(1, L + 1):
+                m = sigs[0] if l == 1 else sigs[l - 1] @ W[f"W{l}"].T
+                d = m * relu.deriv(states[l - 1])
+                dz.append(d - sigs[l] if l < L else d)
+            return tuple(dz)
+
+        def energy(states, errs):
+            return 0.5 * (jnp.sum(errs[0]) + sum(jnp.sum(e * e) for e in errs[1:])) / x.shape[0]
+
+        z0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in spec.dims[1:])
+        res = settle(predict, drive, energy, z0, steps=spec.K + 1, solver=Euler(spec.dt))
+        phis = [relu.fn(z) for z in res.states]
+        errors = (clamp.error(phis[0]), *res.errors[1:])
+        new_W = {f"W{l}": W[f"W{l}"] + spec.lr * hebbian(phis[l - 1], errors[l - 1]) for l in range(1, L + 1)}
+        return new_W, res.states
+
+    return _wrap(
+        "predcode_gram",
+        "settle (lax.scan), Gram-form input messages",
+        f"predcode {predcode.__version__}",
+        train_step,
+        W0,
+        x,
+        notes="dynamics.LinearClamped (x W1^T - relu(z1) W1 W1^T) + dynamics.settle (Euler) + hebbian",
+    )
+
+
 def build_plain(spec: Spec, W0, x) -> Impl:
     L = spec.L
     relu = jax.nn.relu
@@ -123,7 +172,7 @@ def build_plain(spec: Spec, W0, x) -> Impl:
     )
 
 
-BUILDERS = {"predcode": build_predcode, "plain_jax": build_plain}
+BUILDERS = {"predcode": build_predcode, "predcode_gram": build_predcode_gram, "plain_jax": build_plain}
 
 
 def build(name: str, spec: Spec, W0, x) -> Impl:

@@ -33,7 +33,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from common import Spec, cpu_snapshot, foreign_load, make_inputs, reference_step, step_flops  # noqa: E402
+from common import (  # noqa: E402
+    Spec,
+    cpu_snapshot,
+    foreign_load,
+    gram_step_flops,
+    make_inputs,
+    reference_step,
+    step_flops,
+)
 
 VENVS = {
     "main": os.path.join(ROOT, ".venv"),
@@ -43,13 +51,16 @@ VENVS = {
 # (label, venv, worker module, implementation)
 ALL = [
     ("predcode", "main", "jax", "predcode"),
+    ("predcode_gram", "main", "jax", "predcode_gram"),
     ("plain_jax", "main", "jax", "plain_jax"),
     ("pcx_loop", "pcx", "pcx", "pcx_loop"),
     ("pcx_scan", "pcx", "pcx", "pcx_scan"),
     ("predcode@pcx", "pcx", "pcx", "predcode"),
+    ("predcode_gram@pcx", "pcx", "pcx", "predcode_gram"),
     ("ngc_scan", "ngc", "ngc", "ngc_scan"),
     ("ngc_step", "ngc", "ngc", "ngc_step"),
     ("predcode@ngc", "ngc", "ngc", "predcode"),
+    ("predcode_gram@ngc", "ngc", "ngc", "predcode_gram"),
 ]
 
 
@@ -222,7 +233,10 @@ def main(argv=None) -> dict:
         rr = rounds[w.label]
         per_round = [float(np.median(x["times_s"])) for x in rr]
         med = float(np.median(per_round))
-        adj = [flops / t / 1e9 / x["peak_gflops"] for t, x in zip(per_round, rr)]
+        # GFLOP/s and the peak ratios count the matmuls an implementation executes: fewer for the
+        # Gram form, which computes the same step with less arithmetic.
+        ex = gram_step_flops(spec) if w.impl == "predcode_gram" else flops
+        adj = [ex / t / 1e9 / x["peak_gflops"] for t, x in zip(per_round, rr)]
         fl = [f for x in rr for f in x["foreign"] if f is not None]
         res[w.label] = {
             **{
@@ -243,11 +257,12 @@ def main(argv=None) -> dict:
             "step_s_per_round": per_round,
             "step_s": med,
             "samples_per_s": spec.batch / med,
-            "gflops": flops / med / 1e9,
+            "step_gflop_executed": ex / 1e9,
+            "gflops": ex / med / 1e9,
             "own_peak_gflops": float(np.median([x["peak_gflops"] for x in rr])),
             "of_adjacent_peak_per_round": adj,
             "of_adjacent_peak": float(np.median(adj)),
-            "of_main_peak": flops / med / 1e9 / main_peak,
+            "of_main_peak": ex / med / 1e9 / main_peak,
             "peak_rss_mb": max(x["peak_rss_mb"] for x in rr),
             "max_foreign_cores": max(fl) if fl else None,
             "check": checks[w.label],
@@ -260,6 +275,10 @@ def main(argv=None) -> dict:
             ratios[f"predcode / best {lib}"] = res["predcode"]["samples_per_s"] / b
         if b and f"predcode@{lib}" in res:
             ratios[f"predcode@{lib} / best {lib} (same JAX)"] = res[f"predcode@{lib}"]["samples_per_s"] / b
+        if b and "predcode_gram" in res:
+            ratios[f"predcode_gram / best {lib}"] = res["predcode_gram"]["samples_per_s"] / b
+        if b and f"predcode_gram@{lib}" in res:
+            ratios[f"predcode_gram@{lib} / best {lib} (same JAX)"] = res[f"predcode_gram@{lib}"]["samples_per_s"] / b
     report = {
         "machine": info,
         "spec": spec.to_json(),
@@ -333,22 +352,26 @@ def results_table(res: dict) -> str:
 def target_lines(rep: dict) -> list[str]:
     """The issue's targets for predcode on this benchmark, each with the measured value."""
     res, rat = rep["results"], rep["ratios"]
-    if "predcode" not in res:
-        return []
-    p = res["predcode"]
     ok = lambda c: "met" if c else "**missed**"
-    out = [
-        f"* >= 0.90 of the matmul peak: {p['of_adjacent_peak']:.3f} of the adjacent peak "
-        f"({p['of_main_peak']:.3f} of the run's median peak): {ok(p['of_adjacent_peak'] >= 0.90)}"
-    ]
-    for lib, want in (("pcx", 1.2), ("ngc", 1.3)):
-        for k, v in rat.items():
-            if k.startswith(f"predcode / best {lib}") or k.startswith(f"predcode@{lib} / best {lib}"):
-                out.append(f"* >= {want}x the best {lib}: {k} = {v:.2f}x: {ok(v >= want)}")
-    out.append(f"* compile < 1 s: {p['compile_s']:.2f} s: {ok(p['compile_s'] < 1.0)}")
-    out.append(
-        f"* peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): {ok(p['peak_rss_mb'] < 400)}"
-    )
+    out = []
+    for name in ("predcode", "predcode_gram"):
+        if name not in res:
+            continue
+        p = res[name]
+        out.append(
+            f"* {name}: >= 0.90 of the matmul peak: {p['of_adjacent_peak']:.3f} of the adjacent peak "
+            f"({p['of_main_peak']:.3f} of the run's median peak; executed matmuls): "
+            f"{ok(p['of_adjacent_peak'] >= 0.90)}"
+        )
+        for lib, want in (("pcx", 1.2), ("ngc", 1.3)):
+            for k, v in rat.items():
+                if k.startswith(f"{name} / best {lib}") or k.startswith(f"{name}@{lib} / best {lib}"):
+                    out.append(f"* >= {want}x the best {lib}: {k} = {v:.2f}x: {ok(v >= want)}")
+        out.append(f"* {name}: compile < 1 s: {p['compile_s']:.2f} s: {ok(p['compile_s'] < 1.0)}")
+        out.append(
+            f"* {name}: peak memory < 400 MB: {p['peak_rss_mb']:.0f} MB (whole worker process): "
+            f"{ok(p['peak_rss_mb'] < 400)}"
+        )
     return out
 
 

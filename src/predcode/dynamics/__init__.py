@@ -1,5 +1,6 @@
 """Dynamics: settling as an ODE solve (``lax.scan`` over the steps of a solver)."""
 
+from predcode.dynamics.clamped import LinearClamped
 from predcode.dynamics.inference import InferenceResult, infer
 from predcode.dynamics.settle import SettleResult, settle
 from predcode.dynamics.solvers import SOLVERS, Euler, Heun, Momentum, Nesterov, make_solver
@@ -8,6 +9,7 @@ __all__ = [
     "Euler",
     "Heun",
     "InferenceResult",
+    "LinearClamped",
     "infer",
     "Momentum",
     "Nesterov",
