@@ -19,7 +19,7 @@ def main() -> None:
     module = sys.argv[1]
 
     def build(name, spec, W0, x):
-        if name == "predcode" or module == "jax":
+        if name.startswith("predcode") or module == "jax":
             import impl_jax
 
             return impl_jax.build(name, spec, W0, x)
