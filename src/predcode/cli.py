@@ -304,7 +304,10 @@ def analyze(
     trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
     n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
     n_latents: int = typer.Option(
-        18000, "--n-latents", help="Class-balanced training latents for the prior and probes."
+        None,
+        "--n-latents",
+        help="Class-balanced training latents for the prior and probes (default: 18000 for a museum "
+        "model, every training image for a general PC network).",
     ),
     n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
     n_is_samples: int = typer.Option(
@@ -331,7 +334,7 @@ def analyze(
             lambda: pc_analyze(
                 run,
                 trial=trial,
-                n_per_class=max(1, n_latents // 10),
+                n_per_class=None if n_latents is None else max(1, n_latents // 10),
                 n_test=n_test,
                 seed=seed,
                 out=out,
@@ -350,7 +353,7 @@ def analyze(
             run,
             trial=trial,
             n_components=n_components,
-            n_latents=n_latents,
+            n_latents=18000 if n_latents is None else n_latents,
             n_samples=n_samples,
             n_is_samples=n_is_samples,
             seed=seed,
