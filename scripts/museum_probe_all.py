@@ -27,8 +27,8 @@ out = {"provenance": provenance(), "runs": {}}
 for run in args.runs:
     t0 = time.time()
     loaded = load_run(run)
-    x_train, y_train, _, note = training_pool(loaded.cfg)
-    x_test, y_test = load_binarized(loaded.cfg.data.dataset, "test")
+    x_train, y_train, _, note = training_pool(loaded.config)
+    x_test, y_test = load_binarized(loaded.config.data.dataset, "test")
     z_train = extract_latents(loaded.model, loaded.params, x_train, batch_size=500)
     z_test = extract_latents(loaded.model, loaded.params, x_test, batch_size=500)
     probe = linear_probe(z_train, y_train, z_test, y_test)
