@@ -164,3 +164,20 @@ def test_bad_configuration_is_refused_with_the_parameter_named():
         GNCNConfig(kind="gncn_pdh", z_dims=(100, 360, 360))
     with pytest.raises(ValueError, match="phi"):
         GNCNConfig(phi="swish")
+
+
+@pytest.mark.parametrize("kind", ["gncn_t2_lsigma", "gncn_pdh"])
+def test_e_init_transpose_starts_the_feedback_as_the_transposed_weights(kind, monkeypatch):
+    key = jax.random.key(3)
+    # the draw before the column-norm clip (which treats W and E apart)
+    monkeypatch.setattr(GNCN, "apply_constraints", lambda self, p: p)
+    models = {e: GNCN(GNCNConfig(kind=kind, e_init=e)) for e in ("transpose", "random")}
+    raw = {}
+    for e, m in models.items():
+        raw[e] = m.init(key)
+    for l in range(1, 4):
+        np.testing.assert_array_equal(np.asarray(raw["transpose"][f"E{l}"]), np.asarray(raw["transpose"][f"W{l}"]).T)
+        np.testing.assert_array_equal(np.asarray(raw["transpose"][f"W{l}"]), np.asarray(raw["random"][f"W{l}"]))
+        assert not np.allclose(np.asarray(raw["random"][f"E{l}"]), np.asarray(raw["random"][f"W{l}"]).T)
+    with pytest.raises(ValueError, match="e_init"):
+        GNCNConfig(kind=kind, e_init="tied")

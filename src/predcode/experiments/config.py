@@ -40,7 +40,7 @@ from predcode.activations import ACTIVATIONS
 from predcode.data import NAMES
 from predcode.dynamics.solvers import SOLVERS
 from predcode.learning.optim import keras_adam
-from predcode.models.gncn import MUSEUM, SIGMA_RULES, GNCNConfig
+from predcode.models.gncn import E_INITS, MUSEUM, SIGMA_RULES, GNCNConfig
 
 if TYPE_CHECKING:  # pc_config imports this module
     from predcode.experiments.pc_config import PCFitConfig
@@ -175,6 +175,9 @@ SPECS: dict[str, _Spec] = {
     "model.beta_scale": _float("a number >= 0", lambda v: v >= 0),
     "model.wght_sd": _float("a number > 0", lambda v: v > 0, hint="the initial weights' standard deviation"),
     "model.sigma_rule": _choice(SIGMA_RULES),
+    "model.e_init": _choice(
+        E_INITS, hint='the learned feedback E: "random" (legacy, drawn apart from W) or "transpose" (W^T)'
+    ),
     "model.solver": _choice(SOLVERS, hint='the settling solver; the museum uses "euler" (docs/config.md)'),
     "model.momentum": _float(
         "a number in [0, 1)", lambda v: 0 <= v < 1, hint='state momentum of the "momentum" and "nesterov" solvers'

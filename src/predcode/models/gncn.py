@@ -91,6 +91,7 @@ MUSEUM: dict[str, dict[str, Any]] = {
     ),
 }
 SIGMA_RULES = ("legacy", "nll")
+E_INITS = ("random", "transpose")
 
 
 def _check(cond: bool, parameter: str, expected: str, got: Any) -> None:
@@ -119,6 +120,7 @@ class GNCNConfig:
     wght_sd: float = 0.05
     sigma_rule: str = "legacy"
     legacy_frozen_precision: bool = False
+    e_init: str = "random"  # learned feedback E: "random" (legacy, N(0, wght_sd^2)) or "transpose" (W^T)
     solver: str = "euler"  # settling solver (predcode.dynamics.solvers); step beta
     momentum: float = 0.5  # state momentum of the "momentum" and "nesterov" solvers
     settle_tol: float | None = None  # stop settling early once the states stop moving
@@ -145,6 +147,7 @@ class GNCNConfig:
         _check(self.lmbda is not None and self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
         _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
         _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
+        _check(self.e_init in E_INITS, "e_init", f"one of {E_INITS}", self.e_init)
         _check(self.solver in SOLVERS, "solver", f"one of {SOLVERS}", self.solver)
         _check(0 <= self.momentum < 1, "momentum", "a number in [0, 1)", self.momentum)
         _check(self.settle_tol is None or self.settle_tol > 0, "settle_tol", "a number > 0 or None", self.settle_tol)
@@ -239,7 +242,11 @@ class GNCN:
         return shapes
 
     def init(self, key: Array) -> Params:
-        """Weights ``N(0, wght_sd^2)``, covariances ``I + U(-0.01, 0.01)``, then the constraints once."""
+        """Weights ``N(0, wght_sd^2)``, covariances ``I + U(-0.01, 0.01)``, then the constraints once.
+
+        With ``e_init = "transpose"`` each learned feedback matrix ``E_l`` starts as ``W_l^T``
+        (before the constraints, which clip ``E``'s and ``W``'s columns separately).
+        """
         c = self.config
         params: Params = {}
         for i, (name, shape) in enumerate(sorted(self.param_shapes().items())):
@@ -248,6 +255,9 @@ class GNCN:
                 params[name] = init_covariance(k, shape[0])
             elif name[0] in "WME":
                 params[name] = c.wght_sd * jax.random.normal(k, shape, jnp.float32)
+        if c.e_init == "transpose":  # learned feedback starts as the transposed forward weights
+            for name in [n for n in params if n.startswith("E") and n[1:].isdigit()]:
+                params[name] = params[f"W{name[1:]}"].T
         for l in range(1, c.L + 1):
             if c.flags["lateral"]:
                 group = c.n_top_group if l == c.L else c.n_group
