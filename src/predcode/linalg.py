@@ -49,12 +49,15 @@ def sequential_on_cpu(fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
     return wrapped
 
 
+def _inverse_lower(chol: Array) -> Array:
+    eye = jnp.eye(chol.shape[-1], dtype=chol.dtype)
+    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+
+
 @sequential_on_cpu
 def inverse_cholesky(cov: Array) -> Array:
     """``R^{-1}`` with ``R`` the lower Cholesky factor of ``cov`` (only its lower triangle is read)."""
-    chol = jnp.linalg.cholesky(cov, symmetrize_input=False)
-    eye = jnp.eye(cov.shape[-1], dtype=cov.dtype)
-    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+    return _inverse_lower(jnp.linalg.cholesky(cov, symmetrize_input=False))
 
 
 @sequential_on_cpu
@@ -66,8 +69,7 @@ def cholesky(a: Array) -> Array:
 @sequential_on_cpu
 def inverse_lower(chol: Array) -> Array:
     """The inverse of the lower-triangular ``chol`` (a triangular solve against the identity)."""
-    eye = jnp.eye(chol.shape[-1], dtype=chol.dtype)
-    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+    return _inverse_lower(chol)
 
 
 @sequential_on_cpu
