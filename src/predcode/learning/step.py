@@ -108,14 +108,7 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
         # them non-finite reports it in its status, and settle/train check the values they are given.
         model.check_params(params, values=False)
         model.check_input(x)
-        check_array(
-            weights,
-            "weights",
-            shape=(x.shape[0],),
-            low=0.0,
-            why="1 for a real row, 0 for padding",
-            fix="pad_batch(x, batch_size) returns x and matching weights",
-        )
+        model.check_weights(weights, x)
 
     return GNCNTrainer(
         model,

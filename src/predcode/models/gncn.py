@@ -336,6 +336,17 @@ class GNCN:
             else "Pass one sample a row",
         )
 
+    def check_weights(self, weights: _Data, x: _Data) -> _Data:
+        """Check per-row weights for the batch ``x``: shape (batch,), finite, >= 0 (returned unchanged)."""
+        return check_array(
+            weights,
+            "weights",
+            shape=(x.shape[0],),
+            low=0.0,
+            why="1 for a real row, 0 for padding",
+            fix="pad_batch(x, batch_size) returns x and matching weights",
+        )
+
     # ----- dynamics ---------------------------------------------------------------------------
     def _predict(self, params: Params, x: Array, mask, states):
         c, f = self.config, self.config.flags
@@ -407,14 +418,7 @@ class GNCN:
                 fix="A mask has the shape of x: 1 keeps a pixel, 0 hides it",
             )
         if weights is not None:
-            check_array(
-                weights,
-                "weights",
-                shape=(x.shape[0],),
-                low=0.0,
-                why="1 for a real row, 0 for padding",
-                fix="pad_batch returns matching weights",
-            )
+            self.check_weights(weights, x)
         states0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in c.z_dims)
         return settle(
             lambda s: self._predict(params, x, mask, s),
