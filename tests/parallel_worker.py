@@ -25,6 +25,19 @@ def problem():
     return model, batches, weights
 
 
+def train(model, trainer, batches, weights):
+    """STEPS training steps from the seed-0 initial weights: ``(params, opt_state, per-step BCE)``."""
+    import jax
+
+    params = model.init(jax.random.key(0))
+    opt_state = trainer.init(params)
+    bces = []
+    for x in batches:
+        params, opt_state, m = trainer.step(params, opt_state, x, weights)
+        bces.append(float(m.bce))
+    return params, opt_state, bces
+
+
 def main(out: str, *distributed: str) -> None:
     import jax
 
@@ -37,12 +50,7 @@ def main(out: str, *distributed: str) -> None:
 
     model, batches, weights = problem()
     trainer = make_data_parallel_trainer(model)
-    params = model.init(jax.random.key(0))
-    opt_state = trainer.init(params)
-    bces = []
-    for x in batches:
-        params, opt_state, m = trainer.step(params, opt_state, x, weights)
-        bces.append(float(m.bce))
+    params, opt_state, bces = train(model, trainer, batches, weights)
     refused = ""
     try:  # a batch the devices cannot share evenly
         trainer.step(params, opt_state, batches[0][: BATCH - 1], weights[: BATCH - 1])

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -19,18 +18,12 @@ from predcode.learning.step import make_trainer
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "parallel_worker.py"
 sys.path.insert(0, str(TESTS))
-from parallel_worker import problem  # noqa: E402
+from parallel_worker import problem, train  # noqa: E402
 
 
 def _single_device_reference():
     model, batches, weights = problem()
-    trainer = make_trainer(model)
-    params = model.init(jax.random.key(0))
-    opt_state = trainer.init(params)
-    bces = []
-    for x in batches:
-        params, opt_state, m = trainer.step(params, opt_state, x, weights)
-        bces.append(float(m.bce))
+    params, _, bces = train(model, make_trainer(model), batches, weights)
     return {k: np.asarray(v) for k, v in params.items()}, np.array(bces)
 
 
