@@ -8,14 +8,14 @@
 # A deadline of 0 means none. At TRAIN_DEADLINE_S a fit that is still running gets SIGINT: it stops
 # cleanly after keeping its last finished epoch, and the analysis uses the best model so far (the
 # run's metrics.csv says how many epochs it completed). TOTAL_DEADLINE_S bounds the analyses too.
-# PYTHON picks the interpreter (default: python3 with predcode importable); N_IS_SAMPLES (default 0,
-# i.e. skipped) the importance-sampled log p(x).
+# PYTHON picks the interpreter (default: python3 with predcode importable); N_IS_SAMPLES (default 64
+# per searched mixture component; 0 skips it) the importance-sampled log p(x).
 set -u
 runs=${1:-runs/paper}
 train_s=${2:-0}
 total_s=${3:-0}
 py=${PYTHON:-python3}
-n_is=${N_IS_SAMPLES:-0}
+n_is=${N_IS_SAMPLES:-64}
 export JAX_DEFAULT_MATMUL_PRECISION=${JAX_DEFAULT_MATMUL_PRECISION:-highest}  # no TF32 on GPUs
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.12}  # five processes, one GPU
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-3}  # the mixture fits run on the CPU side by side

@@ -70,6 +70,8 @@ def analyzed(run):
         "3",
         "--n-samples",
         "50",
+        "--n-is-samples",
+        "50",
         "--n-test",
         "200",
         "--batch-size",
@@ -127,14 +129,15 @@ def test_report_has_every_figure_and_setting(analyzed):
         1,
     )
     assert s["latent_class_counts"] == {str(c): 20 for c in range(10)}
-    assert s["importance_sampling"]["scales"] and 0 < s["importance_sampling"]["defensive"] < 1
+    assert s["importance_sampling"]["n_top"] == 2 and 0 < s["importance_sampling"]["defensive"] < 1
     assert s["gmm"]["reg_covar"] == 1e-6 and s["prob_clip_log_px"] == 1e-6
     for key in ("test_bce", "test_tod", "masked_mse", "masked_mse_per_pixel"):
         assert math.isfinite(r[key]) and r[key] > 0, key
     assert 30 < r["test_bce"] < 784 * math.log(2) + 1 and r["masked_mse_per_pixel"] < 1
     mc, imp = r["log_px_mc"], r["log_px_is"]
-    for est in (mc, imp):
-        assert est["n_samples"] == 50 and est["n_images"] == 200
+    # naive: 50 prior draws; stratified IS: 50 in each of the 3 components (2 top + the settled one's)
+    for est, n in ((mc, 50), (imp, 3 * 50)):
+        assert est["n_samples"] == n and est["n_images"] == 200
         assert -800 < est["mean"] < 0 and est["mc_se_of_mean"] >= 0 and est["mean_ess"] >= 1
     # log p(x) <= -BCE-ish is not guaranteed, but the legacy figure is exactly 2 log S above the naive one
     assert r["log_px_legacy_plus_log_s"]["mean"] == pytest.approx(mc["mean"] + 2 * math.log(50), abs=1e-6)

@@ -311,7 +311,10 @@ def analyze(
     ),
     n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
     n_is_samples: int = typer.Option(
-        None, "--n-is-samples", help="Importance samples per test image (default: --n-samples; 0 skips the estimate)."
+        None,
+        "--n-is-samples",
+        help="Importance samples in each searched mixture component of a test image (default 64; "
+        "0 skips the estimate).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds the latent sample, the mixture fit and the estimators."),
     n_test: int = typer.Option(None, "--n-test", help="First N test images (default: all)."),

@@ -47,14 +47,15 @@ from predcode.experiments.checkpoint import load_checkpoint
 from predcode.experiments.config import FitConfig, load_config
 from predcode.experiments.density import (
     PROB_CLIP,
+    LogLikelihoodEstimate,
     MixturePrior,
     Settled,
     fit_prior,
-    is_log_likelihood,
     legacy_plus_log_s,
     mc_log_likelihood,
     sample_images,
     settle_batches,
+    stratified_is_log_likelihood,
 )
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
@@ -67,6 +68,7 @@ __all__ = [
     "analyze",
     "balanced_indices",
     "half_mask",
+    "importance_estimate",
     "load_run",
     "masked_mse",
     "sample",
@@ -75,10 +77,11 @@ __all__ = [
 ]
 
 BCE_CLIP = 1e-7
-IS_PROPOSAL = "laplace"
-IS_SCALES = (1.0,)
+IS_SAMPLES = 64  # importance samples per searched mixture component (--n-is-samples)
+IS_TOP = 4  # components searched besides the settled latent's own
+IS_PILOT = 16  # pilot draws per component
 IS_DEFENSIVE = 0.1
-IS_REFINE_STEPS = 200
+IS_REFINE_STEPS = 100
 IS_REFINE_LR = 0.05
 
 
@@ -223,6 +226,58 @@ def _finite(v: float) -> float | None:
 # --------------------------------------------------------------------------------------------- analyze
 
 
+def _is_setup(prior: MixturePrior) -> tuple[int, dict[str, Any]]:
+    """``n_top`` for ``prior`` and the importance sampler's settings as recorded in ``report.json``."""
+    n_top = min(IS_TOP, prior.n_components - 1)  # 0: one component, searched without a centre
+    return n_top, {
+        "method": "stratified by mixture component (predcode.experiments.density."
+        "stratified_is_log_likelihood): p(x) = sum_k w_k I_k, each I_k = E_{u~N(0,I)} "
+        "p(x | mean_k + L_k u) estimated on its own in the component's whitened coordinates; the "
+        "component most responsible for the settled phi(z_L) of the test image and the n_top "
+        "components with the largest pilot estimates are searched: Adam (refine_steps, "
+        "refine_lr) from the best of their pilot draws or the whitened settled latent to the "
+        "mode of -|u|^2/2 + log p(x|u), proposal defensive * N(0, I) + (1 - defensive) * "
+        "N(mode, H^-1) with the Gauss-Newton Hessian H = I + J^T diag(1/(p(1-p))) J, "
+        "n_is_samples draws each; every other component keeps the mean of n_pilot prior draws "
+        "(a second, independent pilot set). Unbiased for p(x) whatever the search finds",
+        "n_top": max(n_top, 1),
+        "n_pilot": IS_PILOT,
+        "defensive": IS_DEFENSIVE,
+        "refine_steps": IS_REFINE_STEPS,
+        "refine_lr": IS_REFINE_LR,
+    }
+
+
+def importance_estimate(
+    model: GNCN,
+    params: Params,
+    prior: MixturePrior,
+    test_x: np.ndarray,
+    latents: np.ndarray,
+    n_is_samples: int = IS_SAMPLES,
+    seed: int = 1,
+    batch_size: int = 100,
+) -> LogLikelihoodEstimate:
+    """The importance-sampled ``log p(x)`` of ``predcode analyze`` (settings: :func:`_is_setup`)."""
+    n_top, _ = _is_setup(prior)
+    centres = np.where(np.isfinite(latents), latents, 0.0)  # any centre keeps the estimate unbiased
+    return stratified_is_log_likelihood(
+        model,
+        params,
+        prior,
+        test_x,
+        centres if n_top >= 1 else None,
+        n_samples=n_is_samples,
+        n_top=max(n_top, 1),
+        n_pilot=IS_PILOT,
+        seed=seed,
+        batch_size=min(batch_size, 100),
+        defensive=IS_DEFENSIVE,
+        refine_steps=IS_REFINE_STEPS,
+        refine_lr=IS_REFINE_LR,
+    )
+
+
 def analyze(
     run: str | Path,
     *,
@@ -249,8 +304,10 @@ def analyze(
         ("--batch-size", batch_size),
     ):
         _check_int(name, v)
-    n_is_samples = n_samples if n_is_samples is None else n_is_samples
+    n_is_samples = IS_SAMPLES if n_is_samples is None else n_is_samples
     _check_int("--n-is-samples", n_is_samples, 0)  # 0 skips the importance-sampled estimate
+    if n_is_samples == 1:
+        raise AnalyzeError("--n-is-samples: expected 0 (skip) or an integer >= 2, got 1")
     _check_int("--seed", seed, 0)
     if n_components > n_latents:
         raise AnalyzeError(f"--n-components: expected at most --n-latents = {n_latents}, got {n_components}")
@@ -311,23 +368,12 @@ def analyze(
     imp = None
     if n_is_samples > 0:
         t0 = time.time()
-        say(f"importance-sampled log p(x): {n_is_samples} samples per image")
-        centres = np.where(np.isfinite(full.latents), full.latents, 0.0)  # any centre keeps IS unbiased
-        imp = is_log_likelihood(
-            model,
-            params,
-            prior,
-            test_x,
-            centres,
-            n_samples=n_is_samples,
-            seed=seed + 1,
-            batch_size=batch_size,
-            proposal=IS_PROPOSAL,
-            scales=IS_SCALES,
-            defensive=IS_DEFENSIVE,
-            refine_steps=IS_REFINE_STEPS,
-            refine_lr=IS_REFINE_LR,
+        n_top, _ = _is_setup(prior)
+        say(
+            f"importance-sampled log p(x): {n_is_samples} samples in each of {n_top + 1} searched mixture "
+            f"components per image, {IS_PILOT} in each other"
         )
+        imp = importance_estimate(model, params, prior, test_x, full.latents, n_is_samples, seed + 1, batch_size)
         lap("log_px_is", t0)
     legacy = legacy_plus_log_s(mc)
     is_arrays = {} if imp is None else dict(importance=imp.log_px, importance_se=imp.se, importance_ess=imp.ess)
@@ -414,20 +460,7 @@ def analyze(
             "mc": "naive Monte Carlo: logsumexp_s log Bernoulli(x; project(s_s)) - log S, s_s from the prior "
             "(components drawn by their weights); the images of one batch share their S samples, "
             "each batch draws fresh ones",
-            "importance_sampling": {
-                "proposal": IS_PROPOSAL,
-                "description": "defensive mixture q = d * prior + (1 - d)/J * sum_j N(c, tau_j^2 Sigma): c is the "
-                "posterior mode found by Adam (refine_steps, refine_lr) on log prior(s) + "
-                "log p(x|s) from the settled phi(z_L) of the test image, Sigma the inverse "
-                "Gauss-Newton Hessian there (nearest prior component's precision + Bernoulli "
-                "Fisher information of project); deterministic allocation, balance-heuristic "
-                "weights prior(s) p(x|s) / q(s)",
-                "defensive": IS_DEFENSIVE,
-                "scales": list(IS_SCALES),
-                "refine_steps": IS_REFINE_STEPS,
-                "refine_lr": IS_REFINE_LR,
-                "seed": seed + 1,
-            },
+            "importance_sampling": {**_is_setup(prior)[1], "seed": seed + 1},
             "se": "delta-method standard error of log mean(w): sqrt((mean(w^2)/mean(w)^2 - 1) / S); it "
             "understates the error where the effective sample size (sum w)^2 / sum w^2 is small "
             "(see frac_images_ess_below_10); mc_se_of_mean = sqrt(sum se_i^2) / n",

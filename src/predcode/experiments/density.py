@@ -9,15 +9,22 @@ where ``prior`` is a Gaussian mixture fitted to settled top-layer latents and ``
 noise-free top-down predictions (``GNCN.project(params, s, apply_phi=False)``). Probabilities are
 clipped to ``[clip, 1 - clip]`` (``clip = 1e-6``, as in legacy).
 
-Two estimators, both returning a :class:`LogLikelihoodEstimate` per image:
+Three estimators, all returning a :class:`LogLikelihoodEstimate` per image:
 
 * :func:`mc_log_likelihood`, the naive Monte Carlo estimate
   ``log p(x) ~ logsumexp_s log p(x | s_s) - log S`` with ``S`` prior samples (components drawn in
   proportion to their weights). The images of one test batch (``batch_size`` rows) share their
   ``S`` samples, so the ``(batch, chunk)`` log-likelihood matrix is two matmuls
   ``x @ log p^T + (1 - x) @ log(1 - p)^T``; every batch draws fresh samples.
-* :func:`is_log_likelihood`, importance sampling with a per-image proposal centred on the settled
-  latent ``m = phi(z_L(x))`` (see its docstring for the proposal).
+* :func:`stratified_is_log_likelihood` (what ``predcode analyze`` reports), importance sampling
+  one mixture component at a time, ``p(x) = sum_k w_k I_k``, with Laplace proposals around the
+  posterior modes in the components that explain the image best (the settled latent's own among
+  them); no sample needs the mixture density. On trained GNCN models it is tens of nats above the
+  naive estimate, whose effective sample size is about 1.
+* :func:`is_log_likelihood`, importance sampling with one proposal over the whole mixture, centred
+  on the settled latent ``m = phi(z_L(x))`` (see its docstring); every weight needs the mixture
+  density (``K`` triangular solves a sample), which makes it slow in 360 dimensions, and on the
+  trained models its single mode misses most of the mass.
 
 Both are unbiased for ``p(x)`` (so, by Jensen, biased low for ``log p(x)``, by about ``se^2 / 2``).
 ``se`` is the delta-method standard error ``sqrt((mean(w^2) / mean(w)^2 - 1) / S)`` of
@@ -63,6 +70,7 @@ __all__ = [
     "settle_batches",
     "fit_prior",
     "is_log_likelihood",
+    "stratified_is_log_likelihood",
     "legacy_plus_log_s",
     "mc_log_likelihood",
     "sample_images",
@@ -486,18 +494,24 @@ def mc_log_likelihood(
 def _run_batches(
     fn, params, prior: MixturePrior, x: np.ndarray, batch_size: int, seed: int, n_samples: int, *extra: np.ndarray
 ) -> LogLikelihoodEstimate:
+    """``fn(params, pj, xb, *extra_b, key) -> (a1, a2)`` over padded batches of ``x``, then :func:`_finish`."""
+    a1, a2 = _map_batches(fn, params, prior, x, batch_size, seed, *extra)
+    return _finish(a1, a2, n_samples)
+
+
+def _map_batches(fn, params, prior: MixturePrior, x: np.ndarray, batch_size: int, seed: int, *extra: np.ndarray):
+    """The per-image outputs of ``fn`` over padded batches of ``x`` (a key folded in per batch), concatenated."""
     pj = prior.jax_arrays()
     key = jax.random.key(seed)
     batch_size = min(batch_size, max(len(x), 1))
-    a1s, a2s = [], []
+    outs: list[list[np.ndarray]] = []
     with jax.default_matmul_precision("highest"):  # no TF32: the sums over pixels need float32
         for b, start, stop in _batches(x, batch_size):
             xb, _ = pad_batch(jnp.asarray(x[start:stop]), batch_size)
             rest = [pad_batch(jnp.asarray(e[start:stop]), batch_size)[0] for e in extra]
-            a1, a2 = fn(params, pj, xb, *rest, jax.random.fold_in(key, b))
-            a1s.append(np.asarray(a1)[: stop - start])
-            a2s.append(np.asarray(a2)[: stop - start])
-    return _finish(np.concatenate(a1s), np.concatenate(a2s), n_samples)
+            res = fn(params, pj, xb, *rest, jax.random.fold_in(key, b))
+            outs.append([np.asarray(r)[: stop - start] for r in res])
+    return tuple(np.concatenate(parts) for parts in zip(*outs))
 
 
 PROPOSALS = ("laplace", "component")
@@ -722,3 +736,194 @@ def is_log_likelihood(
         return a1, a2
 
     return _run_batches(jax.jit(run), params, prior, x, batch_size, seed, n_samples, centres)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+
+
+def stratified_is_log_likelihood(
+    model: GNCN,
+    params: Params,
+    prior: MixturePrior | GaussianMixture,
+    x: np.ndarray,
+    centres: np.ndarray | None = None,
+    *,
+    n_samples: int = 64,
+    n_top: int = 4,
+    n_pilot: int = 16,
+    seed: int = 0,
+    batch_size: int = 100,
+    sub_batch: int = 10,
+    clip: float = PROB_CLIP,
+    defensive: float = 0.1,
+    refine_steps: int = 100,
+    refine_lr: float = 0.05,
+) -> LogLikelihoodEstimate:
+    """Importance-sampled ``log p(x)``, one mixture component at a time (stratified by component).
+
+    The mixture prior splits the marginal exactly into one integral per component ``k``; in the
+    component's whitened coordinates ``s = mean_k + L_k u`` (``cov_k = L_k L_k^T``)::
+
+        p(x) = sum_k weight_k I_k,    I_k = E_{u ~ N(0, I)}[ p(x | mean_k + L_k u) ].
+
+    Every ``I_k`` is estimated without bias on its own, so no sample ever needs the mixture's density
+    (75 triangular solves a sample in 360 dimensions, what makes a mixture proposal slow):
+
+    1. two independent pilot sets draw ``n_pilot`` ``u`` per component (shared by a batch of images);
+    2. the ``n_top`` components with the largest pilot estimates ``weight_k mean p(x | s)`` of set A,
+       and the component most responsible for the settled latent ``centres[i]`` if given, are
+       *searched*: from the best of their pilot draws (or the whitened settled latent, whichever
+       has the larger log joint) ``refine_steps`` Adam steps climb ``-|u|^2 / 2 + log p(x | s(u))``
+       to the mode ``u*``; the proposal is the defensive mixture
+       ``q = defensive N(0, I) + (1 - defensive) N(u*, H^{-1})`` with the Laplace (Gauss-Newton)
+       precision ``H = I + J^T diag(1 / (p (1 - p))) J``, ``J = d project / d u`` at ``u*``; ``I_k``
+       is the mean of ``N(u; 0, I) p(x | s(u)) / q(u)`` over ``n_samples`` draws (deterministic
+       allocation: ``round(defensive * n_samples)`` from ``N(0, I)``);
+    3. every other component keeps the plain mean of its ``n_pilot`` draws of set B (independent of
+       the selection, so the sum stays unbiased).
+
+    The estimate of ``p(x)`` is unbiased whatever the pilots find; ``se`` is the delta-method
+    standard error from the per-component variances and ``ess = (sum c)^2 / sum c^2`` over the
+    contributions ``c = weight_k w / n_k`` of all samples that enter the estimate, whose number is
+    ``n_samples`` in the returned estimate: ``(K - J) n_pilot + J n_samples`` for ``K`` components
+    and ``J = n_top`` (``n_top + 1`` with ``centres``) searched ones; the selection pilot (set A) is
+    not counted. Images are processed ``batch_size`` at a time and their proposals ``sub_batch`` at a
+    time (the Jacobians take ``sub_batch * J * D * d`` floats).
+    """
+    prior = MixturePrior.coerce(prior)
+    for name, v, low in (
+        ("n_samples", n_samples, 2),
+        ("n_top", n_top, 1),
+        ("n_pilot", n_pilot, 1),
+        ("batch_size", batch_size, 1),
+        ("sub_batch", sub_batch, 1),
+        ("refine_steps", refine_steps, 0),
+    ):
+        _check_int(name, v, low)
+    k_all, d = prior.n_components, prior.dim
+    n_search = n_top + int(centres is not None)
+    if n_search > k_all:
+        raise ValueError(
+            f"n_top: expected at most the prior's {k_all} components"
+            f"{' less the settled latent' + chr(39) + 's own' if centres is not None else ''}, got {n_top}"
+        )
+    if not 0 < defensive < 1:
+        raise ValueError(f"defensive: expected a fraction in (0, 1), got {defensive!r}")
+    if not refine_lr > 0:
+        raise ValueError(f"refine_lr: expected a positive learning rate, got {refine_lr!r}")
+    x = np.asarray(x, np.float32)
+    has_centres = centres is not None
+    if has_centres:
+        centres = np.asarray(centres, np.float32)
+        if centres.shape != (len(x), d):
+            raise ValueError(f"centres: expected shape ({len(x)}, {d}), got {centres.shape}")
+    else:
+        centres = np.zeros((len(x), d), np.float32)
+    n_def = min(n_samples - 1, max(1, round(defensive * n_samples)))
+    log_fd, log_fl = math.log(n_def / n_samples), math.log1p(-n_def / n_samples)
+
+    def run(params, pj, xb, mb, key):
+        def project(s):
+            return jnp.clip(model.project(params, s, apply_phi=False), clip, 1 - clip)
+
+        def log_lik(xb, p):  # (b, D) images, (n, D) probabilities -> (b, n)
+            return xb @ jnp.log(p).T + (1 - xb) @ jnp.log1p(-p).T
+
+        def log_joint(u, k, xi):  # -|u|^2/2 + log p(x | mean_k + L_k u) for one u (d,)
+            p = project((pj["means"][k] + pj["chol"][k] @ u)[None])[0]
+            return -0.5 * jnp.sum(u * u) + jnp.sum(xi * jnp.log(p) + (1 - xi) * jnp.log1p(-p))
+
+        b = xb.shape[0]
+        ka, kb, kl = jax.random.split(key, 3)
+
+        def pilot(k):  # n_pilot whitened draws per component, shared by the batch
+            u = jax.random.normal(k, (k_all, n_pilot, d), xb.dtype)
+            s = pj["means"][:, None, :] + jnp.einsum("kij,knj->kni", pj["chol"], u)
+            return u, log_lik(xb, project(s.reshape(-1, d))).reshape(b, k_all, n_pilot)
+
+        u_a, ll_a = pilot(ka)
+        _, ll_b = pilot(kb)
+        log_i = logsumexp(ll_b, axis=2) - math.log(n_pilot)  # (b, K): plain stratified estimates
+        log_m2 = logsumexp(2 * ll_b, axis=2) - math.log(n_pilot)  # log mean of squared draws
+        count = jnp.full((b, k_all), float(n_pilot), xb.dtype)
+        score = pj["logw"] + logsumexp(ll_a, axis=2)
+        if has_centres:  # the settled latent's component is searched first
+            k_c = jnp.argmax(_component_logpdf(mb, pj) + pj["logw"], axis=1)
+            score = score.at[jnp.arange(b), k_c].set(jnp.inf)
+        top = jax.lax.top_k(score, n_search)[1]  # (b, n_search)
+        best = jnp.argmax(jnp.take_along_axis(ll_a, top[:, :, None], axis=1), axis=2)
+        u0 = u_a[top, best]  # (b, n_search, d)
+        lj = jax.vmap(jax.vmap(log_joint, (0, 0, None)), (0, 0, 0))
+        if has_centres:  # the whitened settled latent competes with the best pilot draw
+            u_c = jnp.einsum("bi,bij->bj", mb - pj["means"][top[:, 0]], pj["prec_chol"][top[:, 0]])
+            u_c = jnp.where(jnp.all(jnp.isfinite(u_c), axis=1, keepdims=True), u_c, u0[:, 0])
+            pick = lj(u_c[:, None], top[:, :1], xb)[:, 0] > lj(u0[:, :1], top[:, :1], xb)[:, 0]
+            u0 = u0.at[:, 0].set(jnp.where(pick[:, None], u_c, u0[:, 0]))
+        # mode search, all images and components at once
+        grad = jax.vmap(jax.vmap(jax.grad(log_joint), (0, 0, None)), (0, 0, 0))
+        opt = optax.adam(refine_lr)
+
+        def climb(carry, _):
+            u, state = carry
+            upd, state = opt.update(-grad(u, top, xb), state)
+            return (optax.apply_updates(u, upd), state), None
+
+        (u, _), _ = jax.lax.scan(climb, (u0, opt.init(u0)), None, length=refine_steps)
+        mode = jnp.where((lj(u, top, xb) >= lj(u0, top, xb))[..., None], u, u0)
+
+        def sample_one(args):  # one image: Laplace proposals of its searched components, IS draws
+            xi, modes, ks, key = args
+
+            def one(mode, k, key):
+                f = lambda u: project((pj["means"][k] + pj["chol"][k] @ u)[None])[0]
+                jac, p = jax.jacfwd(f)(mode), f(mode)
+                h = jnp.eye(d, dtype=xb.dtype) + (jac.T * (1.0 / (p * (1 - p)))) @ jac
+                r = linalg.cholesky(0.5 * (h + h.T))  # h = r r^T
+                r_inv = linalg.inverse_lower(r)
+                ok = jnp.all(jnp.isfinite(r)) & jnp.all(jnp.isfinite(r_inv))
+                eye = jnp.eye(d, dtype=xb.dtype)
+                r, r_inv = jnp.where(ok, r, eye), jnp.where(ok, r_inv, eye)  # fallback: N(mode, I)
+                eps = jax.random.normal(key, (n_samples, d), xb.dtype)
+                u = jnp.concatenate([eps[:n_def], mode + eps[n_def:] @ r_inv])  # r^{-T} eps as rows
+                log_n0 = -0.5 * jnp.sum(u * u, axis=1)
+                y = (u - mode) @ r
+                log_lap = -0.5 * jnp.sum(y * y, axis=1) + jnp.sum(jnp.log(jnp.diagonal(r)))
+                log_q = jnp.logaddexp(log_fd + log_n0, log_fl + log_lap)  # both without the 2 pi term
+                s = pj["means"][k] + u @ pj["chol"][k].T
+                pu = project(s)
+                ll = jnp.log(pu) @ xi + jnp.log1p(-pu) @ (1 - xi)
+                logw = log_n0 + ll - log_q
+                return logsumexp(logw) - math.log(n_samples), logsumexp(2 * logw) - math.log(n_samples)
+
+            return jax.vmap(one)(modes, ks, jax.random.split(key, n_search))
+
+        sub = next(n for n in range(min(sub_batch, b), 0, -1) if b % n == 0)
+        keys = jax.random.split(kl, b)
+        li, lm2 = jax.lax.map(
+            lambda a: jax.vmap(sample_one)(a),
+            (
+                xb.reshape(b // sub, sub, -1),
+                mode.reshape(b // sub, sub, n_search, d),
+                top.reshape(b // sub, sub, n_search),
+                keys.reshape(b // sub, sub),
+            ),
+        )
+        rows = jnp.arange(b)[:, None]
+        log_i = log_i.at[rows, top].set(li.reshape(b, n_search))
+        log_m2 = log_m2.at[rows, top].set(lm2.reshape(b, n_search))
+        count = count.at[rows, top].set(float(n_samples))
+        log_px = logsumexp(pj["logw"] + log_i, axis=1)
+        # Var(p_hat) = sum_k weight_k^2 (m2_k - I_k^2) / n_k; sum c^2 = sum_k weight_k^2 m2_k / n_k
+        log_c2 = logsumexp(2 * pj["logw"] + log_m2 - jnp.log(count), axis=1)
+        log_i2 = logsumexp(2 * pj["logw"] + 2 * log_i - jnp.log(count), axis=1)
+        rel_var = jnp.maximum(jnp.exp(log_c2 - 2 * log_px) - jnp.exp(log_i2 - 2 * log_px), 0.0)
+        ess = jnp.exp(2 * log_px - log_c2)
+        return log_px, jnp.sqrt(rel_var), ess
+
+    log_px, se, ess = _map_batches(jax.jit(run), params, prior, x, batch_size, seed, centres)
+    total = (k_all - n_search) * n_pilot + n_search * n_samples
+    return LogLikelihoodEstimate(
+        np.asarray(log_px, np.float64), np.asarray(se, np.float64), np.asarray(ess, np.float64), total
+    )
