@@ -1,6 +1,6 @@
 """Write results/mnist_table.md and .json: predcode's museum runs beside the paper's Table 1 and 2.
 
-    python scripts/mnist_table.py RUNS_DIR [--out results/mnist_table] [--note TEXT]
+    python scripts/mnist_table.py RUNS_DIR [--out results/mnist_table] [--note TEXT] [--probe-all JSON]
 
 RUNS_DIR holds ``<dataset>/<model>/`` run folders written by ``predcode fit`` (each with
 ``vLx0.npy``, ``best0.json`` and, after ``predcode analyze``, ``analysis0/report.json``), as
@@ -65,7 +65,9 @@ def _row(runs: Path, dataset: str, model: str) -> dict:
         log_px_mc_se=r["log_px_mc"]["mc_se_of_mean"],
         log_px_mc_ess=r["log_px_mc"].get("mean_ess"),
         log_px_is=r["log_px_is"].get("mean"),
+        log_px_is_se=r["log_px_is"].get("mc_se_of_mean"),
         log_px_is_ess=r["log_px_is"].get("mean_ess"),
+        log_px_is_n_samples=r["log_px_is"].get("n_samples"),
         log_px_legacy=lpx_legacy,
         probe_error_pct=probe,
         knn_error_pct=r["knn"]["error_pct"],
@@ -93,14 +95,14 @@ def _markdown(rows: list[dict], note: str) -> str:
         " probe error within 0.5 point. `ok`/`miss` mark each; the difference is ours minus the paper's.",
         "",
         "| dataset | model | epochs run (best) | test BCE (paper, diff %) | log p(x) legacy +log S (paper, diff) "
-        "| log p(x) naive MC -log S ± se (ESS) | log p(x) IS | probe error % (paper, diff) | 5-NN error % "
-        "| masked MSE |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| log p(x) naive MC -log S ± se (ESS) | log p(x) stratified IS ± se (ESS) | probe error % (paper, diff) "
+        "| probe error %, all training latents | 5-NN error % | masked MSE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p = r["paper"]
         if "missing" in r:
-            lines.append(f"| {r['dataset']} | {r['model']} | {r['missing']} |||||||||")
+            lines.append(f"| {r['dataset']} | {r['model']} | {r['missing']} ||||||||||")
             continue
         c = r["checks"]
         mark = lambda ok: "ok" if ok else "miss"
@@ -111,10 +113,11 @@ def _markdown(rows: list[dict], note: str) -> str:
             f"| {r['log_px_legacy']:.2f} ({p['log_px']:.2f}, {r['log_px_legacy'] - p['log_px']:+.2f}, "
             f"{mark(c['log_px_legacy_within_1.5'])}) "
             f"| {r['log_px_mc']:.2f} ± {r['log_px_mc_se']:.2f} ({_fmt(r['log_px_mc_ess'], '.1f')}) "
-            f"| {_fmt(r['log_px_is'])} "
+            f"| {_fmt(r['log_px_is'])} ± {_fmt(r['log_px_is_se'])} ({_fmt(r['log_px_is_ess'], '.1f')}) "
             f"| {_fmt(r['probe_error_pct'])} ({p['probe_error_pct']:.2f}, "
             f"{_fmt(None if r['probe_error_pct'] is None else r['probe_error_pct'] - p['probe_error_pct'], '+.2f')}, "
             f"{mark(c['probe_within_0.5'])}) "
+            f"| {_fmt(r.get('probe_all_error_pct'))} "
             f"| {_fmt(r['knn_error_pct'])} | {r['masked_mse']:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -125,8 +128,20 @@ def main() -> None:
     ap.add_argument("runs", type=Path)
     ap.add_argument("--out", default="results/mnist_table")
     ap.add_argument("--note", default="")
+    ap.add_argument(
+        "--probe-all",
+        default="results/mnist_probe_all.json",
+        help="scripts/museum_probe_all.py output: its probe errors become a column",
+    )
     args = ap.parse_args()
     rows = [_row(args.runs, d, m) for d, m in PAPER]
+    if Path(args.probe_all).is_file():  # scripts/museum_probe_all.py: the probe on every training latent
+        probe_all = json.loads(Path(args.probe_all).read_text())["runs"]
+        for r in rows:
+            got = probe_all.get(r["run"], {})
+            if "probe_error_pct" in got:
+                r["probe_all_error_pct"] = got["probe_error_pct"]
+                r["probe_all_n_train"] = got["n_train"]
     prov = provenance()
     write_json(Path(args.out + ".json"), {**prov, "targets": TARGETS, "rows": rows, "note": args.note})
     write_text(Path(args.out + ".md"), _markdown(rows, args.note))

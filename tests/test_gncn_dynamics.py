@@ -181,3 +181,31 @@ def test_e_init_transpose_starts_the_feedback_as_the_transposed_weights(kind, mo
         assert not np.allclose(np.asarray(raw["random"][f"E{l}"]), np.asarray(raw["random"][f"W{l}"]).T)
     with pytest.raises(ValueError, match="e_init"):
         GNCNConfig(kind=kind, e_init="tied")
+
+
+@pytest.mark.parametrize("kind", ["gncn_t2_lsigma", "gncn_pdh"])
+def test_grouped_lateral_form_matches_the_float64_reference_with_the_matrix(kind):
+    # the reference multiplies by the stored V; the grouped form never reads it
+    _, params, x = _random_problem(kind, seed=2)
+    model = GNCN(GNCNConfig(kind=kind, x_dim=100, z_dims=DIMS, lateral_form="grouped"))
+    result = model.settle(params, jnp.asarray(x))
+    want = ref.settle64(kind, _np64(params), x.astype(np.float64), K=50)
+    for l in range(3):
+        assert _rel_err(result.states[l], want[f"z{l + 1}"]) < 1e-4, f"z{l + 1}"
+    p = np.abs(np.random.default_rng(0).standard_normal((4, 36)))
+    for l, group in ((1, 12), (3, 18)):
+        v = lateral_matrix(36, group, model.config.alpha_scale, model.config.beta_scale).astype(np.float64)
+        got = model._lateral({}, l, jnp.asarray(p, jnp.float32))
+        np.testing.assert_allclose(np.asarray(got), p @ v, rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_lateral_form_refuses_a_custom_lateral_matrix():
+    model = GNCN(GNCNConfig(kind="gncn_pdh", x_dim=100, z_dims=DIMS, lateral_form="grouped"))
+    params = model.init(jax.random.key(0))
+    model.check_params(params)
+    bad = {**params, "V2": params["V2"] * 2}
+    with pytest.raises(ValueError, match=r"params\['V2'\]: expected the fixed lateral matrix .* \"grouped\""):
+        model.check_params(bad)
+    GNCN(GNCNConfig(kind="gncn_pdh", x_dim=100, z_dims=DIMS)).check_params(bad)  # "matrix" takes any V
+    with pytest.raises(ValueError, match="lateral_form"):
+        GNCNConfig(lateral_form="sparse")

@@ -40,7 +40,7 @@ from predcode.activations import ACTIVATIONS
 from predcode.data import NAMES
 from predcode.dynamics.solvers import SOLVERS
 from predcode.learning.optim import keras_adam
-from predcode.models.gncn import E_INITS, MUSEUM, SIGMA_RULES, GNCNConfig
+from predcode.models.gncn import E_INITS, LATERAL_FORMS, MUSEUM, SIGMA_RULES, GNCNConfig
 
 if TYPE_CHECKING:  # pc_config imports this module
     from predcode.experiments.pc_config import PCFitConfig
@@ -177,6 +177,11 @@ SPECS: dict[str, _Spec] = {
     "model.sigma_rule": _choice(SIGMA_RULES),
     "model.e_init": _choice(
         E_INITS, hint='the learned feedback E: "random" (legacy, drawn apart from W) or "transpose" (W^T)'
+    ),
+    "model.lateral_form": _choice(
+        LATERAL_FORMS,
+        hint='how phi(z) V is computed: "matrix" (a matmul, the default) or "grouped" (group sums of the '
+        "fixed V, fewer FLOPs, the same values)",
     ),
     "model.solver": _choice(SOLVERS, hint='the settling solver; the museum uses "euler" (docs/config.md)'),
     "model.momentum": _float(

@@ -92,6 +92,7 @@ MUSEUM: dict[str, dict[str, Any]] = {
 }
 SIGMA_RULES = ("legacy", "nll")
 E_INITS = ("random", "transpose")
+LATERAL_FORMS = ("matrix", "grouped")
 
 
 def _check(cond: bool, parameter: str, expected: str, got: Any) -> None:
@@ -121,6 +122,7 @@ class GNCNConfig:
     sigma_rule: str = "legacy"
     legacy_frozen_precision: bool = False
     e_init: str = "random"  # learned feedback E: "random" (legacy, N(0, wght_sd^2)) or "transpose" (W^T)
+    lateral_form: str = "matrix"  # phi(z) V as a matmul ("matrix") or as group sums ("grouped", same V)
     solver: str = "euler"  # settling solver (predcode.dynamics.solvers); step beta
     momentum: float = 0.5  # state momentum of the "momentum" and "nesterov" solvers
     settle_tol: float | None = None  # stop settling early once the states stop moving
@@ -148,6 +150,7 @@ class GNCNConfig:
         _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
         _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
         _check(self.e_init in E_INITS, "e_init", f"one of {E_INITS}", self.e_init)
+        _check(self.lateral_form in LATERAL_FORMS, "lateral_form", f"one of {LATERAL_FORMS}", self.lateral_form)
         _check(self.solver in SOLVERS, "solver", f"one of {SOLVERS}", self.solver)
         _check(0 <= self.momentum < 1, "momentum", "a number in [0, 1)", self.momentum)
         _check(self.settle_tol is None or self.settle_tol > 0, "settle_tol", "a number > 0 or None", self.settle_tol)
@@ -315,7 +318,7 @@ class GNCN:
                 nonfinite_fix="The parameters have diverged: reload the last good "
                 "checkpoint (predcode never saves non-finite weights) and lower the learning rate",
             )
-        return params
+        return self.check_lateral(params) if values else params
 
     def check_input(self, x: _Data, name: str = "x") -> _Data:
         """Check data for the model: (batch, x_dim) floats, finite, in [0, 1] under a sigmoid output.
@@ -382,11 +385,45 @@ class GNCN:
             if l < c.L:
                 d = d - sigs[l]
             if f["lateral"]:
-                d = d - act.fn(z) @ params[f"V{l}"]
+                d = d - self._lateral(params, l, act.fn(z))
             if c.lmbda > 0:
                 d = d - c.lmbda * jnp.sign(z)
             dz.append(d - c.leak * z)
         return tuple(dz)
+
+    def _lateral(self, params: Params, l: int, p: Array) -> Array:
+        """``phi(z_l) V_l``. ``lateral_form = "grouped"`` computes it from the structure of the fixed V
+        (``beta_s (group sum - p) - alpha_s p``, O(batch n) instead of a matmul); it then ignores
+        ``params["V{l}"]``, which :meth:`check_lateral` compares with that structure."""
+        c = self.config
+        if c.lateral_form == "matrix":
+            return p @ params[f"V{l}"]
+        group = c.n_top_group if l == c.L else c.n_group
+        sums = jnp.sum(p.reshape(*p.shape[:-1], -1, group), axis=-1, keepdims=True)
+        sums = jnp.broadcast_to(sums, (*p.shape[:-1], p.shape[-1] // group, group)).reshape(p.shape)
+        return c.beta_scale * sums - (c.beta_scale + c.alpha_scale) * p
+
+    def check_lateral(self, params: Params) -> Params:
+        """With ``lateral_form = "grouped"``: check that every ``V{l}`` in ``params`` is the fixed lateral
+        matrix of the config (the grouped form computes ``phi(z) V`` from the config alone). Skipped
+        for traced arrays; returns ``params``."""
+        c = self.config
+        if c.lateral_form != "grouped" or not c.flags["lateral"]:
+            return params
+        for l in range(1, c.L + 1):
+            v = params.get(f"V{l}")
+            if v is None or isinstance(v, jax.core.Tracer):
+                continue
+            group = c.n_top_group if l == c.L else c.n_group
+            want = lateral_matrix(c.z_dims[l - 1], group, c.alpha_scale, c.beta_scale)
+            if np.shape(v) != want.shape or not np.allclose(np.asarray(v), want, atol=1e-6):
+                raise ValueError(
+                    f"params['V{l}']: expected the fixed lateral matrix of the config (groups of {group}, "
+                    f"alpha_scale={c.alpha_scale}, beta_scale={c.beta_scale}) because lateral_form is "
+                    '"grouped", which computes phi(z) V from the config; got another matrix. Use '
+                    'lateral_form = "matrix" for a custom V'
+                )
+        return params
 
     def settle(
         self,
