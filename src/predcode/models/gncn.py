@@ -399,8 +399,9 @@ class GNCN:
         if c.lateral_form == "matrix":
             return p @ params[f"V{l}"]
         group = c.n_top_group if l == c.L else c.n_group
-        sums = jnp.sum(p.reshape(*p.shape[:-1], -1, group), axis=-1, keepdims=True)
-        sums = jnp.broadcast_to(sums, (*p.shape[:-1], p.shape[-1] // group, group)).reshape(p.shape)
+        n = p.shape[-1]
+        member = (np.arange(n)[:, None] // group == np.arange(n // group)[None, :]).astype(np.float32)
+        sums = (p @ member) @ member.T  # each unit's group sum: two thin matmuls, n/group wide
         return c.beta_scale * sums - (c.beta_scale + c.alpha_scale) * p
 
     def check_lateral(self, params: Params) -> Params:
