@@ -26,7 +26,7 @@ import numpy as np
 
 from predcode.data import load_binarized
 from predcode.experiments import density
-from predcode.experiments.analyze import IS_SAMPLES, _is_setup, importance_estimate, load_run
+from predcode.experiments.analyze import IS_SAMPLES, importance_estimate, importance_settings, load_run
 from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.provenance import git_commit
 
@@ -64,7 +64,7 @@ def add(run_dir: Path, n_test: int | None, n_is: int) -> None:
     report["log_px_is"] = s
     report["settings"]["n_is_samples"] = n_is
     report["settings"]["importance_sampling"] = {
-        **_is_setup(prior)[1],
+        **importance_settings(prior),
         "seed": seed,
         "added_by": shlex.join([Path(sys.executable).name, *sys.argv]),
         "added_at_commit": git_commit(),

@@ -15,6 +15,7 @@ import time
 
 from predcode.data import load_binarized
 from predcode.experiments.analyze import load_run, training_pool
+from predcode.experiments.atomic import write_json
 from predcode.experiments.density import extract_latents
 from predcode.experiments.probes import knn_probe, linear_probe
 from predcode.experiments.provenance import provenance
@@ -43,5 +44,4 @@ for run in args.runs:
     }
     print(json.dumps({run: out["runs"][run]}), flush=True)
 if args.json:
-    with open(args.json, "w") as fh:
-        json.dump(out, fh, indent=1)
+    write_json(args.json, out)

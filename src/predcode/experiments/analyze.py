@@ -69,6 +69,7 @@ __all__ = [
     "balanced_indices",
     "half_mask",
     "importance_estimate",
+    "importance_settings",
     "load_run",
     "masked_mse",
     "sample",
@@ -226,10 +227,17 @@ def _finite(v: float) -> float | None:
 # --------------------------------------------------------------------------------------------- analyze
 
 
-def _is_setup(prior: MixturePrior) -> tuple[int, dict[str, Any]]:
-    """``n_top`` for ``prior`` and the importance sampler's settings as recorded in ``report.json``."""
-    n_top = min(IS_TOP, prior.n_components - 1)  # 0: one component, searched without a centre
-    return n_top, {
+def _is_plan(prior: MixturePrior) -> tuple[int, bool]:
+    """``(n_top, centred)``: components searched by their pilot estimates, and whether the settled
+    latent's own component is searched besides (not for a one-component prior)."""
+    if prior.n_components == 1:
+        return 1, False
+    return min(IS_TOP, prior.n_components - 1), True
+
+
+def importance_settings(prior: MixturePrior) -> dict[str, Any]:
+    """The settings of :func:`importance_estimate` for ``prior``, as recorded in ``report.json``."""
+    return {
         "method": "stratified by mixture component (predcode.experiments.density."
         "stratified_is_log_likelihood): p(x) = sum_k w_k I_k, each I_k = E_{u~N(0,I)} "
         "p(x | mean_k + L_k u) estimated on its own in the component's whitened coordinates; the "
@@ -240,7 +248,7 @@ def _is_setup(prior: MixturePrior) -> tuple[int, dict[str, Any]]:
         "N(mode, H^-1) with the Gauss-Newton Hessian H = I + J^T diag(1/(p(1-p))) J, "
         "n_is_samples draws each; every other component keeps the mean of n_pilot prior draws "
         "(a second, independent pilot set). Unbiased for p(x) whatever the search finds",
-        "n_top": max(n_top, 1),
+        "n_top": _is_plan(prior)[0],
         "n_pilot": IS_PILOT,
         "defensive": IS_DEFENSIVE,
         "refine_steps": IS_REFINE_STEPS,
@@ -258,20 +266,20 @@ def importance_estimate(
     seed: int = 1,
     batch_size: int = 100,
 ) -> LogLikelihoodEstimate:
-    """The importance-sampled ``log p(x)`` of ``predcode analyze`` (settings: :func:`_is_setup`)."""
-    n_top, _ = _is_setup(prior)
+    """The importance-sampled ``log p(x)`` of ``predcode analyze`` (settings: :func:`importance_settings`)."""
+    n_top, centred = _is_plan(prior)
     centres = np.where(np.isfinite(latents), latents, 0.0)  # any centre keeps the estimate unbiased
     return stratified_is_log_likelihood(
         model,
         params,
         prior,
         test_x,
-        centres if n_top >= 1 else None,
+        centres if centred else None,
         n_samples=n_is_samples,
-        n_top=max(n_top, 1),
+        n_top=n_top,
         n_pilot=IS_PILOT,
         seed=seed,
-        batch_size=min(batch_size, 100),
+        batch_size=min(batch_size, 100),  # the proposals' Jacobians grow with the batch
         defensive=IS_DEFENSIVE,
         refine_steps=IS_REFINE_STEPS,
         refine_lr=IS_REFINE_LR,
@@ -368,9 +376,9 @@ def analyze(
     imp = None
     if n_is_samples > 0:
         t0 = time.time()
-        n_top, _ = _is_setup(prior)
+        n_top, centred = _is_plan(prior)
         say(
-            f"importance-sampled log p(x): {n_is_samples} samples in each of {n_top + 1} searched mixture "
+            f"importance-sampled log p(x): {n_is_samples} samples in each of {n_top + centred} searched mixture "
             f"components per image, {IS_PILOT} in each other"
         )
         imp = importance_estimate(model, params, prior, test_x, full.latents, n_is_samples, seed + 1, batch_size)
@@ -460,7 +468,7 @@ def analyze(
             "mc": "naive Monte Carlo: logsumexp_s log Bernoulli(x; project(s_s)) - log S, s_s from the prior "
             "(components drawn by their weights); the images of one batch share their S samples, "
             "each batch draws fresh ones",
-            "importance_sampling": {**_is_setup(prior)[1], "seed": seed + 1},
+            "importance_sampling": {**importance_settings(prior), "seed": seed + 1},
             "se": "delta-method standard error of log mean(w): sqrt((mean(w^2)/mean(w)^2 - 1) / S); it "
             "understates the error where the effective sample size (sum w)^2 / sum w^2 is small "
             "(see frac_images_ess_below_10); mc_se_of_mean = sqrt(sum se_i^2) / n",

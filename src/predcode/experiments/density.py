@@ -432,10 +432,14 @@ def _finish(a1: np.ndarray, a2: np.ndarray, n_samples: int) -> LogLikelihoodEsti
     return LogLikelihoodEstimate(log_px, se, ess, int(n_samples))
 
 
+def _check_int(name: str, value: Any, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+
+
 def _check_counts(n_samples: int, batch_size: int, chunk: int) -> None:
     for name, v in (("n_samples", n_samples), ("batch_size", batch_size), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+        _check_int(name, v)
 
 
 def _balanced_chunks(n_samples: int, chunk: int) -> tuple[int, int]:
@@ -667,10 +671,8 @@ def is_log_likelihood(
         raise ValueError(f"scales: expected one or more positive numbers, got {scales!r}")
     if not 0 <= defensive < 1:
         raise ValueError(f"defensive: expected a fraction in [0, 1), got {defensive!r}")
-    if isinstance(n_search, bool) or not isinstance(n_search, (int, np.integer)) or n_search < 1:
-        raise ValueError(f"n_search: expected an integer >= 1, got {n_search!r}")
-    if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
-        raise ValueError(f"refine_steps: expected an integer >= 0, got {refine_steps!r}")
+    _check_int("n_search", n_search)
+    _check_int("refine_steps", refine_steps, 0)
     x = np.asarray(x, np.float32)
     centres = np.asarray(centres, np.float32)
     if centres.shape != (len(x), prior.dim):
@@ -738,11 +740,6 @@ def is_log_likelihood(
     return _run_batches(jax.jit(run), params, prior, x, batch_size, seed, n_samples, centres)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-
-
 def stratified_is_log_likelihood(
     model: GNCN,
     params: Params,
@@ -803,18 +800,16 @@ def stratified_is_log_likelihood(
     ):
         _check_int(name, v, low)
     k_all, d = prior.n_components, prior.dim
-    n_search = n_top + int(centres is not None)
+    has_centres = centres is not None
+    n_search = n_top + int(has_centres)
     if n_search > k_all:
-        raise ValueError(
-            f"n_top: expected at most the prior's {k_all} components"
-            f"{' less the settled latent' + chr(39) + 's own' if centres is not None else ''}, got {n_top}"
-        )
+        own = " less the settled latent's own" if has_centres else ""
+        raise ValueError(f"n_top: expected at most the prior's {k_all} components{own}, got {n_top}")
     if not 0 < defensive < 1:
         raise ValueError(f"defensive: expected a fraction in (0, 1), got {defensive!r}")
     if not refine_lr > 0:
         raise ValueError(f"refine_lr: expected a positive learning rate, got {refine_lr!r}")
     x = np.asarray(x, np.float32)
-    has_centres = centres is not None
     if has_centres:
         centres = np.asarray(centres, np.float32)
         if centres.shape != (len(x), d):

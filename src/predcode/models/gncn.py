@@ -263,8 +263,7 @@ class GNCN:
                 params[name] = params[f"W{name[1:]}"].T
         for l in range(1, c.L + 1):
             if c.flags["lateral"]:
-                group = c.n_top_group if l == c.L else c.n_group
-                params[f"V{l}"] = jnp.asarray(lateral_matrix(c.z_dims[l - 1], group, c.alpha_scale, c.beta_scale))
+                params[f"V{l}"] = jnp.asarray(self._lateral_matrix(l))
         return self.apply_constraints(params)
 
     def apply_constraints(self, params: Params) -> Params:
@@ -391,14 +390,24 @@ class GNCN:
             dz.append(d - c.leak * z)
         return tuple(dz)
 
+    def _lateral_group(self, l: int) -> int:
+        """Units per lateral competition group of latent layer ``l`` (1..L)."""
+        return self.config.n_top_group if l == self.config.L else self.config.n_group
+
+    def _lateral_matrix(self, l: int) -> np.ndarray:
+        """The fixed lateral matrix ``V_l`` of the config."""
+        c = self.config
+        return lateral_matrix(c.z_dims[l - 1], self._lateral_group(l), c.alpha_scale, c.beta_scale)
+
     def _lateral(self, params: Params, l: int, p: Array) -> Array:
-        """``phi(z_l) V_l``. ``lateral_form = "grouped"`` computes it from the structure of the fixed V
-        (``beta_s (group sum - p) - alpha_s p``, O(batch n) instead of a matmul); it then ignores
+        """``phi(z_l) V_l``. ``lateral_form = "grouped"`` computes it from the structure of the fixed V,
+        ``beta_s (group sum - p) - alpha_s p``, with the group sums as two thin matmuls against a 0/1
+        membership matrix (n x n/group) instead of the n x n product; it then ignores
         ``params["V{l}"]``, which :meth:`check_lateral` compares with that structure."""
         c = self.config
         if c.lateral_form == "matrix":
             return p @ params[f"V{l}"]
-        group = c.n_top_group if l == c.L else c.n_group
+        group = self._lateral_group(l)
         n = p.shape[-1]
         member = (np.arange(n)[:, None] // group == np.arange(n // group)[None, :]).astype(np.float32)
         sums = (p @ member) @ member.T  # each unit's group sum: two thin matmuls, n/group wide
@@ -415,11 +424,11 @@ class GNCN:
             v = params.get(f"V{l}")
             if v is None or isinstance(v, jax.core.Tracer):
                 continue
-            group = c.n_top_group if l == c.L else c.n_group
-            want = lateral_matrix(c.z_dims[l - 1], group, c.alpha_scale, c.beta_scale)
+            want = self._lateral_matrix(l)
             if np.shape(v) != want.shape or not np.allclose(np.asarray(v), want, atol=1e-6):
                 raise ValueError(
-                    f"params['V{l}']: expected the fixed lateral matrix of the config (groups of {group}, "
+                    f"params['V{l}']: expected the fixed lateral matrix of the config (groups of "
+                    f"{self._lateral_group(l)}, "
                     f"alpha_scale={c.alpha_scale}, beta_scale={c.beta_scale}) because lateral_form is "
                     '"grouped", which computes phi(z) V from the config; got another matrix. Use '
                     'lateral_form = "matrix" for a custom V'
