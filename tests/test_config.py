@@ -364,6 +364,20 @@ def test_with_overrides_resolves_relative_paths_against_the_working_folder(tmp_p
     assert with_overrides(FitConfig(), out_dir="runs/a").out_dir == str(tmp_path / "runs/a")
 
 
+def test_ablation_switches_override_the_kind_round_trip_and_name_bad_values():
+    cfg = load_config(CONFIGS / "mnist/gncn_pdh.toml")
+    overrides = dict(parse_override(s) for s in ("model.lateral=false", "model.alpha_scale=-0.2"))
+    ablated = with_overrides(cfg, **overrides)
+    assert ablated.model.lateral is False and ablated.model.flags["lateral"] is False
+    assert ablated.model.alpha_scale == -0.2  # self-inhibition is allowed
+    assert cfg.model.lateral is None and cfg.model.flags["lateral"] is True
+    back = parse_toml(dump_toml(ablated))
+    assert back.model == ablated.model and back.model.flags == ablated.model.flags
+    assert with_overrides(ablated, **{"model.lateral": "none"}).model.flags["lateral"] is True
+    msg = _error(with_overrides, cfg, **{"model.tied_feedback": "yes"})
+    assert 'model.tied_feedback: expected true, false or "none"' in msg and "got 'yes'" in msg
+
+
 def test_parse_override_reads_toml_values_else_strings():
     assert parse_override("train.epochs=2") == ("train.epochs", 2)
     assert parse_override(" model.z_dims = [12, 12, 18]") == ("model.z_dims", [12, 12, 18])

@@ -209,3 +209,66 @@ def test_grouped_lateral_form_refuses_a_custom_lateral_matrix():
     GNCN(GNCNConfig(kind="gncn_pdh", x_dim=100, z_dims=DIMS)).check_params(bad)  # "matrix" takes any V
     with pytest.raises(ValueError, match="lateral_form"):
         GNCNConfig(lateral_form="sparse")
+
+
+def _zeros_like_v(p):
+    return {f"V{l}": np.zeros((DIMS[l - 1], DIMS[l - 1])) for l in (1, 2, 3)}
+
+
+def _transposed_w(p):
+    return {f"E{l}": p[f"W{l}"].T for l in (1, 2, 3)}
+
+
+def _identity_prec(p):
+    return {f"Prec{l}": np.eye(DIMS[l - 1]) for l in (1, 2)}
+
+
+# An ablated model equals a museum model of the float64 reference with the switched-off part
+# neutralised: no lateral = V of zeros; tied feedback = E set to W^T; no Sigma = identity precision;
+# PDH without skip = GNCN-t2-LSigma; GNCN-t2-LSigma with skip = GNCN-PDH.
+ABLATIONS = [
+    ("gncn_pdh", {"lateral": False}, "gncn_pdh", _zeros_like_v),
+    ("gncn_pdh", {"tied_feedback": True}, "gncn_pdh", _transposed_w),
+    ("gncn_pdh", {"learn_sigma": False}, "gncn_pdh", _identity_prec),
+    ("gncn_pdh", {"skip": False}, "gncn_t2_lsigma", lambda p: {}),
+    ("gncn_t2_lsigma", {"skip": True}, "gncn_pdh", lambda p: {}),
+]
+
+
+@pytest.mark.parametrize("kind, switch, oracle_kind, fill", ABLATIONS, ids=lambda v: str(v))
+def test_ablation_switch_matches_the_float64_reference_of_the_equivalent_model(kind, switch, oracle_kind, fill):
+    model = GNCN(GNCNConfig(kind=kind, x_dim=100, z_dims=DIMS, **switch))
+    params = model.init(jax.random.key(4))
+    params = model.apply_constraints({k: (v * 8 if k[0] in "WME" else v) for k, v in params.items()})
+    name, value = next(iter(switch.items()))
+    assert model.config.flags[name] is value
+    x = (np.random.default_rng(4).random((16, 100)) < 0.3).astype(np.float32)
+    p64 = _np64(params)
+    p64.update(fill(p64))
+    want = ref.settle64(oracle_kind, p64, x.astype(np.float64), K=50)
+    result = model.settle(params, jnp.asarray(x))
+    assert np.max(np.abs(want["z1"])) > 0.05, "the test problem should move the states"
+    for l in range(3):
+        assert _rel_err(result.states[l], want[f"z{l + 1}"]) < 1e-4, f"z{l + 1}"
+        assert _rel_err(result.predictions[l], want[f"mu{l}"]) < 1e-4, f"mu{l}"
+    # the Hebbian updates of the arrays the ablated model has
+    grads = ref.updates64(oracle_kind, p64, want)
+    got = model.calc_updates(params, result)
+    assert set(got) == set(model.learnable_names())
+    for g in got:
+        assert _rel_err(got[g], grads[g]) < 1e-4, f"update of {g}"
+
+
+def test_ablation_switches_drop_or_add_the_arrays_of_the_feature():
+    names = lambda **s: set(GNCN(GNCNConfig(kind="gncn_pdh", **s)).param_shapes())
+    full = names()
+    assert full - names(lateral=False) == {"V1", "V2", "V3"}
+    assert full - names(tied_feedback=True) == {"E1", "E2", "E3"}
+    assert full - names(learn_sigma=False) == {"Sigma1", "Sigma2", "Prec1", "Prec2"}
+    assert full - names(skip=False) == {"M2", "M3"}
+    assert names(lateral=None) == full
+    assert set(GNCN(GNCNConfig(kind="gncn_t1", lateral=True)).param_shapes()) >= {"V1", "V2", "V3"}
+    with pytest.raises(ValueError, match=r"lateral: expected true, false or None .*got 'no'"):
+        GNCNConfig(kind="gncn_pdh", lateral="no")
+    with pytest.raises(ValueError, match=r"z_dims\[0\].*multiple of n_group"):
+        GNCNConfig(kind="gncn_t1", z_dims=(100, 360, 360), lateral=True)

@@ -40,7 +40,7 @@ from predcode.activations import ACTIVATIONS
 from predcode.data import NAMES
 from predcode.dynamics.solvers import SOLVERS
 from predcode.learning.optim import keras_adam
-from predcode.models.gncn import E_INITS, LATERAL_FORMS, MUSEUM, SIGMA_RULES, GNCNConfig
+from predcode.models.gncn import E_INITS, LATERAL_FORMS, MUSEUM, SIGMA_RULES, SWITCHES, GNCNConfig
 
 if TYPE_CHECKING:  # pc_config imports this module
     from predcode.experiments.pc_config import PCFitConfig
@@ -171,7 +171,9 @@ SPECS: dict[str, _Spec] = {
     "model.g_out": _choice(_ACTS),
     "model.n_group": _int(hint="units per lateral competition group of the lower latent layers"),
     "model.n_top_group": _int(hint="units per lateral competition group of the top latent layer"),
-    "model.alpha_scale": _float("a number >= 0", lambda v: v >= 0),
+    "model.alpha_scale": _float(
+        "a number", lambda v: True, hint="self-excitation of each unit; a negative value makes it self-inhibition"
+    ),
     "model.beta_scale": _float("a number >= 0", lambda v: v >= 0),
     "model.wght_sd": _float("a number > 0", lambda v: v > 0, hint="the initial weights' standard deviation"),
     "model.sigma_rule": _choice(SIGMA_RULES),
@@ -193,6 +195,15 @@ SPECS: dict[str, _Spec] = {
         optional=True,
         hint="stop settling once a step moves the states by at most this fraction",
     ),
+    **{
+        f"model.{name}": _Spec(
+            "bool",
+            'true, false or "none" (the kind\'s own)',
+            optional=True,
+            hint="an ablation of the museum model's structure (docs/config.md)",
+        )
+        for name in SWITCHES
+    },
     "model.legacy_frozen_precision": _Spec(
         "bool",
         "true or false",

@@ -93,6 +93,8 @@ MUSEUM: dict[str, dict[str, Any]] = {
 SIGMA_RULES = ("legacy", "nll")
 E_INITS = ("random", "transpose")
 LATERAL_FORMS = ("matrix", "grouped")
+# The museum switches a config may override, for ablations (None keeps the kind's value above).
+SWITCHES = ("tied_feedback", "use_dfx", "error_on_phi", "learn_sigma", "lateral", "skip")
 
 
 def _check(cond: bool, parameter: str, expected: str, got: Any) -> None:
@@ -126,6 +128,13 @@ class GNCNConfig:
     solver: str = "euler"  # settling solver (predcode.dynamics.solvers); step beta
     momentum: float = 0.5  # state momentum of the "momentum" and "nesterov" solvers
     settle_tol: float | None = None  # stop settling early once the states stop moving
+    # Ablations: override one of the kind's structural switches (MUSEUM); None keeps the kind's.
+    tied_feedback: bool | None = None  # error feedback W^T (True) or a learned E (False)
+    use_dfx: bool | None = None  # phi'(z) on the bottom-up term of the drive
+    error_on_phi: bool | None = None  # errors of layers 1.. against phi(z) (True) or the raw z
+    learn_sigma: bool | None = None  # learned covariance on the errors of layers 1..L-1
+    lateral: bool | None = None  # fixed lateral competition V
+    skip: bool | None = None  # skip predictions M (z_{l+2} -> mu_l)
     flags: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,7 +144,13 @@ class GNCNConfig:
         for name in ("lmbda", "phi", "g_hidden"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, defaults[name])
-        object.__setattr__(self, "flags", dict(defaults))
+        flags = dict(defaults)
+        for name in SWITCHES:
+            value = getattr(self, name)
+            _check(value is None or isinstance(value, bool), name, "true, false or None (the kind's own)", value)
+            if value is not None:
+                flags[name] = value
+        object.__setattr__(self, "flags", flags)
         _check(isinstance(self.x_dim, int) and self.x_dim >= 1, "x_dim", "an integer >= 1", self.x_dim)
         _check(
             len(self.z_dims) >= 1 and all(d >= 1 for d in self.z_dims),
