@@ -1,17 +1,22 @@
 """Write results/mnist_table.md and .json: predcode's museum runs beside the paper's Table 1 and 2.
 
     python scripts/mnist_table.py RUNS_DIR [--out results/mnist_table] [--note TEXT] [--probe-all JSON]
+                                           [--ablation DATASET/MODEL=RUN_DIR ...]
 
 RUNS_DIR holds ``<dataset>/<model>/`` run folders written by ``predcode fit`` (each with
 ``vLx0.npy``, ``best0.json`` and, after ``predcode analyze``, ``analysis0/report.json``), as
 ``scripts/reproduce_table.sh`` makes them. The published figures are those of
 shared/reference/GNCN.md (Ororbia & Kifer 2022, Tables 1 and 2). Targets (issue 5): BCE within 10%
 of the paper's, the legacy-style log p(x) within 1.5 nats, probe error within 0.5 point.
+Each ``--ablation`` adds a row for a run of that museum model with some of its structural switches
+changed (``model.lateral = false``...), compared with the same published figures and labelled with
+the switches (read from the run's checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -19,6 +24,7 @@ import numpy as np
 
 from predcode.experiments.atomic import write_json, write_text
 from predcode.experiments.provenance import provenance
+from predcode.models.gncn import SWITCHES
 
 # (dataset, model): (BCE, log p(x), probe error %) as published (GNCN.md, "Published figures").
 PAPER = {
@@ -31,18 +37,33 @@ PAPER = {
 TARGETS = {"bce_rel": 0.10, "log_px_nats": 1.5, "probe_points": 0.5}
 
 
-def _row(runs: Path, dataset: str, model: str) -> dict:
-    folder = runs / dataset / model
+def _val_bce(folder: Path) -> np.ndarray | None:
+    """Validation BCE by epoch (0 = untrained) of trial 0: vLx0.npy, else metrics.csv."""
+    if (folder / "vLx0.npy").is_file():
+        return np.load(folder / "vLx0.npy")
+    if (folder / "metrics.csv").is_file():
+        with (folder / "metrics.csv").open() as f:
+            return np.array([float(r["val_bce"]) for r in csv.DictReader(f) if r["trial"] == "0"])
+    return None
+
+
+def _row(folder: Path, dataset: str, model: str) -> dict:
     paper_bce, paper_lpx, paper_probe = PAPER[(dataset, model)]
+    label = model
+    if (folder / "best0.json").is_file():
+        meta = json.loads((folder / "best0.json").read_text())
+        switched = [f"{k} = {str(meta[k]).lower()}" for k in SWITCHES if meta.get(k) is not None]
+        label = model + (f" ({', '.join(switched)}; ablation)" if switched else "")
     row: dict = {
         "dataset": dataset,
         "model": model,
+        "label": label,
         "run": str(folder),
         "paper": {"bce": paper_bce, "log_px": paper_lpx, "probe_error_pct": paper_probe},
     }
-    if not (folder / "vLx0.npy").is_file():
+    v = _val_bce(folder)
+    if v is None:
         return {**row, "missing": "no run"}
-    v = np.load(folder / "vLx0.npy")
     best = json.loads((folder / "best0.json").read_text())
     row.update(
         epochs_run=len(v) - 1,
@@ -102,12 +123,12 @@ def _markdown(rows: list[dict], note: str) -> str:
     for r in rows:
         p = r["paper"]
         if "missing" in r:
-            lines.append(f"| {r['dataset']} | {r['model']} | {r['missing']} ||||||||||")
+            lines.append(f"| {r['dataset']} | {r['label']} | {r['missing']} ||||||||||")
             continue
         c = r["checks"]
         mark = lambda ok: "ok" if ok else "miss"
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['epochs_run']} ({r['best_epoch']}) "
+            f"| {r['dataset']} | {r['label']} | {r['epochs_run']} ({r['best_epoch']}) "
             f"| {r['test_bce']:.2f} ({p['bce']:.2f}, {100 * (r['test_bce'] / p['bce'] - 1):+.1f}%, "
             f"{mark(c['bce_within_10pct'])}) "
             f"| {r['log_px_legacy']:.2f} ({p['log_px']:.2f}, {r['log_px_legacy'] - p['log_px']:+.2f}, "
@@ -130,13 +151,30 @@ def main() -> None:
     ap.add_argument("--note", default="")
     ap.add_argument(
         "--probe-all",
-        default="results/mnist_probe_all.json",
-        help="scripts/museum_probe_all.py output: its probe errors become a column",
+        action="append",
+        help="scripts/museum_probe_all.py output (repeatable; default results/mnist_probe_all.json): "
+        "its probe errors become a column",
+    )
+    ap.add_argument(
+        "--ablation",
+        action="append",
+        default=[],
+        metavar="DATASET/MODEL=RUN_DIR",
+        help="a run of that museum model with changed switches, compared with its published figures",
     )
     args = ap.parse_args()
-    rows = [_row(args.runs, d, m) for d, m in PAPER]
-    if Path(args.probe_all).is_file():  # scripts/museum_probe_all.py: the probe on every training latent
-        probe_all = json.loads(Path(args.probe_all).read_text())["runs"]
+    rows = [_row(args.runs / d / m, d, m) for d, m in PAPER]
+    for spec in args.ablation:
+        key, eq, folder = spec.partition("=")
+        dataset, _, model = key.partition("/")
+        if not eq or (dataset, model) not in PAPER:
+            ap.error(f"--ablation: expected DATASET/MODEL=RUN_DIR with DATASET/MODEL one of the table's, got {spec!r}")
+        rows.append(_row(Path(folder), dataset, model))
+    probe_all: dict = {}  # scripts/museum_probe_all.py: the probe on every training latent
+    for path in args.probe_all or ["results/mnist_probe_all.json"]:
+        if Path(path).is_file():
+            probe_all.update(json.loads(Path(path).read_text())["runs"])
+    if probe_all:
         for r in rows:
             got = probe_all.get(r["run"], {})
             if "probe_error_pct" in got:
