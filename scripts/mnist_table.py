@@ -49,11 +49,10 @@ def _val_bce(folder: Path) -> np.ndarray | None:
 
 def _row(folder: Path, dataset: str, model: str) -> dict:
     paper_bce, paper_lpx, paper_probe = PAPER[(dataset, model)]
-    label = model
-    if (folder / "best0.json").is_file():
-        meta = json.loads((folder / "best0.json").read_text())
-        switched = [f"{k} = {str(meta[k]).lower()}" for k in SWITCHES if meta.get(k) is not None]
-        label = model + (f" ({', '.join(switched)}; ablation)" if switched else "")
+    best_file = folder / "best0.json"
+    best = json.loads(best_file.read_text()) if best_file.is_file() else {}
+    switched = [f"{k} = {str(best[k]).lower()}" for k in SWITCHES if best.get(k) is not None]
+    label = model + (f" ({', '.join(switched)}; ablation)" if switched else "")
     row: dict = {
         "dataset": dataset,
         "model": model,
@@ -62,9 +61,8 @@ def _row(folder: Path, dataset: str, model: str) -> dict:
         "paper": {"bce": paper_bce, "log_px": paper_lpx, "probe_error_pct": paper_probe},
     }
     v = _val_bce(folder)
-    if v is None:
+    if v is None or not best:
         return {**row, "missing": "no run"}
-    best = json.loads((folder / "best0.json").read_text())
     row.update(
         epochs_run=len(v) - 1,
         best_epoch=int(best["epoch"]),
