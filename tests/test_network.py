@@ -18,7 +18,7 @@ import pytest
 import scipy.stats
 
 from predcode.cells import BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
-from predcode.dynamics.inference import infer
+from predcode.dynamics import infer
 from predcode.learning.pc import PCTrainer, weight_gradient
 from predcode.models.network import Dense, NetworkError, Node, PCNetwork
 

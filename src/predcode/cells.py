@@ -10,30 +10,37 @@ Each cell compares a ``target`` with a prediction ``mu`` and returns
 
 ``mask`` (0/1, same shape as ``target``) hides units: they carry no error and no energy. ``modulator``
 multiplies the error signals only, as in ngc-learn; it does not change the energy.
+
+A cell is any object with this call (the protocol :class:`predcode.core.ErrorCell`): a general
+network differentiates its ``energy``, a museum model sends its ``dmu`` up as the error signal. A
+new likelihood is one small frozen dataclass; see ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from predcode.core import CellOutput
+
 Array = jax.Array
 
 COVARIANCE_KINDS = ("fixed", "scalar", "diagonal", "full")
+CELLS = ("gaussian", "bernoulli", "laplacian")
 
-
-class CellOutput(NamedTuple):
-    """What an error cell returns: the error ``e``, the drives on the prediction (``dmu``) and on the
-    target (``dtarget``), and the cell's energy per sample."""
-
-    e: Array
-    dmu: Array
-    dtarget: Array
-    energy: Array
+__all__ = [
+    "BernoulliErrorCell",
+    "CELLS",
+    "COVARIANCE_KINDS",
+    "CellOutput",
+    "GaussianErrorCell",
+    "LaplacianErrorCell",
+    "make_cell",
+    "whiten",
+]
 
 
 def _mask_and_modulate(e: Array, dmu: Array, mask, modulator) -> tuple[Array, Array]:
@@ -89,7 +96,9 @@ class GaussianErrorCell:
         kind = self.covariance
         if kind == "fixed":
             sigma = self.sigma if sigma is None else sigma
-            scaled = e / sigma
+            # A unit variance keeps dmu the same array as e (a model then carries one array, not two).
+            unit = isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma == 1
+            scaled = e if unit else e / sigma
             logdet = n * jnp.log(jnp.asarray(sigma, e.dtype))
         elif sigma is None and scale_tril is None:
             raise ValueError(f"sigma: covariance={kind!r} needs the sigma argument, got None")
@@ -148,3 +157,14 @@ class BernoulliErrorCell:
         e, dmu = _mask_and_modulate(target - mu, target / p - (1 - target) / (1 - p), mask, modulator)
         _, dtarget = _mask_and_modulate(e, jnp.log(p) - jnp.log1p(-p), mask, modulator)
         return CellOutput(e, dmu, dtarget, jnp.sum(unit, axis=-1))
+
+
+def make_cell(name: str, *, parameter: str = "cell") -> GaussianErrorCell | BernoulliErrorCell | LaplacianErrorCell:
+    """The built-in cell called ``name`` (one of :data:`CELLS`) with its default settings, for configs."""
+    if name == "gaussian":
+        return GaussianErrorCell()
+    if name == "bernoulli":
+        return BernoulliErrorCell()
+    if name == "laplacian":
+        return LaplacianErrorCell()
+    raise ValueError(f"{parameter}: expected one of {CELLS}, got {name!r}")

@@ -1,20 +1,33 @@
-"""Dynamics: settling as an ODE solve (``lax.scan`` over the steps of a solver)."""
+"""Dynamics: settling as an ODE solve, one ``lax.scan``/``while_loop`` over the steps of any solver."""
 
 from predcode.dynamics.clamped import LinearClamped
-from predcode.dynamics.inference import InferenceResult, infer
-from predcode.dynamics.settle import SettleResult, settle
-from predcode.dynamics.solvers import SOLVERS, Euler, Heun, Momentum, Nesterov, make_solver
+from predcode.dynamics.settle import InferenceResult, SettleResult, infer, settle, settle_model
+from predcode.dynamics.solvers import (
+    SOLVERS,
+    AbstractSolver,
+    Euler,
+    Heun,
+    Momentum,
+    Nesterov,
+    StateOptimizer,
+    as_solver,
+    make_solver,
+)
 
 __all__ = [
+    "AbstractSolver",
     "Euler",
     "Heun",
     "InferenceResult",
     "LinearClamped",
-    "infer",
     "Momentum",
     "Nesterov",
     "SOLVERS",
     "SettleResult",
+    "StateOptimizer",
+    "as_solver",
+    "infer",
     "make_solver",
     "settle",
+    "settle_model",
 ]

@@ -1,48 +1,42 @@
-"""Settling: integrate the latent states of a predictive-coding model with ``lax.scan``.
+"""Settling: the one loop that integrates the free states of every predictive-coding model.
 
-A model plugs in two pure functions:
+A model plugs in its vector field as a :class:`~predcode.core.Term` of three pure functions:
 
 * ``predict(states) -> (predictions, errors, signals)``: the stateless prediction and error units
-  for the current states (``signals`` are the error messages the drive uses, e.g. whitened errors);
+  for the current states (``signals`` are the error messages the drive uses, e.g. whitened errors,
+  or the gradient of an energy);
 * ``drive(states, signals) -> dz``: the right-hand side ``dz/dt`` of every free state, leak and
-  priors included.
+  priors included;
+* ``energy(states, errors) -> scalar``: the quantity traced after every step.
 
 The legacy ngc-learn order within one step is: all states (from the previous step's errors), then
 all predictions, then all errors. States start at the model's initial value with zero errors, so
 the first of ``steps`` steps only computes predictions; ``steps - 1`` solver steps move the states.
-The solver (``predcode.dynamics.solvers``) is explicit Euler by default; with a tolerance ``tol``
-the settle stops early, for the whole batch, once the states have stopped moving.
+The solver (``predcode.dynamics.solvers``: any :class:`~predcode.dynamics.AbstractSolver` or optax
+optimizer) is explicit Euler by default; with a tolerance ``tol`` the settle stops early, for the
+whole batch, once the states have stopped moving.
+
+:func:`settle` is the loop; :func:`settle_model` settles any :class:`~predcode.core.SettlingModel`
+(it asks the model for its term and initial states) and :func:`infer` is the general-network form
+of it, ``T`` state steps given the clamps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 
-from predcode.dynamics.solvers import Euler, Solver
+from predcode.core import SettleResult, Term
+from predcode.dynamics.solvers import Euler, as_solver
 
 Array = jax.Array
 STATUS_OK = 0
 STATUS_DIVERGED = 1
 
-
-class SettleResult(NamedTuple):
-    """What a settle returns. ``energy`` has one entry per step; ``status`` is 0 (ok) or 1 (diverged).
-
-    ``n_steps`` is the number of steps run (``steps`` unless a tolerance stopped the settle early;
-    the energy trace then repeats its last value, as the states no longer move).
-    """
-
-    states: Any
-    predictions: Any
-    errors: Any
-    signals: Any
-    energy: Array
-    status: Array
-    n_steps: Array | None = None
+__all__ = ["InferenceResult", "STATUS_DIVERGED", "STATUS_OK", "SettleResult", "infer", "settle", "settle_model"]
 
 
 def _sq_norm(tree: Any) -> Array:
@@ -82,16 +76,21 @@ class _Units:
 
 
 def settle(
-    predict: Callable[[Any], tuple[Any, Any, Any]],
-    drive: Callable[[Any, Any], Any],
-    energy: Callable[[Any, Any], Array],
-    init_states: Any,
+    predict: Callable[[Any], tuple[Any, Any, Any]] | Term,
+    drive: Callable[[Any, Any], Any] | Any = None,
+    energy: Callable[[Any, Any], Array] | None = None,
+    init_states: Any = None,
     *,
     steps: int,
-    solver: Solver = Euler(),  # noqa: B008 (a frozen dataclass: sharing the default is safe)
+    solver: Any = Euler(),  # noqa: B008 (a frozen dataclass: sharing the default is safe)
     tol: float | None = None,
 ) -> SettleResult:
     """Run ``steps`` steps of the settling dynamics and return the final units and energy trace.
+
+    Called as ``settle(term, init_states, steps=...)`` with a :class:`~predcode.core.Term`, or as
+    ``settle(predict, drive, energy, init_states, steps=...)`` with its three functions.
+    ``solver`` is any solver (:class:`~predcode.dynamics.AbstractSolver`) or an optax optimizer
+    (wrapped in :class:`~predcode.dynamics.StateOptimizer`).
 
     ``energy(states, errors)`` is evaluated after every step (a scalar), giving the trace a user
     plots to see convergence. A non-finite energy sets ``status`` to ``STATUS_DIVERGED``.
@@ -100,7 +99,17 @@ def settle(
     at most ``tol`` relative to their size, ``||z_new - z|| <= tol * ||z_new||`` (Euclidean norm
     over all layers and rows), checked after each step; the settle then costs only the steps run.
     """
-    if steps < 1:
+    if isinstance(predict, Term):
+        if energy is not None or init_states is not None:
+            raise TypeError("settle: with a Term, pass only the initial states: settle(term, init_states, steps=...)")
+        term: Term = predict
+        predict, drive, energy, init_states = term.predict, term.drive, term.energy, drive
+    if drive is None or energy is None:
+        raise TypeError(
+            "settle: expected settle(term, init_states, ...) or settle(predict, drive, energy, init_states, ...)"
+        )
+    solver = as_solver(solver)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected a positive relative tolerance or None, got {tol!r}")
@@ -164,3 +173,67 @@ def settle(
     preds, errs, sigs = units.unpack(packed)
     status = jnp.where(jnp.all(jnp.isfinite(trace)), STATUS_OK, STATUS_DIVERGED).astype(jnp.int32)
     return SettleResult(states, preds, errs, sigs, trace, status, n_steps)
+
+
+def settle_model(
+    model: Any,
+    params: Any,
+    batch: Any,
+    *,
+    steps: int,
+    solver: Any = Euler(),  # noqa: B008 (a frozen dataclass: sharing the default is safe)
+    tol: float | None = None,
+    init: Any = None,
+) -> SettleResult:
+    """Settle any :class:`~predcode.core.SettlingModel` on ``batch``: its term, from its initial states.
+
+    ``init`` replaces the model's initial states (same structure as ``model.init_states``).
+    """
+    states0 = model.init_states(params, batch) if init is None else init
+    return settle(model.term(params, batch), states0, steps=steps, solver=solver, tol=tol)
+
+
+class InferenceResult(NamedTuple):
+    """Inferred ``states`` (all nodes, clamps included) and the total energy before each step and
+    after the last: ``energy: (T + 1,)``. ``status`` is 0, or 1 if the energy became non-finite."""
+
+    states: dict[str, Array]
+    energy: Array
+    status: Array
+
+
+def infer(
+    network: Any,
+    params: Mapping,
+    clamps: Mapping[str, Array],
+    *,
+    T: int,
+    optimizer: Any = None,
+    init: Mapping[str, Array] | None = None,
+    masks: Mapping[str, Array] | None = None,
+) -> InferenceResult:
+    """Infer the free states of a general network given ``clamps``: ``T`` steps of one solver.
+
+    The settle of :meth:`PCNetwork.term <predcode.models.network.PCNetwork.term>`, whose drive is
+    ``-dE/dx`` of the free states, with ``T + 1`` settle steps (``T`` moves).
+
+    Args:
+        network: a :class:`predcode.models.network.PCNetwork`.
+        params: its parameters.
+        clamps: ``{node: (batch, dim)}`` data held fixed.
+        T: number of state steps (0 returns the initial states).
+        optimizer: the state solver: an optax optimizer (the seed's ``optimizer_x``, default
+            ``optax.sgd(0.1)``) or any solver (``Euler(0.1)``, ``Heun(0.05)``, ...). Its state
+            starts fresh for every call.
+        init: initial values of free states; the rest start from a feedforward sweep
+            (:meth:`PCNetwork.forward`), free roots at zero.
+        masks: ``{node: 0/1 mask}`` hiding units from their cell's error and energy.
+    """
+    if isinstance(T, bool) or not isinstance(T, int) or T < 0:
+        raise ValueError(f"T: expected an integer >= 0 (inference steps), got {T!r}")
+    batch = (dict(clamps), masks)
+    solver = Euler(0.1) if optimizer is None else optimizer
+    free0 = network.init_states(params, batch, init=init)
+    result = settle(network.term(params, batch), free0, steps=T + 1, solver=solver)
+    states = {**{k: jnp.asarray(v) for k, v in clamps.items()}, **result.states}
+    return InferenceResult({n: states[n] for n in network.names}, result.energy, result.status)

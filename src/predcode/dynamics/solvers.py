@@ -1,4 +1,4 @@
-"""Solvers for the settling ODE ``dz/dt = f(z)``: Euler (the museum's), Heun, heavy-ball and Nesterov momentum.
+"""Solvers for the settling ODE ``dz/dt = f(z)``: Euler (the museum's), Heun, momentum, and any optax optimizer.
 
 A solver advances the latent states by one step. It sees the drive ``dz = f(z)`` already computed
 for the current states (the settle needs the predictions and errors of ``z`` anyway) and, for
@@ -12,7 +12,13 @@ Euler       ``z <- z + dt f(z)``                                        1
 Heun        ``z~ = z + dt f(z)``, ``z <- z + dt/2 (f(z) + f(z~))``       2
 Momentum    ``v <- mu v + f(z)``, ``z <- z + dt v`` (Polyak)            1
 Nesterov    ``v <- mu v + f(z)``, ``z <- z + dt (mu v + f(z))``         1
+StateOpt.   an optax optimizer on the descent direction ``-f(z)``       1
 ==========  ==========================================================  =====================
+
+Every solver derives from :class:`AbstractSolver` (``init`` and ``advance``), so a new solver is one
+class, and every model settles with every solver. :class:`StateOptimizer` turns an optax optimizer
+(``optax.sgd``, ``optax.adam``, ...) into a solver: for a drive that is minus an energy gradient,
+``StateOptimizer(optax.sgd(dt))`` is ``Euler(dt)`` to the last bit.
 
 Momentum and Nesterov are state optimizers rather than ODE integrators: for a drive that is minus
 the gradient of an energy they descend it faster than Euler with the same ``dt``; ``mu = 0`` gives
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import optax
 
 SOLVERS = ("euler", "heun", "momentum", "nesterov")
 
@@ -45,8 +52,28 @@ def _axpy(a: float, x: Any, y: Any) -> Any:
     return jax.tree.map(lambda xi, yi: yi + a * xi, x, y)
 
 
+class AbstractSolver:
+    """Base class of the settling solvers: subclass it and write ``advance`` (and ``init`` for memory).
+
+    ``advance(states, aux, dz, field)`` gets the drive ``dz = f(states)`` already evaluated (the
+    settle needs the predictions and errors of ``states`` anyway) and ``field(z) -> f(z)`` for
+    further evaluations; it returns the new states and the new ``aux``. ``evaluations`` counts the
+    drive evaluations a step costs (for benchmarks).
+    """
+
+    evaluations: int = 1
+
+    def init(self, states: Any) -> Any:
+        """The solver's auxiliary state: none (``()``); the method needs only the states."""
+        return ()
+
+    def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
+        """One step from ``states`` given their drive ``dz``; returns the new states and ``aux``."""
+        raise NotImplementedError(f"{type(self).__name__}.advance: a solver must define advance")
+
+
 @dataclass(frozen=True)
-class Euler:
+class Euler(AbstractSolver):
     """Explicit Euler: ``z <- z + dt * dz`` (ngc-learn's ``beta`` is ``dt``)."""
 
     dt: float = 0.1
@@ -59,17 +86,13 @@ class Euler:
         """One Euler step ``z + dt * dz``, leaf by leaf."""
         return jax.tree.map(lambda z, d: z + self.dt * d, states, dz)
 
-    def init(self, states: Any) -> Any:
-        """The solver's auxiliary state: none (``()``); the method needs only the states."""
-        return ()
-
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
         """One step from ``states`` given their drive ``dz``; returns the new states and ``aux``."""
         return self.step(states, dz), aux
 
 
 @dataclass(frozen=True)
-class Heun:
+class Heun(AbstractSolver):
     """Heun's method (explicit trapezoid, second order): two drive evaluations per step."""
 
     dt: float = 0.1
@@ -77,10 +100,6 @@ class Heun:
 
     def __post_init__(self) -> None:
         _check_dt(self.dt)
-
-    def init(self, states: Any) -> Any:
-        """The solver's auxiliary state: none (``()``); the method needs only the states."""
-        return ()
 
     def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
         """One step from ``states`` given their drive ``dz``; returns the new states and ``aux``."""
@@ -90,7 +109,7 @@ class Heun:
 
 
 @dataclass(frozen=True)
-class Momentum:
+class Momentum(AbstractSolver):
     """Heavy-ball (Polyak) momentum on the states: ``v <- mu v + dz``, ``z <- z + dt v``; ``v`` starts at 0."""
 
     dt: float = 0.1
@@ -121,10 +140,54 @@ class Nesterov(Momentum):
         return _axpy(self.dt, _axpy(self.mu, v, dz), states), v
 
 
-Solver = Euler | Heun | Momentum | Nesterov
+@dataclass(frozen=True, eq=False)
+class StateOptimizer(AbstractSolver):
+    """An optax optimizer as a solver: the states descend ``-dz`` (for a PC network, ``dE/dz``).
+
+    ``StateOptimizer(optax.sgd(0.1))`` is ``Euler(0.1)``; ``optax.sgd(lr, momentum=mu)``, ``optax.adam``
+    and any other ``GradientTransformation`` work the same way. The optimizer's state starts fresh
+    for every settle (``init``), as the seeds' ``optimizer_x`` does for every batch.
+    """
+
+    optimizer: optax.GradientTransformation
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.optimizer, optax.GradientTransformation):
+            raise TypeError(
+                f"optimizer: expected an optax GradientTransformation (e.g. optax.sgd(0.1)), got "
+                f"{type(self.optimizer).__name__}"
+            )
+
+    def init(self, states: Any) -> Any:
+        """The optimizer's state for ``states``."""
+        return self.optimizer.init(states)
+
+    def advance(self, states: Any, aux: Any, dz: Any, field: Callable[[Any], Any]) -> tuple[Any, Any]:
+        """One optimizer step on the gradient ``-dz``; returns the new states and optimizer state."""
+        updates, aux = self.optimizer.update(jax.tree.map(lambda d: -d, dz), aux, states)
+        return optax.apply_updates(states, updates), aux
 
 
-def make_solver(name: str, dt: float, mu: float = 0.5) -> Solver:
+Solver = AbstractSolver
+
+
+def as_solver(solver: Any) -> AbstractSolver:
+    """``solver`` itself if it is a solver; an optax optimizer wrapped in :class:`StateOptimizer`.
+
+    Anything with ``init`` and ``advance`` counts as a solver (the protocol
+    :class:`predcode.core.Solver`), so user-defined solvers need not derive from the base class.
+    """
+    if isinstance(solver, optax.GradientTransformation):
+        return StateOptimizer(solver)
+    if callable(getattr(solver, "advance", None)) and callable(getattr(solver, "init", None)):
+        return solver
+    raise TypeError(
+        f"solver: expected a solver (Euler(dt), Heun(dt), a subclass of AbstractSolver) or an optax "
+        f"optimizer, got {type(solver).__name__}"
+    )
+
+
+def make_solver(name: str, dt: float, mu: float = 0.5) -> AbstractSolver:
     """The solver called ``name`` (one of :data:`SOLVERS`) with step ``dt`` (and momentum ``mu``)."""
     if name == "euler":
         return Euler(dt)

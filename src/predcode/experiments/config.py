@@ -37,10 +37,11 @@ import numpy as np
 import optax
 
 from predcode.activations import ACTIVATIONS
+from predcode.cells import CELLS
 from predcode.data import NAMES
 from predcode.dynamics.solvers import SOLVERS
 from predcode.learning.optim import keras_adam
-from predcode.models.gncn import E_INITS, LATERAL_FORMS, MUSEUM, SIGMA_RULES, SWITCHES, GNCNConfig
+from predcode.models.gncn import E_INITS, LATERAL_FORMS, MUSEUM, SIGMA_RULES, SWITCHES, X_SIGNALS, GNCNConfig
 
 if TYPE_CHECKING:  # pc_config imports this module
     from predcode.experiments.pc_config import PCFitConfig
@@ -194,6 +195,11 @@ SPECS: dict[str, _Spec] = {
         lambda v: v > 0,
         optional=True,
         hint="stop settling once a step moves the states by at most this fraction",
+    ),
+    "model.x_cell": _choice(CELLS, hint="the image layer's error cell; the museum's is \"gaussian\" (docs/config.md)"),
+    "model.x_signal": _choice(
+        X_SIGNALS,
+        hint='the image error sent up: the cell\'s dmu ("mu", the museum\'s) or dmu g_out\'(a) ("pre_activation")',
     ),
     **{
         f"model.{name}": _Spec(

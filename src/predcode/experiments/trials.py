@@ -26,6 +26,7 @@ import optax
 
 from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
 from predcode.learning.step import GNCNTrainer, StepMetrics, make_trainer, pad_batch
+from predcode.learning.trainer import Hebbian, training_step
 from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
 
 __all__ = ["parallel_trials", "stack_trials", "train_trials", "trial_bytes", "vmapped_steps"]
@@ -76,17 +77,14 @@ def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
     ``vmap`` on CPU: batched, two of them at once deadlocked XLA:CPU's thread pool
     (``docs/reliability.md``, section 6).
     """
-    model, optimizer = trainer.model, trainer.optimizer
-    learnable = model.learnable_names()
+    model = trainer.model
+    core = training_step(model, trainer.rule or Hebbian(), trainer.optimizer, constrain=False)
 
     def keep(active, new, old):
         return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
 
     def learn(params, opt_state, x, weights, active):
-        result = model.settle(params, x, weights=weights)
-        grads = model.calc_updates(params, result, weights)
-        sub = {k: params[k] for k in learnable}
-        updates, new_opt = optimizer.update(grads, opt_state, sub)
+        new, _, new_opt, result = core(params, (), opt_state, x, weights)
         finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
         partial = (
             total_discrepancy(result.errors, weights),
@@ -94,7 +92,7 @@ def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
             result.status,
             finite,
         )
-        return {**params, **optax.apply_updates(sub, updates)}, keep(active, new_opt, opt_state), partial
+        return new, keep(active, new_opt, opt_state), partial
 
     def constrain(old, new, active, partial):
         tod, bce_, status, finite = partial

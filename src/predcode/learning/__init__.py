@@ -11,11 +11,14 @@ from predcode.learning.hebbian import hebbian
 from predcode.learning.optim import keras_adam
 from predcode.learning.rules import BackProp, DirectFeedbackAlignment, FeedbackAlignment, PredictiveCoding
 from predcode.learning.streaming import make_rule_trainer, online
+from predcode.learning.trainer import EnergyGradient, Hebbian, make_trainer, training_step
 
 __all__ = [
     "BackProp",
     "DirectFeedbackAlignment",
+    "EnergyGradient",
     "FeedbackAlignment",
+    "Hebbian",
     "PredictiveCoding",
     "clip_column_norms",
     "gaussian_nll_sigma_grad",
@@ -25,5 +28,7 @@ __all__ = [
     "legacy_precision",
     "legacy_sigma_update",
     "make_rule_trainer",
+    "make_trainer",
     "online",
+    "training_step",
 ]

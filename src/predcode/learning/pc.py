@@ -14,13 +14,13 @@ dense layer is the local rule ``dE/dw = -x_parent^T (eps * act'(...))`` of Whitt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from predcode.dynamics.inference import infer
+from predcode.learning.trainer import EnergyGradient, training_step, weight_gradient
 
 Array = jax.Array
 
@@ -36,27 +36,19 @@ class PCStepMetrics(NamedTuple):
     status: Array
 
 
-def weight_gradient(
-    network, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
-) -> tuple[Array, dict]:
-    """Mean energy per sample at fixed ``states`` and its gradient with respect to ``params``.
-
-    This is the PC weight update direction (negated): with states at equilibrium and T large it
-    approaches the backprop gradient of the output loss (Whittington & Bogacz 2017).
-    """
-    states = jax.lax.stop_gradient(dict(states))
-    batch = next(iter(states.values())).shape[0]
-    return jax.value_and_grad(lambda p: network.energy(p, states, masks) / batch)(params)
-
-
 class PCTrainer:
     """Trains a :class:`~predcode.models.network.PCNetwork`: ``step`` = ``T`` state steps + 1 weight step.
 
+    The step is :func:`predcode.learning.trainer.training_step` under the rule
+    :class:`~predcode.learning.trainer.EnergyGradient` (or ``rule``).
+
     Args:
         network: the network.
-        optimizer_x: optax optimizer of the states (fresh state every batch); default ``sgd(0.1)``.
+        optimizer_x: the state solver, fresh every batch: an optax optimizer (default ``sgd(0.1)``)
+            or any solver (``Euler(0.1)``, ``Heun(0.05)``, your own :class:`AbstractSolver`).
         optimizer_p: optax optimizer of the parameters; default ``adam(1e-3)``.
         T: inference steps per batch.
+        rule: a learning rule over the network instead (``optimizer_x`` and ``T`` then unused).
 
     ``init(params)`` gives the parameter optimizer's state; ``step(params, opt_state, clamps,
     masks=None, init=None)`` (jitted) returns ``(params, opt_state, PCStepMetrics)``; ``infer(params,
@@ -67,37 +59,47 @@ class PCTrainer:
         self,
         network,
         *,
-        optimizer_x: optax.GradientTransformation | None = None,
+        optimizer_x: Any = None,
         optimizer_p: optax.GradientTransformation | None = None,
         T: int = 20,
+        rule: Any = None,
     ):
-        if isinstance(T, bool) or not isinstance(T, int) or T < 0:
-            raise ValueError(f"T: expected an integer >= 0 (inference steps per batch), got {T!r}")
         self.network = network
-        self.optimizer_x = optax.sgd(0.1) if optimizer_x is None else optimizer_x
+        self.rule = EnergyGradient(T, optimizer_x) if rule is None else rule
+        self.optimizer_x = getattr(self.rule, "solver", None)
         self.optimizer_p = optax.adam(1e-3) if optimizer_p is None else optimizer_p
-        self.T = T
+        self.T = getattr(self.rule, "T", T)
+        self._core = training_step(network, self.rule, self.optimizer_p)
+        self.rule_state: Any = None
         self._step = jax.jit(self._step_impl)
         self._infer = jax.jit(self._infer_impl, static_argnames=("T",))
 
     def init(self, params: Mapping) -> optax.OptState:
-        """The parameter optimizer's initial state."""
+        """The parameter optimizer's initial state (the rule's state, e.g. FA's fixed feedback
+        matrices, is drawn here too and kept by the trainer)."""
+        self.rule_state = self.rule.init(self.network, params)
         return self.optimizer_p.init(params)
 
     def _infer_impl(self, params, clamps, masks=None, init=None, *, T):
-        return infer(self.network, params, clamps, T=T, optimizer=self.optimizer_x, init=init, masks=masks)
+        return EnergyGradient(T, self.optimizer_x).infer(self.network, params, clamps, masks, init)
 
-    def _step_impl(self, params, opt_state, clamps, masks=None, init=None):
-        result = infer(self.network, params, clamps, T=self.T, optimizer=self.optimizer_x, init=init, masks=masks)
-        energy, grads = weight_gradient(self.network, params, result.states, masks)
-        updates, opt_state = self.optimizer_p.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, PCStepMetrics(result.energy, energy, result.status)
+    def _step_impl(self, params, rule_state, opt_state, clamps, masks=None, init=None):
+        new, rule_state, opt_state, info = self._core(params, rule_state, opt_state, clamps, masks, init)
+        if info is None:  # a rule that does not report its inference: infer again for the metrics
+            info = EnergyGradient(self.T, self.optimizer_x).update_with_info(
+                self.network, params, (), clamps, masks, init
+            )[2]
+        return new, rule_state, opt_state, PCStepMetrics(*info)
 
     def step(self, params, opt_state, clamps, masks=None, init=None):
         """One training step on a batch: infer the free states (``T`` steps), then update the weights."""
         self.network.check_clamps(clamps)
-        return self._step(params, opt_state, dict(clamps), masks, init)
+        if self.rule_state is None:  # init() was not called: a stateless rule's state is ()
+            self.rule_state = self.rule.init(self.network, params)
+        params, self.rule_state, opt_state, metrics = self._step(
+            params, self.rule_state, opt_state, dict(clamps), masks, init
+        )
+        return params, opt_state, metrics
 
     def infer(self, params, clamps, masks=None, init=None, *, T: int | None = None):
         """Jitted inference with this trainer's state optimizer (``T`` defaults to the trainer's)."""

@@ -35,7 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from predcode.core import Term
+from predcode.dynamics.settle import settle
+from predcode.dynamics.solvers import Euler
 from predcode.models.mlp import MLP, Layer, MLPParams
+from predcode.models.network import Dense, PCNetwork
 
 Array = jax.Array
 
@@ -143,6 +147,13 @@ class _FixedFeedback:
 
     def init(self, model: MLP, params: MLPParams) -> FeedbackState:
         """Draw the fixed feedback matrices (or take ``feedback``), checked against the network."""
+        if isinstance(model, PCNetwork):
+            if not isinstance(self, FeedbackAlignment):
+                raise TypeError(
+                    f"model: {type(self).__name__} serves an MLP; on a PCNetwork use FeedbackAlignment, "
+                    "EnergyGradient or BackProp"
+                )
+            return self._init_network(model, params)
         self._check_network(model).check_params(params)
         shapes = self.shapes(model)
         if self.feedback is not None:
@@ -214,12 +225,67 @@ class FeedbackAlignment(_FixedFeedback):
     def names(self, model: MLP) -> list[str]:
         return [f"B{l}" for l in range(2, model.n_layers + 1)]
 
-    def update(self, model: MLP, params: MLPParams, state: FeedbackState, x: Array, y: Array):
-        """Return ``(updates, state)``: backprop's form with ``B_{l+1}`` in place of ``W_{l+1}^T``."""
+    def update(self, model: MLP, params: MLPParams, state: FeedbackState, x: Array, y: Array | None = None, init=None):
+        """Return ``(updates, state)``: backprop's form with ``B_{l+1}`` in place of ``W_{l+1}^T``.
+
+        On a :class:`~predcode.models.PCNetwork` the batch is ``(clamps, masks=None, init=None)``
+        (``init`` unused: the feedforward sweep sets the free states); see :meth:`network_update`.
+        """
+        if isinstance(model, PCNetwork):
+            return self.network_update(model, params, state, x, y)
+        if y is None:
+            raise TypeError("y: FeedbackAlignment on an MLP takes the batch (x, y); got no targets")
         self._check_network(model)
         self.check_state(model, state)
         grads = _backward(model, params, x, y, lambda l, d, e: d @ state.B[l - 1].T)
         return grads, state
+
+    def _init_network(self, network: PCNetwork, params: Any) -> FeedbackState:
+        """One fixed matrix per dense edge below the top (shaped like its ``w``), in the network's edge order."""
+        edges = _dense_edges(network)
+        if not edges:
+            raise ValueError(
+                "model: FeedbackAlignment on a PCNetwork sends errors back through its Dense edges, "
+                f"but {network!r} has none; use EnergyGradient or BackProp"
+            )
+        ws = [params["edges"][c][p]["w"] for c, p in edges]
+        shapes = [tuple(np.shape(w)) for w in ws]
+        if self.feedback is not None:
+            B = tuple(jnp.asarray(m, jnp.result_type(w)) for m, w in zip(self.feedback, ws))
+            got = [tuple(np.shape(m)) for m in B]
+            if got != shapes:
+                raise ValueError(f"feedback: expected matrices of shapes {shapes} (edges {edges}), got {got}")
+            return FeedbackState(B)
+        keys = jax.random.split(_as_key(self.key, "FeedbackAlignment"), len(shapes))
+        return FeedbackState(tuple(_uniform(k, s, s[1], self.scale) for k, s in zip(keys, shapes)))
+
+    def network_update(self, network: PCNetwork, params: Any, state: FeedbackState, clamps: Any, masks: Any = None):
+        """FA on a general network: the feedforward sweep from the clamps, its energy (the clamped
+        nodes' errors; the free nodes sit at their predictions), and the gradient of its batch mean
+        with every dense edge's ``w^T`` replaced by its fixed matrix on the way back. With the
+        matrices equal to the weights this is backprop's gradient of the same loss (tested)."""
+        edges = _dense_edges(network)
+        if len(state.B) != len(edges):
+            raise ValueError(f"state: expected {len(edges)} feedback matrices (edges {edges}), got {len(state.B)}")
+        feedback = dict(zip(edges, state.B))
+        batch = network.check_clamps(clamps)
+
+        def with_feedback(p):
+            out = {"edges": {c: dict(ps) for c, ps in p["edges"].items()}, "cells": p["cells"]}
+            for (c, par), B in feedback.items():
+                out["edges"][c][par] = {**p["edges"][c][par], "feedback": jax.lax.stop_gradient(B)}
+            return out
+
+        def loss(p):
+            q = with_feedback(p)
+            return network.energy(q, network.forward(q, clamps), masks) / batch
+
+        return jax.grad(loss)(params), state
+
+
+def _dense_edges(network: PCNetwork) -> list[tuple[str, str]]:
+    """The ``(child, parent)`` edges of ``network`` whose transform is a :class:`Dense`."""
+    return [(n.name, par) for n in network.nodes for par, t in n.inputs.items() if isinstance(t, Dense)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,19 +366,27 @@ class PredictiveCoding:
         W, b = params[-1]
         return total + self.output_precision * model.output_loss(below @ W.T + b, y)
 
-    def settle(self, model: MLP, params: MLPParams, x: Array, y: Array) -> tuple[Array, ...]:
-        """Hidden states after ``steps`` inference steps from the forward pass."""
-        states = model.forward(params, x).z[1:-1]
+    def term(self, model: MLP, params: MLPParams, x: Array, y: Array) -> Term:
+        """The settling vector field of the hidden states: ``-dE/ds`` of each sample's energy.
+
+        ``predict`` evaluates the energy and its gradient in one pass (errors: the batch-summed
+        energy; signals: the drive); the settle is :func:`predcode.dynamics.settle`'s.
+        """
         batch = x.shape[0]
         # Each sample's states descend its own energy: the batch-mean energy's gradient times batch.
-        grad_s = jax.grad(lambda s: batch * self.energy(model, params, s, x, y))
+        total = jax.value_and_grad(lambda s: batch * self.energy(model, params, s, x, y))
 
-        def step(s, _):
-            g = grad_s(s)
-            return tuple(si - self.inference_rate * gi for si, gi in zip(s, g)), None
+        def predict(s):
+            e, g = total(s)
+            return (), e, tuple(-gi for gi in g)
 
-        states, _ = jax.lax.scan(step, tuple(states), None, length=self.steps)
-        return states
+        return Term(predict, lambda s, sig: sig, lambda s, e: e)
+
+    def settle(self, model: MLP, params: MLPParams, x: Array, y: Array) -> tuple[Array, ...]:
+        """Hidden states after ``steps`` Euler steps of size ``inference_rate`` from the forward pass."""
+        states = tuple(model.forward(params, x).z[1:-1])
+        term = self.term(model, params, x, y)
+        return settle(term, states, steps=self.steps + 1, solver=Euler(self.inference_rate)).states
 
     def update(self, model: MLP, params: MLPParams, state: tuple, x: Array, y: Array):
         """Return ``(dE/dparams at the settled states, state)``: local errors times local inputs."""

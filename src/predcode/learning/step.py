@@ -1,4 +1,4 @@
-"""One training step of a GNCN: settle, Hebbian updates, optimizer step, constraints."""
+"""The museum's trainer: the one training step (:mod:`predcode.learning.trainer`) with its metrics and input checks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import jax.numpy as jnp
 import optax
 
 from predcode.learning.optim import keras_adam
+from predcode.learning.trainer import make_trainer, training_step
 from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
 from predcode.validation import check_array
+
+__all__ = ["CheckedFunction", "GNCNTrainer", "StepMetrics", "make_gncn_trainer", "make_trainer", "pad_batch"]
 
 Array = jax.Array
 
@@ -70,38 +73,45 @@ class GNCNTrainer(NamedTuple):
     init: Callable[[Params], Any]
     step: TrainerFunction
     evaluate: TrainerFunction
+    rule: Any = None
 
 
-def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = None) -> GNCNTrainer:
-    """Build the jitted step. The default optimizer is legacy Adam (Keras form, lr 1e-3, eps 1e-7)."""
+def gncn_metrics(x: Array, result: Any, weights: Array | None, params: Params | None = None) -> StepMetrics:
+    """The museum's step metrics from a settle: ToD, BCE, status (non-finite states or weights), finite layers."""
+    finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
+    ok = jnp.all(finite) & (result.status == 0)
+    if params is not None:
+        ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
+    return StepMetrics(
+        total_discrepancy(result.errors, weights),
+        bce(x, result.predictions[0], weights),
+        (~ok).astype(jnp.int32),
+        finite,
+    )
+
+
+def make_gncn_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = None, *, rule: Any) -> GNCNTrainer:
+    """The museum's trainer (built by :func:`make_trainer`): the one training step under ``rule``.
+
+    The default optimizer is legacy Adam (Keras form, lr 1e-3, eps 1e-7). ``rule`` must report its
+    settle as ``info`` (``update_with_info``), as :class:`~predcode.learning.trainer.Hebbian` does, or
+    the step settles once more for its metrics.
+    """
     optimizer = keras_adam(1e-3) if optimizer is None else optimizer
-    learnable = model.learnable_names()
-
-    def metrics(x, result, weights, params=None):
-        finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
-        ok = jnp.all(finite) & (result.status == 0)
-        if params is not None:
-            ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
-        return StepMetrics(
-            total_discrepancy(result.errors, weights),
-            bce(x, result.predictions[0], weights),
-            (~ok).astype(jnp.int32),
-            finite,
-        )
+    core = training_step(model, rule, optimizer)
+    learned = getattr(rule, "learned_names", lambda m: m.learnable_names())(model)
 
     def step(params, opt_state, x, weights):
-        result = model.settle(params, x, weights=weights)
-        grads = model.calc_updates(params, result, weights)
-        sub = {k: params[k] for k in learnable}
-        updates, opt_state = optimizer.update(grads, opt_state, sub)
-        params = model.apply_constraints({**params, **optax.apply_updates(sub, updates)})
-        return params, opt_state, metrics(x, result, weights, params)
+        new, _, opt_state, result = core(params, (), opt_state, x, weights)
+        if result is None:  # a rule that does not report its settle: settle again for the metrics
+            result = model.settle(params, x, weights=weights)
+        return new, opt_state, gncn_metrics(x, result, weights, new)
 
     def evaluate(params, x, weights):
-        return metrics(x, model.settle(params, x, weights=weights), weights)
+        return gncn_metrics(x, model.settle(params, x, weights=weights, solver=getattr(rule, "solver", None)), weights)
 
     def init(params):
-        return optimizer.init({k: params[k] for k in learnable})
+        return optimizer.init({k: params[k] for k in learned})
 
     def check_batch(params, x, weights):
         # The params' values are not read here (a device-to-host copy per step): a step that makes
@@ -116,6 +126,7 @@ def make_trainer(model: GNCN, optimizer: optax.GradientTransformation | None = N
         init,
         CheckedFunction(lambda p, o, x, w: check_batch(p, x, w), jax.jit(step)),
         CheckedFunction(check_batch, jax.jit(evaluate)),
+        rule,
     )
 
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from predcode.learning.trainer import training_step
 from predcode.models.mlp import MLP, MLPParams
 
 Array = jax.Array
@@ -43,14 +44,15 @@ def make_rule_trainer(model: MLP, rule: Any, optimizer: optax.GradientTransforma
                 f"state, x, y), e.g. BackProp(); got {type(rule).__name__}"
             )
 
+    core = training_step(model, rule, optimizer)
+
     def init(params):
         return rule.init(model, params), optimizer.init(params)
 
     def step(params, rule_state, opt_state, x, y):
         loss = model.loss_fn(params, x, y)
-        grads, rule_state = rule.update(model, params, rule_state, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), rule_state, opt_state, loss
+        params, rule_state, opt_state, _ = core(params, rule_state, opt_state, x, y)
+        return params, rule_state, opt_state, loss
 
     return RuleTrainer(model, rule, optimizer, init, jax.jit(step))
 
@@ -90,6 +92,7 @@ def online(
         raise ValueError(f"ys: expected {xs.shape[0]} targets (one per sample of xs), got {ys.shape[0]}")
     rule_state = rule.init(model, params) if rule_state is None else rule_state
     opt_state = optimizer.init(params) if opt_state is None else opt_state
+    core = training_step(model, rule, optimizer)
 
     @jax.jit
     def run(params, rule_state, opt_state, xs, ys):
@@ -97,9 +100,7 @@ def online(
             params, rule_state, opt_state = carry
             x, y = sample[0][None], sample[1][None]
             out = model.apply(params, x)[0]
-            grads, rule_state = rule.update(model, params, rule_state, x, y)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), rule_state, opt_state), out
+            return core(params, rule_state, opt_state, x, y)[:3], out
 
         (params, rule_state, opt_state), outs = jax.lax.scan(body, (params, rule_state, opt_state), (xs, ys))
         return params, rule_state, opt_state, outs

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.activations import get_activation
-from predcode.cells import whiten
-from predcode.dynamics.settle import SettleResult, settle
+from predcode.cells import CELLS, GaussianErrorCell, make_cell, whiten
+from predcode.core import SettleResult, Term
+from predcode.dynamics.settle import settle
 from predcode.dynamics.solvers import SOLVERS, make_solver
 from predcode.learning.constraints import clip_column_norms
 from predcode.learning.covariance import (
@@ -43,48 +44,79 @@ Array = jax.Array
 Params = dict[str, Array]
 _Data = TypeVar("_Data", jax.Array, np.ndarray)  # check_input returns its argument unchanged
 
-# What distinguishes the four museum models (GNCN.md, "The four models").
-MUSEUM: dict[str, dict[str, Any]] = {
-    "gncn_t1": dict(
+
+@dataclass(frozen=True)
+class MuseumSpec:
+    """What distinguishes one museum model from another (GNCN.md, "The four models").
+
+    ``phi`` (the state nonlinearity), ``g_hidden`` (the hidden predictions' output activation) and
+    ``lmbda`` (the sparsity penalty) are defaults a config may change; the six switches are the
+    model's structure (a config may override them for ablations, see :data:`SWITCHES`). Read a field
+    as an attribute (``spec.lateral``) or, as configs do, by name (``spec["lateral"]``).
+    """
+
+    phi: str
+    g_hidden: str
+    lmbda: float
+    tied_feedback: bool  # error feedback W^T (True) or a learned E (False)
+    use_dfx: bool  # phi'(z) on the bottom-up term of the drive
+    error_on_phi: bool  # errors of layers 1.. against phi(z) (True) or the raw z
+    learn_sigma: bool  # learned covariance on the errors of layers 1..L-1
+    lateral: bool  # fixed lateral competition V
+    skip: bool  # skip predictions M (z_{l+2} -> mu_l)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in _SPEC_FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def replace(self, **changes: Any) -> MuseumSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(MuseumSpec))
+MUSEUM: dict[str, MuseumSpec] = {
+    "gncn_t1": MuseumSpec(
         phi="tanh",
         g_hidden="identity",
+        lmbda=0.01,
         tied_feedback=True,
         use_dfx=True,
         error_on_phi=False,
-        lmbda=0.01,
         learn_sigma=False,
         lateral=False,
         skip=False,
     ),
-    "gncn_t1_sigma": dict(
+    "gncn_t1_sigma": MuseumSpec(
         phi="relu",
         g_hidden="identity",
+        lmbda=0.01,
         tied_feedback=True,
         use_dfx=True,
         error_on_phi=False,
-        lmbda=0.01,
         learn_sigma=True,
         lateral=False,
         skip=False,
     ),
-    "gncn_t2_lsigma": dict(
+    "gncn_t2_lsigma": MuseumSpec(
         phi="relu",
         g_hidden="relu",
+        lmbda=0.0,
         tied_feedback=False,
         use_dfx=False,
         error_on_phi=True,
-        lmbda=0.0,
         learn_sigma=True,
         lateral=True,
         skip=False,
     ),
-    "gncn_pdh": dict(
+    "gncn_pdh": MuseumSpec(
         phi="relu",
         g_hidden="relu",
+        lmbda=0.0,
         tied_feedback=False,
         use_dfx=False,
         error_on_phi=True,
-        lmbda=0.0,
         learn_sigma=True,
         lateral=True,
         skip=True,
@@ -95,6 +127,9 @@ E_INITS = ("random", "transpose")
 LATERAL_FORMS = ("matrix", "grouped")
 # The museum switches a config may override, for ablations (None keeps the kind's value above).
 SWITCHES = ("tied_feedback", "use_dfx", "error_on_phi", "learn_sigma", "lateral", "skip")
+# The image layer's error signal: the cell's dmu (the museum's; no derivative of g_out, as legacy),
+# or dmu times g_out'(a), the gradient with respect to the output activation's input.
+X_SIGNALS = ("mu", "pre_activation")
 
 
 def _check(cond: bool, parameter: str, expected: str, got: Any) -> None:
@@ -135,7 +170,9 @@ class GNCNConfig:
     learn_sigma: bool | None = None  # learned covariance on the errors of layers 1..L-1
     lateral: bool | None = None  # fixed lateral competition V
     skip: bool | None = None  # skip predictions M (z_{l+2} -> mu_l)
-    flags: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    x_cell: str = "gaussian"  # the image layer's error cell (predcode.cells.CELLS); the museum's is gaussian
+    x_signal: str = "mu"  # the image error sent up: the cell's dmu ("mu") or dmu g_out'(a) ("pre_activation")
+    flags: MuseumSpec = field(default=None, compare=False, hash=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         _check(self.kind in MUSEUM, "kind", f"one of {sorted(MUSEUM)}", self.kind)
@@ -144,13 +181,15 @@ class GNCNConfig:
         for name in ("lmbda", "phi", "g_hidden"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, defaults[name])
-        flags = dict(defaults)
+        overrides = {}
         for name in SWITCHES:
             value = getattr(self, name)
             _check(value is None or isinstance(value, bool), name, "true, false or None (the kind's own)", value)
             if value is not None:
-                flags[name] = value
-        object.__setattr__(self, "flags", flags)
+                overrides[name] = value
+        object.__setattr__(self, "flags", defaults.replace(**overrides))
+        _check(self.x_cell in CELLS, "x_cell", f"one of {CELLS}", self.x_cell)
+        _check(self.x_signal in X_SIGNALS, "x_signal", f"one of {X_SIGNALS}", self.x_signal)
         _check(isinstance(self.x_dim, int) and self.x_dim >= 1, "x_dim", "an integer >= 1", self.x_dim)
         _check(
             len(self.z_dims) >= 1 and all(d >= 1 for d in self.z_dims),
@@ -218,45 +257,61 @@ def lateral_matrix(n: int, group: int, alpha_scale: float, beta_scale: float) ->
 
 @dataclass(frozen=True)
 class GNCN:
-    """A GNCN model: pure functions of a flat ``params`` dict. ``GNCN(GNCNConfig(kind="gncn_t1"))``."""
+    """A GNCN model: pure functions of a flat ``params`` dict. ``GNCN(GNCNConfig(kind="gncn_t1"))``.
+
+    The errors go through error cells (:mod:`predcode.cells`): the image layer's is the config's
+    ``x_cell`` (the museum's unit Gaussian), or any :class:`~predcode.core.ErrorCell` given as
+    ``x_cell=`` here; the latent layers' are unit Gaussians, whitened by the legacy covariance rule
+    where the model learns ``Sigma``. The error signal a layer sends up is its cell's ``dmu``
+    (for the image, times ``g_out'(a)`` with ``x_signal = "pre_activation"``: the right signal for
+    a Bernoulli cell on a sigmoid output, where it equals the museum's ``x - mu``).
+
+    The settling drive is the museum's own, not an energy gradient: the learned feedback ``E``,
+    the legacy ``Sigma`` rule and the lateral ``V`` have no energy whose gradient they are (for
+    GNCN-t1 alone the drive is ``-dE/dz``, tested). :meth:`term` exposes it for
+    :func:`predcode.dynamics.settle`.
+    """
 
     config: GNCNConfig
+    x_cell: Any = None
 
     # ----- parameters -----------------------------------------------------------------------
     def learnable_names(self) -> tuple[str, ...]:
         """Names of the learned arrays: ``W{l}``, then ``M{l}``, ``E{l}``, ``Sigma{l}`` where the kind has them."""
         c, f = self.config, self.config.flags
         names = [f"W{l}" for l in range(1, c.L + 1)]
-        if f["skip"]:
+        if f.skip:
             names += [f"M{l}" for l in range(2, c.L + 1)]
-        if not f["tied_feedback"]:
+        if not f.tied_feedback:
             names += [f"E{l}" for l in range(1, c.L + 1)]
-        if f["learn_sigma"]:
+        if f.learn_sigma:
             names += [f"Sigma{l}" for l in range(1, c.L)]
         return tuple(names)
 
     def fixed_names(self) -> tuple[str, ...]:
         """Names of the arrays not learned by gradient: the precisions ``Prec{l}`` and lateral ``V{l}``."""
         c, f = self.config, self.config.flags
-        names = [f"Prec{l}" for l in range(1, c.L)] if f["learn_sigma"] else []
-        if f["lateral"]:
+        names = [f"Prec{l}" for l in range(1, c.L)] if f.learn_sigma else []
+        if f.lateral:
             names += [f"V{l}" for l in range(1, c.L + 1)]
         return tuple(names)
 
     def param_shapes(self) -> dict[str, tuple[int, int]]:
         """Shape ``(n_from, n_to)`` of every array in ``params``, by name."""
-        d = self.config.dims()
-        shapes = {}
-        for name in self.learnable_names() + self.fixed_names():
-            kind, l = name.rstrip("0123456789"), int(name.lstrip("WMESigmaPrecV"))
-            shapes[name] = {
-                "W": (d[l], d[l - 1]),
-                "M": (d[l], d[l - 2]),
-                "E": (d[l - 1], d[l]),
-                "Sigma": (d[l], d[l]),
-                "Prec": (d[l], d[l]),
-                "V": (d[l], d[l]),
-            }[kind]
+        c, f = self.config, self.config.flags
+        d = c.dims()
+        shapes: dict[str, tuple[int, int]] = {}
+        for l in range(1, c.L + 1):
+            shapes[f"W{l}"] = (d[l], d[l - 1])
+        if f.skip:
+            shapes.update({f"M{l}": (d[l], d[l - 2]) for l in range(2, c.L + 1)})
+        if not f.tied_feedback:
+            shapes.update({f"E{l}": (d[l - 1], d[l]) for l in range(1, c.L + 1)})
+        if f.learn_sigma:
+            shapes.update({f"Sigma{l}": (d[l], d[l]) for l in range(1, c.L)})
+            shapes.update({f"Prec{l}": (d[l], d[l]) for l in range(1, c.L)})
+        if f.lateral:
+            shapes.update({f"V{l}": (d[l], d[l]) for l in range(1, c.L + 1)})
         return shapes
 
     def init(self, key: Array) -> Params:
@@ -277,7 +332,7 @@ class GNCN:
             for name in [n for n in params if n.startswith("E") and n[1:].isdigit()]:
                 params[name] = params[f"W{name[1:]}"].T
         for l in range(1, c.L + 1):
-            if c.flags["lateral"]:
+            if c.flags.lateral:
                 params[f"V{l}"] = jnp.asarray(self._lateral_matrix(l))
         return self.apply_constraints(params)
 
@@ -365,24 +420,34 @@ class GNCN:
         )
 
     # ----- dynamics ---------------------------------------------------------------------------
+    def image_cell(self) -> Any:
+        """The image layer's error cell: ``x_cell`` if given, else the config's (``x_cell`` name)."""
+        return self.x_cell if self.x_cell is not None else make_cell(self.config.x_cell, parameter="x_cell")
+
     def _predict(self, params: Params, x: Array, mask, states):
         c, f = self.config, self.config.flags
         assert c.phi is not None and c.g_hidden is not None  # filled from MUSEUM by __post_init__
-        phi, g_hidden, g_out = (get_activation(n).fn for n in (c.phi, c.g_hidden, c.g_out))
+        phi, g_hidden = (get_activation(n).fn for n in (c.phi, c.g_hidden))
+        g_out = get_activation(c.g_out)
+        cells = (self.image_cell(), GaussianErrorCell())
         phis = [phi(z) for z in states]
         preds, errs, sigs = [], [], []
         for l in range(c.L):  # prediction and error of layer l (0 = data)
             a = phis[l] @ params[f"W{l + 1}"]
-            if f["skip"] and l + 2 <= c.L:
+            if f.skip and l + 2 <= c.L:
                 a = a + phis[l + 1] @ params[f"M{l + 2}"]
-            mu = (g_out if l == 0 else g_hidden)(a)
-            target = x if l == 0 else (phis[l - 1] if f["error_on_phi"] else states[l - 1])
-            e = target - mu
-            if l == 0 and mask is not None:
-                e = e * mask
+            mu = (g_out.fn if l == 0 else g_hidden)(a)
+            target = x if l == 0 else (phis[l - 1] if f.error_on_phi else states[l - 1])
+            out = cells[min(l, 1)](target, mu, mask=mask if l == 0 else None)
+            if l >= 1 and f.learn_sigma:
+                sig = whiten(out.e, params[f"Prec{l}"])
+            elif l == 0 and c.x_signal == "pre_activation":
+                sig = out.dmu * g_out.deriv(a)
+            else:
+                sig = out.dmu
             preds.append(mu)
-            errs.append(e)
-            sigs.append(whiten(e, params[f"Prec{l}"]) if (l >= 1 and f["learn_sigma"]) else e)
+            errs.append(out.e)
+            sigs.append(sig)
         return tuple(preds), tuple(errs), tuple(sigs)
 
     def _drive(self, params: Params, states, sigs):
@@ -392,13 +457,13 @@ class GNCN:
         dz = []
         for l in range(1, c.L + 1):
             z = states[l - 1]
-            feedback = params[f"W{l}"].T if f["tied_feedback"] else params[f"E{l}"]
+            feedback = params[f"W{l}"].T if f.tied_feedback else params[f"E{l}"]
             d = sigs[l - 1] @ feedback
-            if f["use_dfx"]:
+            if f.use_dfx:
                 d = d * act.deriv(z)
             if l < c.L:
                 d = d - sigs[l]
-            if f["lateral"]:
+            if f.lateral:
                 d = d - self._lateral(params, l, act.fn(z))
             if c.lmbda > 0:
                 d = d - c.lmbda * jnp.sign(z)
@@ -433,7 +498,7 @@ class GNCN:
         matrix of the config (the grouped form computes ``phi(z) V`` from the config alone). Skipped
         for traced arrays; returns ``params``."""
         c = self.config
-        if c.lateral_form != "grouped" or not c.flags["lateral"]:
+        if c.lateral_form != "grouped" or not c.flags.lateral:
             return params
         for l in range(1, c.L + 1):
             v = params.get(f"V{l}")
@@ -458,13 +523,15 @@ class GNCN:
         mask: Array | None = None,
         weights: Array | None = None,
         steps: int | None = None,
+        solver: Any = None,
     ) -> SettleResult:
         """Settle the latent states on ``x`` (batch, x_dim) from zero for ``steps`` (default K) steps.
 
         ``mask`` (batch, x_dim) hides pixels from the bottom error. The energy trace is the total
         discrepancy per sample (``weights``-averaged) after each step. The config's ``solver``
         (step ``beta``, ``momentum``) and ``settle_tol`` choose the integration; the museum's is
-        Euler for exactly ``K`` steps.
+        Euler for exactly ``K`` steps. ``solver`` (any solver or optax optimizer) replaces the
+        config's.
         """
         c = self.config
         self.check_params(params)
@@ -481,16 +548,32 @@ class GNCN:
             )
         if weights is not None:
             self.check_weights(weights, x)
-        states0 = tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in c.z_dims)
         return settle(
+            self.term(params, (x, weights, mask)),
+            self.init_states(params, x),
+            steps=c.K if steps is None else steps,
+            solver=make_solver(c.solver, c.beta, c.momentum) if solver is None else solver,
+            tol=c.settle_tol,
+        )
+
+    def term(self, params: Params, batch: Any) -> Term:
+        """The settling vector field on ``batch``: ``x``, ``(x, weights)`` or ``(x, weights, mask)``.
+
+        ``predict`` gives the top-down predictions, the errors and the signals (whitened where the
+        model learns ``Sigma``), ``drive`` the museum's ``dz`` and ``energy`` the total discrepancy
+        (``weights``-averaged). No input checks: :meth:`settle` checks, then calls this.
+        """
+        x, weights, mask = _unpack_batch(batch)
+        return Term(
             lambda s: self._predict(params, x, mask, s),
             lambda s, sig: self._drive(params, s, sig),
             lambda s, errs: total_discrepancy(errs, weights),
-            states0,
-            steps=c.K if steps is None else steps,
-            solver=make_solver(c.solver, c.beta, c.momentum),
-            tol=c.settle_tol,
         )
+
+    def init_states(self, params: Params, batch: Any) -> tuple[Array, ...]:
+        """Zero latent states ``z_1..z_L``, ``(batch, d_l)`` each, as the museum starts every settle."""
+        x = _unpack_batch(batch)[0]
+        return tuple(jnp.zeros((x.shape[0], d), x.dtype) for d in self.config.z_dims)
 
     def calc_updates(self, params: Params, result: SettleResult, weights: Array | None = None) -> Params:
         """Gradients for the optimizer (negated Hebbian updates) from the settled states and errors."""
@@ -502,11 +585,11 @@ class GNCN:
         grads: Params = {}
         for l in range(1, c.L + 1):
             grads[f"W{l}"] = -hebbian(phis[l - 1], sigs[l - 1], weights)
-            if f["skip"] and l >= 2:
+            if f.skip and l >= 2:
                 grads[f"M{l}"] = -hebbian(phis[l - 1], sigs[l - 2], weights)
-            if not f["tied_feedback"]:
+            if not f.tied_feedback:
                 grads[f"E{l}"] = grads[f"W{l}"].T
-            if f["learn_sigma"] and l < c.L:
+            if f.learn_sigma and l < c.L:
                 if c.sigma_rule == "legacy":
                     grads[f"Sigma{l}"] = legacy_sigma_update(sigs[l], params[f"Prec{l}"], weights)
                 else:
@@ -532,10 +615,18 @@ class GNCN:
         s: dict[int, Array] = {c.L: phi(z_top) if apply_phi else z_top}
         for l in range(c.L - 1, -1, -1):
             a = s[l + 1] @ params[f"W{l + 1}"]
-            if f["skip"] and l + 2 <= c.L:
+            if f.skip and l + 2 <= c.L:
                 a = a + s[l + 2] @ params[f"M{l + 2}"]
             s[l] = g_out(a) if l == 0 else phi(a)
         return s[0]
+
+
+def _unpack_batch(batch: Any) -> tuple[Array, Array | None, Array | None]:
+    """``(x, weights, mask)`` from a museum batch: ``x`` alone, ``(x, weights)`` or ``(x, weights, mask)``."""
+    if isinstance(batch, (tuple, list)):
+        x, weights, mask = (*batch, None, None)[:3]
+        return x, weights, mask
+    return batch, None, None
 
 
 def _weighted_mean(per_sample: Array, weights: Array | None) -> Array:

@@ -12,9 +12,10 @@ The network's energy is the sum over nodes and over the batch,
 
     E(params, states) = sum_b sum_n E_n[b],
 
-and everything else is derived from it with ``jax.grad``: inference moves the free states down
-``dE/dx`` (:func:`predcode.dynamics.inference.infer`), learning moves the weights and learnable
-covariances down ``dE/dtheta`` at the inferred states (:mod:`predcode.learning.pc`). Any node can
+and everything else is derived from it with ``jax.grad``: inference settles the free states along
+the drive ``-dE/dx`` (:meth:`PCNetwork.term`, integrated by :func:`predcode.dynamics.settle` with
+any solver; :func:`predcode.dynamics.infer`), learning moves the weights and learnable covariances
+down ``dE/dtheta`` at the inferred states (:class:`predcode.learning.EnergyGradient`). Any node can
 be clamped to data (the input, the output, both, or none: an unsupervised code is a free root).
 
 Whittington & Bogacz (2017, *Neural Computation* 29:1229) is the supervised case: image clamped at
@@ -52,12 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.activations import get_activation
-from predcode.cells import BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+from predcode.cells import GaussianErrorCell
+from predcode.core import ErrorCell, Term
 
 Array = jax.Array
-Cell = GaussianErrorCell | LaplacianErrorCell | BernoulliErrorCell
+Cell = ErrorCell  # any error cell: the built-in ones of predcode.cells or your own
 
-__all__ = ["Dense", "Node", "PCNetwork", "NetworkError", "Sequential", "Transform"]
+__all__ = ["Dense", "Node", "PCNetwork", "NetworkError", "Sequential", "Transform", "aligned_matmul"]
 
 
 class NetworkError(ValueError):
@@ -92,6 +94,25 @@ def _positive_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise NetworkError(f"{what}: expected an integer >= 1, got {value!r}")
     return int(value)
+
+
+@jax.custom_vjp
+def aligned_matmul(x: Array, w: Array, feedback: Array) -> Array:
+    """``x @ w`` whose gradient with respect to ``x`` goes through ``feedback`` (shaped like ``w``) instead
+    of ``w``: ``dx = g feedback^T``, ``dw = x^T g`` (feedback alignment, Lillicrap et al. 2016)."""
+    return x @ w
+
+
+def _aligned_fwd(x, w, feedback):
+    return x @ w, (x, feedback)
+
+
+def _aligned_bwd(res, g):
+    x, feedback = res
+    return g @ feedback.T, x.T @ g, jnp.zeros_like(feedback)
+
+
+aligned_matmul.defvjp(_aligned_fwd, _aligned_bwd)
 
 
 @dataclass(frozen=True)
@@ -132,7 +153,8 @@ class Dense:
     def __call__(self, params: Mapping[str, Array], x: Array) -> Array:
         if self.input_activation != "identity":
             x = get_activation(self.input_activation).fn(x)
-        z = x @ params["w"]
+        # With a "feedback" matrix (feedback alignment), gradients reach x through it instead of w.
+        z = aligned_matmul(x, params["w"], params["feedback"]) if "feedback" in params else x @ params["w"]
         if self.bias:
             z = z + params["b"]
         return get_activation(self.activation).fn(z)
@@ -215,12 +237,11 @@ class Node:
                 f"got {type(self.inputs).__name__}"
             )
         object.__setattr__(self, "inputs", dict(self.inputs))
-        if self.cell is not None and not isinstance(
-            self.cell, (GaussianErrorCell, LaplacianErrorCell, BernoulliErrorCell)
-        ):
+        if self.cell is not None and not callable(self.cell):
             raise NetworkError(
-                f"node {self.name!r}: cell: expected a GaussianErrorCell, LaplacianErrorCell, "
-                f"BernoulliErrorCell or None, got {type(self.cell).__name__}"
+                f"node {self.name!r}: cell: expected an error cell (GaussianErrorCell(), "
+                f"LaplacianErrorCell(), BernoulliErrorCell() or any callable cell(target, mu, *, mask) "
+                f"returning a CellOutput with an energy) or None, got {type(self.cell).__name__}"
             )
         if self.sigma_init is not None and not self.learnable_covariance:
             raise NetworkError(
@@ -446,20 +467,58 @@ class PCNetwork:
         node = self.by_name[name]
         return cast(Array, sum(t(params["edges"][name][p], states[p]) for p, t in node.inputs.items()))
 
+    def units(
+        self, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
+        """The predictions ``{name: mu}`` of the nodes with inputs and the per-sample energies
+        ``{name: (batch,)}`` of the nodes that have a cell."""
+        masks = masks or {}
+        preds, out = {}, {}
+        for node in self.nodes:
+            x = states[node.name]
+            if node.inputs:
+                preds[node.name] = self.prediction(params, states, node.name)
+            if node.effective_cell is None:
+                continue
+            mu = preds[node.name] if node.inputs else jnp.zeros_like(x)
+            out[node.name] = node.cell_energy(params["cells"].get(node.name, {}), x, mu, masks.get(node.name))
+        return preds, out
+
     def energies(
         self, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
     ) -> dict[str, Array]:
         """Per-node, per-sample energies ``{name: (batch,)}`` of the nodes that have a cell."""
-        masks = masks or {}
-        out = {}
-        for node in self.nodes:
-            cell = node.effective_cell
-            if cell is None:
-                continue
-            x = states[node.name]
-            mu = self.prediction(params, states, node.name) if node.inputs else jnp.zeros_like(x)
-            out[node.name] = node.cell_energy(params["cells"].get(node.name, {}), x, mu, masks.get(node.name))
-        return out
+        return self.units(params, states, masks)[1]
+
+    # ----- the settling protocol (predcode.core.SettlingModel) ----------------------------------
+    def init_states(self, params: Mapping, batch: Any, init: Mapping[str, Array] | None = None) -> dict[str, Array]:
+        """Initial free states for ``batch = clamps`` or ``(clamps, masks)``: a feedforward sweep
+        (:meth:`forward`), ``init`` where given, free roots at zero."""
+        clamps, _ = _network_batch(batch)
+        for name in init or {}:
+            self.node(name)
+        states = self.forward(params, clamps, init)
+        return {k: states[k] for k in self.names if k not in clamps}
+
+    def term(self, params: Mapping, batch: Any) -> Term:
+        """The settling vector field of the free states given ``batch = clamps`` or ``(clamps, masks)``.
+
+        ``predict`` evaluates the energy and its gradient with respect to the free states in one
+        pass: predictions ``{node: mu}``, errors = per-node energies ``{node: (batch,)}``, signals
+        ``-dE/dx``; ``drive`` is the signals themselves and ``energy`` the total (batch-summed).
+        """
+        clamps, masks = _network_batch(batch)
+        fixed = {k: jnp.asarray(v) for k, v in clamps.items()}
+
+        def total(free):
+            preds, energies = self.units(params, {**fixed, **free}, masks)
+            return jnp.sum(sum(energies.values())), (preds, energies)
+
+        def predict(free):
+            (_, (preds, energies)), grad = jax.value_and_grad(total, has_aux=True)(free)
+            return preds, energies, jax.tree.map(jnp.negative, grad)
+
+        return Term(predict, lambda free, sig: sig, lambda free, energies: jnp.sum(sum(energies.values())))
 
     def energy_per_sample(
         self, params: Mapping, states: Mapping[str, Array], masks: Mapping[str, Array] | None = None
@@ -519,3 +578,11 @@ class PCNetwork:
             else:
                 states[node.name] = jnp.zeros((batch, node.dim))
         return states
+
+
+def _network_batch(batch: Any) -> tuple[Mapping[str, Array], Mapping[str, Array] | None]:
+    """``(clamps, masks)`` from a network batch: the clamps dict alone or ``(clamps, masks)``."""
+    if isinstance(batch, (tuple, list)):
+        clamps, masks = (*batch, None)[:2]
+        return clamps, masks
+    return batch, None
