@@ -30,8 +30,11 @@ python examples/nengo_feedback_alignment.py --out /tmp/nengo --reduced  # 30 neu
 
 It writes `nengo_feedback_alignment.json` (every run's numbers and the per-size summary) and
 `nengo_feedback_alignment.png` (target and output for each rule, 100 neurons, seed 0, the end of
-learning and the frozen phase). The measured numbers are in `results/nengo.md`; the docs page
-`docs/nengo.md` explains the rules.
+learning and the frozen phase). The measured numbers are in `results/nengo.md`; the page
+[Nengo learning rules](../nengo.md) explains the rules. The figure below is the full setting's
+(`--out runs/nengo`):
+
+![target and output per rule, 100 LIF neurons](../img/nengo_feedback_alignment/nengo_feedback_alignment.png)
 """
 
 from __future__ import annotations
