@@ -311,3 +311,16 @@ def test_default_feedback_is_drawn_once_from_the_encoder_distribution_and_kept()
     # unit vectors in one dimension are +-1, scaled by 1 / (n mean max_rate)
     np.testing.assert_allclose(np.abs(feedbacks[0]), 1.0 / (24 * np.mean(max_rates)))
     assert 0 < np.mean(feedbacks[0] > 0) < 1
+
+
+def test_the_rule_signals_can_be_probed():
+    net, hidden, l1, l2 = _net(nengo.LIFRate(), lambda l2: BackProp(l2, learning_rate=KAPPA))
+    with net:
+        probes = {k: nengo.Probe(l1.learning_rule, k) for k in ("error", "delta", "bias_delta", "local_error")}
+    with nengo.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+    np.testing.assert_allclose(sim.data[probes["error"]][-1], ERR)
+    local = sim.data[probes["local_error"]][-1]
+    np.testing.assert_allclose(sim.data[probes["bias_delta"]][-1], -KAPPA * sim.dt * local)
+    np.testing.assert_allclose(sim.data[probes["delta"]][-1], -KAPPA * sim.dt * np.outer(local, X))
+    assert np.count_nonzero(local) > 5
