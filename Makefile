@@ -14,7 +14,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dev]"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dev,nengo]"
 	touch $(STAMP)
 
 demo: $(STAMP)

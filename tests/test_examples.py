@@ -117,11 +117,34 @@ def check_credit_assignment(out: Path) -> None:
     _png_shape(out / "credit_assignment.png")
 
 
+def check_nengo_feedback_alignment(out: Path) -> None:
+    """Every rule ran; the scores are recomputed from the saved traces; encoder learning helps at 30 neurons."""
+    figures = json.loads((out / "nengo_feedback_alignment.json").read_text())
+    assert figures["reduced"] is True
+    s = figures["settings"]
+    runs = {r["rule"]: r for r in figures["runs"]}
+    assert set(runs) == {"pes", "backprop", "fa"}
+    for r in runs.values():
+        assert r["neurons"] == 30 and 0 < r["nmse_last"] < 1.5 and r["nmse_frozen"] > 0
+        assert r["frozen_ratio"] == pytest.approx(r["nmse_frozen"] / r["nmse_last"])
+        t, y, out_ = (np.array(r["trace"][k]) for k in ("t", "target", "output"))
+        assert t[0] > s["learn_s"] - s["window_s"] and t[-1] == pytest.approx(s["learn_s"] + s["frozen_s"], abs=0.01)
+        frozen = t > s["learn_s"]
+        recomputed = np.mean((out_[~frozen] - y[~frozen]) ** 2) / np.var(y[~frozen])  # every 5th step, probe lag
+        assert recomputed == pytest.approx(r["nmse_last"], rel=0.2)
+    assert runs["pes"]["encoder_change"] == 0 and runs["pes"]["bias_change"] == 0
+    for rule in ("backprop", "fa"):  # the encoders and the bias learned, and it already shows after 6 s
+        assert runs[rule]["encoder_change"] > 1e-3 and runs[rule]["bias_change"] > 1e-3
+        assert runs[rule]["nmse_last"] < runs["pes"]["nmse_last"]
+    _png_shape(out / "nengo_feedback_alignment.png")
+
+
 CHECKS = {
     "walkthrough1": check_walkthrough1,
     "custom_network": check_custom_network,
     "supervised_pc": check_supervised_pc,
     "credit_assignment": check_credit_assignment,
+    "nengo_feedback_alignment": check_nengo_feedback_alignment,
 }
 
 
