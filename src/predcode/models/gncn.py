@@ -76,51 +76,33 @@ class MuseumSpec:
 
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(MuseumSpec))
+_T1 = MuseumSpec(
+    phi="tanh",
+    g_hidden="identity",
+    lmbda=0.01,
+    tied_feedback=True,
+    use_dfx=True,
+    error_on_phi=False,
+    learn_sigma=False,
+    lateral=False,
+    skip=False,
+)
+_T2 = MuseumSpec(
+    phi="relu",
+    g_hidden="relu",
+    lmbda=0.0,
+    tied_feedback=False,
+    use_dfx=False,
+    error_on_phi=True,
+    learn_sigma=True,
+    lateral=True,
+    skip=False,
+)
 MUSEUM: dict[str, MuseumSpec] = {
-    "gncn_t1": MuseumSpec(
-        phi="tanh",
-        g_hidden="identity",
-        lmbda=0.01,
-        tied_feedback=True,
-        use_dfx=True,
-        error_on_phi=False,
-        learn_sigma=False,
-        lateral=False,
-        skip=False,
-    ),
-    "gncn_t1_sigma": MuseumSpec(
-        phi="relu",
-        g_hidden="identity",
-        lmbda=0.01,
-        tied_feedback=True,
-        use_dfx=True,
-        error_on_phi=False,
-        learn_sigma=True,
-        lateral=False,
-        skip=False,
-    ),
-    "gncn_t2_lsigma": MuseumSpec(
-        phi="relu",
-        g_hidden="relu",
-        lmbda=0.0,
-        tied_feedback=False,
-        use_dfx=False,
-        error_on_phi=True,
-        learn_sigma=True,
-        lateral=True,
-        skip=False,
-    ),
-    "gncn_pdh": MuseumSpec(
-        phi="relu",
-        g_hidden="relu",
-        lmbda=0.0,
-        tied_feedback=False,
-        use_dfx=False,
-        error_on_phi=True,
-        learn_sigma=True,
-        lateral=True,
-        skip=True,
-    ),
+    "gncn_t1": _T1,
+    "gncn_t1_sigma": _T1.replace(phi="relu", learn_sigma=True),
+    "gncn_t2_lsigma": _T2,
+    "gncn_pdh": _T2.replace(skip=True),  # t2-LSigma with skip predictions: the paper's PDH
 }
 SIGMA_RULES = ("legacy", "nll")
 E_INITS = ("random", "transpose")

@@ -1,0 +1,144 @@
+"""Two source trees side by side in one run: the museum's PDH step and the peer network's steps.
+
+The redesign of issue 17 ("one library, not three") must not slow anything down: this times, for
+each tree, the GNCN-PDH training step (batch 512, K = 50, ``make_trainer``'s step), and the peer
+benchmark's ``predcode`` (direct form) and ``predcode_gram`` steps (``benchmarks/peers``, 784-360x3,
+K = 50, batch 512), with the compile time of each. Trees alternate round by round (A B A B ...), each
+round in a fresh process, so load drifts hit both alike; medians over rounds are reported.
+
+    git worktree add --detach /tmp/old <old commit>
+    .venv/bin/python benchmarks/ab_redesign.py --tree old=/tmp/old --tree new=. --rounds 5 \
+        --json results/redesign_speed.json --md results/redesign_speed.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    import jax, jax.numpy as jnp, numpy as np
+    sys.path.insert(0, "benchmarks/peers")
+    calls = int(sys.argv[1])
+
+    def timed(step, calls):
+        t0 = time.perf_counter(); step(); compile_s = time.perf_counter() - t0
+        step()
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+        return compile_s, float(np.median(times))
+
+    out = {}
+    from predcode import GNCN, GNCNConfig, make_trainer
+    model = GNCN(GNCNConfig(kind="gncn_pdh"))
+    trainer = make_trainer(model)
+    params = model.init(jax.random.key(0))
+    opt = trainer.init(params)
+    x = (jax.random.uniform(jax.random.key(1), (512, 784)) < 0.13).astype(jnp.float32)
+    w = jnp.ones(512)
+    state = [params, opt]
+    def pdh():
+        p, o, m = trainer.step.unchecked(state[0], state[1], x, w)
+        jax.block_until_ready(m.bce); state[0], state[1] = p, o
+    out["museum_pdh_b512"] = timed(pdh, calls)
+
+    import impl_jax
+    from common import Spec, make_inputs
+    spec = Spec()
+    W0, xb = make_inputs(spec)
+    for name in ("predcode", "predcode_gram"):
+        impl = impl_jax.build(name, spec, W0, xb)
+        out[name] = timed(impl.step, calls)
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def run_tree(path: Path, calls: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(path / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, str(calls)], cwd=path, env=env, capture_output=True, text=True, check=False
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"tree {path}: the worker failed:\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", action="append", required=True, metavar="LABEL=PATH", help="a source tree (twice)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=5, help="timed steps per row per round (median)")
+    ap.add_argument("--json")
+    ap.add_argument("--md")
+    args = ap.parse_args()
+    trees = [(t.split("=", 1)[0], Path(t.split("=", 1)[1]).resolve()) for t in args.tree]
+    runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    for r in range(args.rounds):
+        for label, path in trees if r % 2 == 0 else trees[::-1]:
+            runs[label].append(run_tree(path, args.calls))
+            print(f"round {r} {label}: {runs[label][-1]}", flush=True)
+    rows = sorted(runs[trees[0][0]][0])
+    table = {
+        label: {
+            row: {
+                "step_s": statistics.median(run[row][1] for run in runs[label]),
+                "compile_s": statistics.median(run[row][0] for run in runs[label]),
+            }
+            for row in rows
+        }
+        for label, _ in trees
+    }
+    (a, _), (b, _) = trees[0], trees[1]
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+        "trees": {label: str(path) for label, path in trees},
+        "commits": {label: _commit(path) for label, path in trees},
+        "results": table,
+        "ratio_step": {row: table[b][row]["step_s"] / table[a][row]["step_s"] for row in rows},
+        "ratio_compile": {row: table[b][row]["compile_s"] / table[a][row]["compile_s"] for row in rows},
+    }
+    print(json.dumps(report, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.md:
+        lines = [
+            "# Redesign speed check: one library against the three (generated by benchmarks/ab_redesign.py)",
+            "",
+            f"Command: `{report['command']}`; {report['date']}; {report['machine']}; commits "
+            + ", ".join(f"{k} `{v}`" for k, v in report["commits"].items())
+            + f"; median over {args.rounds} alternating rounds of {args.calls} timed steps.",
+            "",
+            f"| row | {a} step (ms) | {b} step (ms) | {b}/{a} | {a} compile (s) | {b} compile (s) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            ra, rb = table[a][row], table[b][row]
+            lines.append(
+                f"| {row} | {1e3 * ra['step_s']:.1f} | {1e3 * rb['step_s']:.1f} | "
+                f"{rb['step_s'] / ra['step_s']:.3f} | {ra['compile_s']:.2f} | {rb['compile_s']:.2f} |"
+            )
+        Path(args.md).write_text("\n".join(lines) + "\n")
+
+
+def _commit(path: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
