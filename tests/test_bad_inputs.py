@@ -789,14 +789,14 @@ def _(tmp, small):
 @case(
     "checkpoint/newer-format-version",
     CheckpointError,
-    "format_version 2",
-    "reads (up to 1)",
+    "format_version 3",
+    "reads (up to 2)",
     "newer than this predcode",
     "Upgrade predcode",
 )
 def _(tmp, small):
     stem = _pair(tmp)
-    _edit_json(stem, format_version=2)
+    _edit_json(stem, format_version=3)
     load_checkpoint(stem)
 
 
@@ -963,8 +963,8 @@ def _(tmp, small):
     run.mkdir()
     (run / "config.toml").write_text("# the earlier run\n")
     meta = {"kind": "gncn_pdh", "epoch": 1, "best_epoch": 1, "best_val_bce": 1.0}
-    save_checkpoint(run / "state0", {f"p_{k}": np.asarray(v) for k, v in params.items()}, meta)
-    save_checkpoint(run / "best0", {k: np.asarray(v) for k, v in params.items()}, meta)
+    save_checkpoint(run / "state0", {"params": params}, meta)
+    save_checkpoint(run / "best0", {"params": params}, meta)
     fit(cfg, run, resume=True)
 
 
@@ -1162,7 +1162,7 @@ def _damaged_run(tmp: Path, damage: bool = True) -> Path:
     run.mkdir()
     (run / "config.toml").write_text(dump_toml(load_config(_data_cfg(tmp))))
     model = GNCN(SMALL)
-    _pair(run, {k: v for k, v in _params(model).items()})
+    _pair(run, {"params": _params(model)})
     for suffix in (".npz", ".json"):
         (run / f"best{suffix}").rename(run / f"best0{suffix}")
     if damage:

@@ -18,6 +18,7 @@ import pytest
 
 import predcode
 from predcode.experiments.checkpoint import (
+    FORMAT_VERSION,
     CheckpointError,
     checkpoint_paths,
     load_checkpoint,
@@ -81,7 +82,7 @@ def test_round_trip_preserves_values_dtypes_and_metadata(tmp_path):
     assert meta["activations"] == _META["activations"]
     assert meta["beta"] == pytest.approx(0.1) and meta["K"] == 50 and meta["lmbda"] is None
     assert meta["format"] == "predcode-checkpoint"
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == FORMAT_VERSION == 2
     assert meta["predcode_version"] == predcode.__version__
     assert meta["npz_sha256"] == hashlib.sha256(npz_path.read_bytes()).hexdigest()
     assert meta["arrays"]["W1"] == {"shape": [5, 12], "dtype": "float32"}
@@ -223,7 +224,7 @@ def test_array_with_a_different_dtype_than_recorded_is_refused(tmp_path):
 
 def test_newer_format_version_asks_to_upgrade(tmp_path):
     _, json_path = save_checkpoint(tmp_path / "best", _arrays(), _META)
-    _edit_json(json_path, lambda d: d.update(format_version=2))
+    _edit_json(json_path, lambda d: d.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(CheckpointError, match="(?i)newer.*upgrade") as info:
         load_checkpoint(tmp_path / "best")
     assert str(json_path) in str(info.value)
@@ -489,7 +490,7 @@ def test_documented_numpy_example_reproduces_legacy_projection(tmp_path, monkeyp
     arrays = {_LEGACY_TO_PREDCODE.get(k[7:], k[7:]): v for k, v in legacy.items() if k.startswith("param0_")}
     meta = {"model": model, "x_dim": 784, "z_dims": [24, 24, 36], "phi": phi, "g_hidden": g_hidden, "g_out": "sigmoid"}
     monkeypatch.chdir(tmp_path)
-    save_checkpoint("run/best", arrays, meta)
+    save_checkpoint("run/best", {"params": arrays}, meta)  # as predcode fit writes it
     namespace = _run_documented_example()
     assert namespace["x"].shape == (16, 784)
     np.testing.assert_allclose(namespace["project"](legacy["z_sample"]), legacy["proj0_x"], atol=1e-6)
@@ -511,9 +512,7 @@ def test_gncn_checkpoint_has_the_documented_arrays_and_the_example_matches_gncn_
     model = GNCN(GNCNConfig(kind=kind, x_dim=30, z_dims=(24, 24, 36)))
     params = model.init(jax.random.PRNGKey(0))
     monkeypatch.chdir(tmp_path)
-    save_checkpoint(
-        "run/best", {k: np.asarray(v) for k, v in params.items()}, {"model": kind, **model.config.to_dict()}
-    )
+    save_checkpoint("run/best", {"params": params}, {"model": kind, **model.config.to_dict()})
     arrays, meta = load_checkpoint("run/best")
 
     documented = {"W1": (24, 30), "W2": (24, 24), "W3": (36, 24)}  # the per-model table
@@ -523,7 +522,7 @@ def test_gncn_checkpoint_has_the_documented_arrays_and_the_example_matches_gncn_
         documented |= {"E1": (30, 24), "E2": (24, 24), "E3": (24, 36), "V1": (24, 24), "V2": (24, 24), "V3": (36, 36)}
     if kind != "gncn_t1":
         documented |= {n: (24, 24) for n in ("Sigma1", "Sigma2", "Prec1", "Prec2")}
-    assert {k: a.shape for k, a in arrays.items()} == documented
+    assert {k: a.shape for k, a in arrays.items()} == {f"params/{k}": s for k, s in documented.items()}
     assert meta["model"] == kind and meta["z_dims"] == [24, 24, 36]
     for key in (
         "x_dim",

@@ -114,7 +114,7 @@ def test_checkpoint_with_a_wrong_shaped_feedback_matrix_is_refused(tmp_path):
     fa = FeedbackAlignment(key=1)
     save_rule_checkpoint(tmp_path / "fa", model, fa, params, fa.init(model, params))
     arrays, meta = load_checkpoint(tmp_path / "fa")
-    arrays["feedback_B3"] = arrays["feedback_B3"].T
+    arrays["rule_state/B/1"] = arrays["rule_state/B/1"].T  # B3
     save_checkpoint(tmp_path / "bad", arrays, meta)
     with pytest.raises(
         CheckpointError,
@@ -122,7 +122,7 @@ def test_checkpoint_with_a_wrong_shaped_feedback_matrix_is_refused(tmp_path):
         r"expected shape \(7, 4\) for sizes \(6, 8, 7, 4\), got \(4, 7\)",
     ):
         load_rule_checkpoint(tmp_path / "bad")
-    del arrays["feedback_B2"]
+    del arrays["rule_state/B/0"]  # B2
     save_checkpoint(tmp_path / "missing", arrays, meta)
     with pytest.raises(CheckpointError, match=r"missing \['B2'\]"):
         load_rule_checkpoint(tmp_path / "missing")

@@ -61,7 +61,7 @@ def test_fit_writes_every_file_and_validation_bce_falls(tmp_path):
         vlx = np.load(out / f"vLx{t}.npy")
         assert vlx[-1] < vlx[0] - 20, f"trial {t}: validation BCE should fall, got {vlx}"
         params, meta = load_checkpoint(out / f"best{t}")
-        assert meta["kind"] == "gncn_pdh" and params["W1"].shape == (36, 784)
+        assert meta["kind"] == "gncn_pdh" and params["params/W1"].shape == (36, 784)
         assert meta["epoch"] == int(np.argmin(vlx))
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("trial,epoch,train_bce,train_tod,val_bce,val_tod,seconds") and len(rows) == 7
@@ -85,7 +85,7 @@ def test_fit_accepts_the_legacy_ngc_learn_config_format(tmp_path):
     proc = _run("fit", "--config", "fit.cfg", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     params, meta = load_checkpoint(tmp_path / "legacy_run" / "best0")
-    assert meta["kind"] == "gncn_t1_sigma" and params["W3"].shape == (36, 24)
+    assert meta["kind"] == "gncn_t1_sigma" and params["params/W3"].shape == (36, 24)
     assert np.load(tmp_path / "legacy_run" / "vLx0.npy").shape == (2,)
 
 

@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import predcode
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json
-from predcode.experiments.checkpoint import load_checkpoint
+from predcode.experiments.checkpoint import CheckpointMismatch, load_tree
 from predcode.experiments.config import FitConfig, load_config
 from predcode.experiments.density import (
     PROB_CLIP,
@@ -126,17 +125,12 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
             else "no trial has a best model yet: let `predcode fit` finish at least one epoch"
         )
         raise AnalyzeError(f"--trial: {run} holds no best{trial} checkpoint ({hint})")
-    arrays, meta = load_checkpoint(run / f"best{trial}")
     model = GNCN(cfg.model)
-    want = model.param_shapes()
-    got = {k: tuple(v.shape) for k, v in arrays.items() if k in want}
-    if got != want:
-        raise AnalyzeError(
-            f"{run / f'best{trial}.npz'}: expected the arrays {want} of the model in "
-            f"config.toml, found {got}; the checkpoint belongs to another config"
-        )
-    params = {k: jnp.asarray(v) for k, v in arrays.items()}
-    return LoadedRun(cfg, model, params, meta)
+    try:
+        tree, meta = load_tree(run / f"best{trial}", {"params": jax.eval_shape(model.init, jax.random.key(0))})
+    except CheckpointMismatch as err:
+        raise AnalyzeError(f"{err} (the model in config.toml); the checkpoint belongs to another config") from None
+    return LoadedRun(cfg, model, tree["params"], meta)
 
 
 def training_pool(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:

@@ -4,6 +4,17 @@ A checkpoint called ``run/best`` is the pair ``run/best.npz`` (an uncompressed `
 no object arrays, so no pickles) and ``run/best.json`` (metadata, the array list with shapes and
 dtypes, and the SHA-256 of the ``.npz``). The format is specified in ``docs/checkpoint-format.md``.
 
+Every family (the GNCN museum, PC networks, the MLPs of the credit-assignment rules) stores one
+pytree, ``{"params": ..., "opt_state": ..., "rule_state": ...}``, each leaf under its key path
+(``params/W1``, ``params/edges/y/x/w``, ``opt_state/0/mu/W1``, ``rule_state/B/0``)::
+
+    save_checkpoint("run/state0", {"params": params, "opt_state": opt_state}, metadata)
+    tree, metadata = load_tree("run/state0", {"params": params, "opt_state": opt_state})
+
+:func:`load_tree` rebuilds a pytree shaped like a template (arrays or ``jax.ShapeDtypeStruct``;
+``jax.eval_shape(model.init, key)`` gives one without computing anything), checking every name and
+shape, and reads the version-1 layouts of earlier predcode (:func:`upgrade_arrays`).
+
 Writes are atomic per file (temporary file in the same folder, fsync, ``os.replace``) and the two
 files are tied by the hash, so an interrupted save is detected at load instead of silently mixing
 old and new arrays.
@@ -25,6 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from predcode.experiments.atomic import _umask
@@ -33,16 +46,24 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "CheckpointError",
+    "CheckpointMismatch",
     "checkpoint_paths",
+    "key_path_name",
     "load_checkpoint",
+    "load_tree",
     "save_checkpoint",
+    "tree_arrays",
+    "tree_from_arrays",
+    "upgrade_arrays",
     "verify_checkpoint",
 ]
 
 FORMAT = "predcode-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: arrays named by key path (params/W1); 1: p_{name}, opt_{i}, W{l}, feedback_*
 
-_NAME = re.compile(r"[A-Za-z0-9_]+")
+# A name is a key path: segments of letters, digits and underscores joined by "/".
+_NAME = re.compile(r"[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*")
+_SEGMENT = re.compile(r"[A-Za-z0-9_]+")
 # Parameter names of np.savez itself: an array with one of these names cannot be passed by keyword.
 _SAVEZ_RESERVED = frozenset({"file", "allow_pickle"})
 # Keys save_checkpoint writes itself; the same keys in the caller's metadata are replaced.
@@ -52,6 +73,14 @@ _BACKUP_SUFFIX = ".prev"
 
 class CheckpointError(ValueError):
     """A checkpoint pair cannot be read, or does not match its own description."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A sound checkpoint whose arrays do not fit the template: ``path`` is the first name that differs."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -79,14 +108,17 @@ def save_checkpoint(
     *,
     allow_nonfinite: bool = False,
 ) -> tuple[Path, Path]:
-    """Write ``arrays`` and ``metadata`` as the checkpoint pair ``<path>.npz`` / ``<path>.json``.
+    """Write the pytree ``arrays`` and ``metadata`` as the checkpoint pair ``<path>.npz`` / ``<path>.json``.
 
     Args:
         path: the stem, e.g. ``"run/best"`` (a trailing ``.npz`` or ``.json`` is dropped). The
             folder is created if needed. An existing pair of that name is replaced.
-        arrays: name -> array-like. Names must match ``[A-Za-z0-9_]+`` (and not be ``file`` or
-            ``allow_pickle``, the parameter names of ``np.savez``); values are converted with
-            ``np.asarray`` and must not have an object dtype (they would need pickling).
+        arrays: a mapping whose values are arrays or pytrees of arrays (dicts, lists, tuples, named
+            tuples, dataclass pytrees): each leaf is stored under its key path (:func:`tree_arrays`),
+            e.g. ``{"params": {"W1": w}}`` as ``params/W1``; a flat ``{"params/W1": w}`` is the same
+            checkpoint. Every path segment must match ``[A-Za-z0-9_]+`` (a whole name must not be
+            ``file`` or ``allow_pickle``, the parameter names of ``np.savez``); values are converted
+            with ``np.asarray`` and must not have an object dtype (they would need pickling).
         metadata: JSON-serialisable mapping (NumPy scalars are converted). The keys ``format``,
             ``format_version``, ``npz_sha256``, ``arrays``, ``created`` and ``predcode_version``
             are written by this function and replace any caller values, so the metadata of a loaded
@@ -108,7 +140,7 @@ def save_checkpoint(
     write a given checkpoint.
     """
     npz_path, json_path = checkpoint_paths(path)
-    prepared = _prepare_arrays(arrays, allow_nonfinite)
+    prepared = _prepare_arrays(tree_arrays(arrays), allow_nonfinite)
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
     folder = npz_path.parent
@@ -174,16 +206,69 @@ def _glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
+def key_path_name(path: tuple, prefix: str = "") -> str:
+    """The checkpoint name of a ``jax.tree_util`` key path: ``prefix`` and its segments joined by ``/``.
+
+    A dict key is written as is, a list or tuple index as its number, a named-tuple or dataclass
+    field by its name: ``(DictKey('opt_state'), SequenceKey(0), GetAttrKey('mu'), DictKey('W1'))``
+    is ``opt_state/0/mu/W1``. Raises ``ValueError`` for a segment outside ``[A-Za-z0-9_]+``.
+
+    Examples:
+        >>> from jax.tree_util import DictKey, SequenceKey
+        >>> key_path_name((DictKey("rule_state"), SequenceKey(1)))
+        'rule_state/1'
+    """
+    parts = [prefix] if prefix else []
+    for k in path:
+        if isinstance(k, jax.tree_util.DictKey):
+            part = k.key
+        elif isinstance(k, jax.tree_util.SequenceKey):
+            part = str(k.idx)
+        elif isinstance(k, jax.tree_util.GetAttrKey):
+            part = k.name
+        elif isinstance(k, jax.tree_util.FlattenedIndexKey):
+            part = str(k.key)
+        else:
+            raise ValueError(f"array name: cannot name the pytree key {k!r} (expected dict keys, indices or fields)")
+        if not isinstance(part, str) or not _SEGMENT.fullmatch(part):
+            # The whole path so far, with the bad segment, names the array in the message.
+            shown = "/".join([*parts, repr(part)])
+            raise ValueError(
+                f"array name {part!r} is not allowed (in {shown}): names are key paths whose segments "
+                "match [A-Za-z0-9_]+ (letters, digits, underscore), e.g. 'W1' or 'params/edges/y/x/w'"
+            )
+        parts.append(part)
+    return "/".join(parts)
+
+
+def tree_arrays(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten a mapping of pytrees to ``{key path name: leaf}`` (see :func:`key_path_name`).
+
+    The top-level keys keep their order (``params`` before ``opt_state`` if given so); below them,
+    the order is ``jax.tree_util``'s flatten order. A top-level key may itself hold ``/``
+    (``{"params/W1": w}`` names the same array as ``{"params": {"W1": w}}``). Raises ``TypeError``
+    unless ``tree`` is a mapping, ``ValueError`` for a name that is not allowed or given twice.
+    """
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"arrays must be a mapping of name -> array or pytree, got {type(tree).__name__}")
+    out: dict[str, Any] = {}
+    for top, sub in tree.items():
+        if not isinstance(top, str) or not _NAME.fullmatch(top):
+            raise ValueError(
+                f"array name {top!r} is not allowed: names are key paths whose segments match "
+                "[A-Za-z0-9_]+ (letters, digits, underscore), e.g. 'W1' or 'params/edges/y/x/w'"
+            )
+        for path, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
+            name = key_path_name(path, top)
+            if name in out:
+                raise ValueError(f"array name {name!r} is given twice; every array needs its own key path")
+            out[name] = leaf
+    return out
+
+
 def _prepare_arrays(arrays: Mapping[str, Any], allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
-    if not isinstance(arrays, Mapping):
-        raise TypeError(f"arrays must be a mapping of name -> array, got {type(arrays).__name__}")
     prepared: dict[str, np.ndarray] = {}
     for name, value in arrays.items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ValueError(
-                f"array name {name!r} is not allowed: names must match [A-Za-z0-9_]+ "
-                "(letters, digits, underscore), e.g. 'W1' or 'Sigma_e1'"
-            )
         if name in _SAVEZ_RESERVED:
             raise ValueError(f"array name {name!r} is reserved (it is a parameter name of np.savez); rename it")
         a = np.asarray(value)
@@ -289,6 +374,9 @@ def _sha256_file(path: Path) -> str:
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read and verify the pair ``<path>.npz`` / ``<path>.json``; return ``(arrays, metadata)``.
 
+    ``arrays`` is flat, ``{key path name: np.ndarray}``, under the names stored in the file (a
+    version-1 file keeps its version-1 names); :func:`load_tree` rebuilds a pytree from it.
+
     Checks, in order: the JSON parses and declares ``format == "predcode-checkpoint"`` with a
     ``format_version`` this predcode understands; the ``.npz`` bytes have the recorded SHA-256;
     the archive loads with ``allow_pickle=False`` (object arrays are refused, never unpickled);
@@ -358,6 +446,133 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any]:
     """Run every check of :func:`load_checkpoint` and return the metadata; raise CheckpointError."""
     _, metadata = load_checkpoint(path)
     return metadata
+
+
+def load_tree(path: str | Path, like: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the checkpoint ``<path>`` into a pytree shaped like ``like``; return ``(tree, metadata)``.
+
+    ``like`` is the template, e.g. ``{"params": params, "opt_state": opt_state}``: its leaves may be
+    arrays or ``jax.ShapeDtypeStruct`` (``jax.eval_shape(model.init, key)``), only their shapes are
+    used. The file is read and verified by :func:`load_checkpoint`, a version-1 file is renamed by
+    :func:`upgrade_arrays`, then :func:`tree_from_arrays` checks every name and shape. The leaves
+    of ``tree`` are JAX arrays with the dtypes stored in the file.
+
+    Raises:
+        CheckpointMismatch: the checkpoint is sound but does not fit ``like``; the message names the
+            first missing, extra or mis-shaped path.
+        CheckpointError: the pair cannot be read or fails its own checks.
+    """
+    arrays, metadata = load_checkpoint(path)
+    source = str(checkpoint_paths(path)[0])
+    return tree_from_arrays(upgrade_arrays(arrays, metadata, like, source=source), like, source=source), metadata
+
+
+def tree_from_arrays(arrays: Mapping[str, Any], like: Mapping[str, Any], *, source: str = "checkpoint") -> dict:
+    """Rebuild a pytree shaped like ``like`` from ``{key path name: array}`` (version-2 names).
+
+    The names and shapes must be exactly those of ``like``'s leaves (:func:`tree_arrays`); the first
+    one that differs, in the template's order (then the first extra array), raises
+    :class:`CheckpointMismatch` naming it, what the template expects and what ``source`` holds.
+    """
+    want = tree_arrays(like)
+    hint = "the checkpoint was written for another model or configuration"
+    for name, leaf in want.items():
+        if name not in arrays:
+            raise CheckpointMismatch(
+                f"{source}: array {name!r} missing: the template expects {len(want)} arrays, the "
+                f"checkpoint holds {len(arrays)} ({_preview(arrays)}); {hint}",
+                name,
+            )
+        expected, got = tuple(np.shape(leaf)), tuple(np.shape(arrays[name]))
+        if expected != got:
+            raise CheckpointMismatch(
+                f"{source}: array {name!r} expected shape {expected} (from the template), got shape {got}; {hint}",
+                name,
+            )
+    extra = [name for name in arrays if name not in want]
+    if extra:
+        raise CheckpointMismatch(
+            f"{source}: unexpected array {extra[0]!r} ({len(extra)} array(s) not in the template, "
+            f"which expects {_preview(want)}); {hint}",
+            extra[0],
+        )
+    tree: dict[str, Any] = {}
+    for top, sub in like.items():
+        paths, treedef = jax.tree_util.tree_flatten_with_path(sub)
+        names = [key_path_name(p, top) for p, _ in paths]
+        tree[top] = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[n]) for n in names])
+    return tree
+
+
+def _preview(names: Mapping[str, Any] | list[str], n: int = 4) -> str:
+    names = list(names)
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "") if names else "none"
+
+
+_V1_OPT = re.compile(r"opt_(\d+)")
+_V1_FEEDBACK = re.compile(r"feedback_[BD](\d+)")
+
+
+def upgrade_arrays(
+    arrays: Mapping[str, Any], metadata: Mapping[str, Any], like: Mapping[str, Any], *, source: str = "checkpoint"
+) -> dict[str, Any]:
+    """The arrays of a checkpoint under their version-2 key-path names (a version-2 file is unchanged).
+
+    Version 1 had one layout per family, told apart by the metadata. Where it stored arrays by
+    position, the template ``like`` (as for :func:`load_tree`) gives their names, in flatten order:
+
+    - PC network (metadata ``param_paths``): ``p_{i}`` and ``opt_{i}`` are the i-th leaves of
+      ``like["params"]`` and ``like["opt_state"]``; the recorded ``param_paths`` / ``opt_paths``
+      (``jax.tree_util.keystr``) must be the template's.
+    - MLP of the credit rules (``kind`` ``"credit-mlp"``): ``W1, b1, W2, b2, ...`` are the leaves of
+      ``like["params"]``; ``feedback_B{l}`` (FA) or ``feedback_D{l}`` (DFA), in increasing ``l``,
+      are the leaves of ``like["rule_state"]``.
+    - GNCN museum (any other): ``p_{name}`` (state) and ``{name}`` (best, demo model) are
+      ``params/{name}``; ``opt_{i}`` is the i-th leaf of ``like["opt_state"]``.
+
+    Raises :class:`CheckpointMismatch` when the positions cannot match the template.
+    """
+    if metadata.get("format_version", FORMAT_VERSION) >= 2:
+        return dict(arrays)
+    rename: dict[str, str] = {}
+
+    def by_position(group: str, old: list[str]) -> None:
+        if group not in like:
+            return  # left under its old name: the template check reports it as unexpected
+        new = list(tree_arrays({group: like[group]}))
+        if len(new) != len(old):
+            raise CheckpointMismatch(
+                f"{source}: format version 1 stored {len(old)} {group} arrays by position "
+                f"({_preview(old)}), the template expects {len(new)} ({_preview(new)}); the "
+                "checkpoint was written for another model or configuration",
+                group,
+            )
+        rename.update(zip(old, new))
+
+    if "param_paths" in metadata:  # PC network
+        for prefix, group, key in (("p", "params", "param_paths"), ("opt", "opt_state", "opt_paths")):
+            if key not in metadata or group not in like:
+                continue
+            want = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(like[group])[0]]
+            if metadata[key] != want:
+                raise CheckpointMismatch(
+                    f"{source}: holds {group} {metadata[key]} but the template has {want}; it was "
+                    "written for another network",
+                    group,
+                )
+            by_position(group, [f"{prefix}_{i}" for i in range(len(want))])
+    elif metadata.get("kind") == "credit-mlp":
+        n_layers = len(metadata.get("sizes", ())) - 1
+        by_position("params", [n for l in range(1, n_layers + 1) for n in (f"W{l}", f"b{l}") if n in arrays])
+        feedback = {n: int(m.group(1)) for n in arrays if (m := _V1_FEEDBACK.fullmatch(n))}
+        if feedback:
+            by_position("rule_state", sorted(feedback, key=feedback.__getitem__))
+    else:  # GNCN museum
+        rename.update((n, "params/" + n.removeprefix("p_")) for n in arrays if not _V1_OPT.fullmatch(n))
+        opt = sorted((n for n in arrays if _V1_OPT.fullmatch(n)), key=lambda n: int(n[4:]))
+        if opt:
+            by_position("opt_state", opt)
+    return {rename.get(name, name): a for name, a in arrays.items()}
 
 
 def _read_metadata(json_path: Path) -> dict[str, Any]:
@@ -430,8 +645,8 @@ def _listed_arrays(metadata: Mapping[str, Any], json_path: Path) -> dict[str, di
         )
         if not ok:
             raise CheckpointError(
-                f'{json_path}: entry {name!r} of "arrays" expected a name matching '
-                f'[A-Za-z0-9_]+ and {{"shape": [ints], "dtype": str}}, found {spec!r}; the json '
+                f'{json_path}: entry {name!r} of "arrays" expected a key path matching '
+                f'[A-Za-z0-9_]+(/[A-Za-z0-9_]+)* and {{"shape": [ints], "dtype": str}}, found {spec!r}; the json '
                 "is damaged: save the checkpoint again."
             )
     return listed

@@ -21,11 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from predcode.experiments.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from predcode.experiments.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    tree_arrays,
+    tree_from_arrays,
+    upgrade_arrays,
+)
 from predcode.learning.rules import (
     BackProp,
     DirectFeedbackAlignment,
     FeedbackAlignment,
+    FeedbackState,
     PredictiveCoding,
     alignment_angles,
     hidden_error_angles,
@@ -54,12 +62,16 @@ def make_rule(name: str, *, seed: int = 0, pc_steps: int = 20, pc_rate: float = 
 
 
 def save_rule_checkpoint(path, model: MLP, rule, params: MLPParams, rule_state, metadata=None):
-    """Save weights, biases and the rule's fixed feedback matrices as one predcode checkpoint."""
-    arrays: dict[str, Any] = {}
-    for l, (W, b) in enumerate(params, 1):
-        arrays[f"W{l}"], arrays[f"b{l}"] = np.asarray(W), np.asarray(b)
-    if hasattr(rule, "state_arrays"):
-        arrays.update({f"feedback_{k}": v for k, v in rule.state_arrays(model, rule_state).items()})
+    """Save weights, biases and the rule's fixed feedback matrices as one predcode checkpoint.
+
+    The arrays are ``params/{i}/W``, ``params/{i}/b`` (layer ``i + 1``) and, for FA and DFA,
+    ``rule_state/B/{j}`` (the j-th feedback matrix, ``B{j + 2}`` for FA, ``D{j + 1}`` for DFA).
+    """
+    model.check_params(params)
+    arrays: dict[str, Any] = {"params": params}
+    if hasattr(rule, "shapes"):  # FA, DFA: the fixed feedback matrices are the rule's state
+        rule.check_state(model, rule_state)
+        arrays["rule_state"] = rule_state
     meta = {
         "kind": "credit-mlp",
         "rule": rule.name,
@@ -90,20 +102,24 @@ def load_rule_checkpoint(path, rule=None):
     rule = make_rule(meta["rule"]) if rule is None else rule
     if rule.name != meta["rule"]:
         raise CheckpointError(f"{path}: holds a {meta['rule']!r} run, but rule {rule.name!r} was given")
+    like: dict[str, Any] = {"params": jax.eval_shape(model.init, jax.random.key(0))}
     try:
-        params = tuple(
-            Layer(jnp.asarray(arrays[f"W{l}"]), jnp.asarray(arrays[f"b{l}"])) for l in range(1, model.n_layers + 1)
-        )
+        if hasattr(rule, "shapes"):  # FA, DFA: the fixed feedback matrices are stored as the rule's state
+            shapes = rule.shapes(model)
+            like["rule_state"] = FeedbackState(tuple(jnp.zeros(s, jnp.float32) for s in shapes))
+        arrays = upgrade_arrays(arrays, meta, like, source=str(path))  # format version 1 too
+        if "rule_state" in like:  # the rule's own check first: it names the matrix (B3) and the sizes
+            paths = tree_arrays({"rule_state": like["rule_state"]})
+            stored = {n: arrays[k] for n, k in zip(rule.names(model), paths) if k in arrays}
+            rule.state_from_arrays(model, stored, source=f"{path} feedback matrices")
+        tree = tree_from_arrays(arrays, like, source=str(path))
+        params = tree["params"]
         model.check_params(params, parameter=f"{path} weights")
-        if hasattr(rule, "state_from_arrays"):
-            fb = {k.removeprefix("feedback_"): v for k, v in arrays.items() if k.startswith("feedback_")}
-            state = rule.state_from_arrays(model, fb, source=f"{path} feedback matrices")
-        else:
-            state = rule.init(model, params)
-    except KeyError as err:
-        raise CheckpointError(f"{path}: array {err} missing for sizes {model.sizes}") from None
+    except CheckpointError:
+        raise
     except ValueError as err:
         raise CheckpointError(str(err)) from None
+    state = tree["rule_state"] if "rule_state" in tree else rule.init(model, params)
     return model, rule, params, state, meta
 
 

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import write_json, write_text
 from predcode.experiments.checkpoint import save_checkpoint
@@ -65,7 +63,7 @@ def run_demo(
 
     save_checkpoint(
         out / "model",
-        {k: np.asarray(v) for k, v in params.items()},
+        {"params": params},
         {"model": kind, **model.config.to_dict(), "best_epoch": result.best_epoch},
     )
     summary = {

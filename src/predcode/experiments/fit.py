@@ -28,7 +28,7 @@ import numpy as np
 
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
-from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
+from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint, tree_from_arrays, upgrade_arrays
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
@@ -89,9 +89,7 @@ def _model_metadata(model: GNCN, **extra) -> dict:
 
 
 def _save_state(path: Path, model: GNCN, state: TrainState, trial: int) -> None:
-    leaves = jax.tree.leaves(state.opt_state)
-    arrays = {f"p_{k}": np.asarray(v) for k, v in state.params.items()}
-    arrays.update({f"opt_{i}": np.asarray(v) for i, v in enumerate(leaves)})
+    arrays = {"params": state.params, "opt_state": state.opt_state}
     meta = _model_metadata(
         model,
         trial=trial,
@@ -106,28 +104,34 @@ def _save_state(path: Path, model: GNCN, state: TrainState, trial: int) -> None:
 
 def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
     arrays, meta = load_checkpoint(folder / f"state{trial}")
-    best, _ = load_checkpoint(folder / f"best{trial}")
+    best, best_meta = load_checkpoint(folder / f"best{trial}")
     if meta.get("kind") != model.config.kind:
         raise RunFolderError(
             f"state{trial}: it was written for model {meta.get('kind')!r}, "
             f"the config asks for {model.config.kind!r}; use another --out"
         )
-    params = {k[2:]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("p_")}
+    zeros = {k: jnp.zeros(s, jnp.float32) for k, s in model.param_shapes().items()}
+    trees = {}
     try:
-        model.check_params(params)
-        model.check_params({k: jnp.asarray(v) for k, v in best.items()})
+        for name, stored, stored_meta, like in (
+            ("state", arrays, meta, {"params": zeros, "opt_state": trainer.init(zeros)}),
+            ("best", best, best_meta, {"params": zeros}),
+        ):
+            source = str(folder / f"{name}{trial}.npz")
+            stored = upgrade_arrays(stored, stored_meta, like, source=source)  # format version 1 too
+            # the model's own check first: its message names the array and both shapes
+            model.check_params({k[7:]: jnp.asarray(v) for k, v in stored.items() if k.startswith("params/")})
+            trees[name] = tree_from_arrays(stored, like, source=source)
     except ValueError as err:
         raise RunFolderError(
             f"--resume: the run in {folder} does not match the config's model ({err}); "
             "resume with the run's own config.toml, or start a new run in another --out"
         ) from None
-    fresh_leaves, treedef = jax.tree.flatten(trainer.init(params))
-    leaves = [jnp.asarray(arrays[f"opt_{i}"]) for i in range(len(fresh_leaves))]
     return TrainState(
-        params=params,
-        opt_state=jax.tree.unflatten(treedef, leaves),
+        params=trees["state"]["params"],
+        opt_state=trees["state"]["opt_state"],
         epoch=int(meta["epoch"]),
-        best_params={k: jnp.asarray(v) for k, v in best.items()},
+        best_params=trees["best"]["params"],
         best_epoch=int(meta["best_epoch"]),
         best_val_bce=float(meta["best_val_bce"]),
         initial=EpochRecord(**meta["initial"]),
@@ -233,7 +237,7 @@ def fit(
         if state.best_epoch == record.epoch:
             save_checkpoint(
                 out / f"best{trial}",
-                {k: np.asarray(v) for k, v in state.best_params.items()},
+                {"params": state.best_params},
                 _model_metadata(model, trial=trial, epoch=record.epoch, val_bce=record.val_bce, val_tod=record.val_tod),
             )
         _save_state(out / f"state{trial}", model, state, trial)

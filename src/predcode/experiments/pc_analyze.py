@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.experiments.atomic import atomic_path, write_json
-from predcode.experiments.checkpoint import load_checkpoint
+from predcode.experiments.checkpoint import load_tree
 from predcode.experiments.pc_config import PCFitConfig, build_network, parse_pc_toml
-from predcode.experiments.pc_fit import clamps_for, load_pc_data, make_pc_trainer, params_from_arrays, predict_labels
+from predcode.experiments.pc_fit import clamps_for, load_pc_data, make_pc_trainer, predict_labels
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
 from predcode.experiments.provenance import provenance
@@ -39,8 +39,8 @@ def load_pc_run(run: str | Path, trial: int = 0):
     run = Path(run)
     cfg = parse_pc_toml((run / "config.toml").read_text(), str(run / "config.toml"))
     network = build_network(cfg)
-    arrays, meta = load_checkpoint(run / f"best{trial}")
-    params = params_from_arrays(network.init(jax.random.key(0)), arrays, meta["param_paths"])
+    tree, _ = load_tree(run / f"best{trial}", {"params": jax.eval_shape(network.init, jax.random.key(0))})
+    params = tree["params"]
     return cfg, network, params
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
-from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
+from predcode.experiments.checkpoint import CheckpointMismatch, load_tree, save_checkpoint
 from predcode.experiments.fit import RunFolderError
 from predcode.experiments.pc_config import PCFitConfig, build_network, dump_pc_toml
 from predcode.experiments.provenance import provenance
@@ -37,8 +37,6 @@ __all__ = [
     "clamps_for",
     "load_pc_data",
     "make_pc_trainer",
-    "params_from_arrays",
-    "params_to_arrays",
     "pc_fit",
     "predict_labels",
 ]
@@ -114,25 +112,12 @@ def _forward_fn(network: PCNetwork) -> Callable:
     return _FORWARD_CACHE[key]
 
 
-def params_to_arrays(params, prefix: str = "p") -> tuple[dict[str, np.ndarray], list[str]]:
-    """Flatten a parameter pytree to checkpoint arrays ``{prefix}_{i}`` and their key paths."""
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    arrays = {f"{prefix}_{i}": np.asarray(v) for i, (_, v) in enumerate(leaves)}
-    return arrays, [jax.tree_util.keystr(path) for path, _ in leaves]
-
-
-def params_from_arrays(template, arrays: dict, paths: list[str], prefix: str = "p"):
-    """Rebuild a pytree shaped like ``template`` from :func:`params_to_arrays`' output (paths checked)."""
-    leaves = jax.tree_util.tree_flatten_with_path(template)[0]
-    want = [jax.tree_util.keystr(path) for path, _ in leaves]
-    if want != list(paths):
-        raise RunFolderError(
-            f"the checkpoint holds parameters {paths} but the config's network has {want}; "
-            "it was written for another network (use another --out)"
-        )
-    return jax.tree_util.tree_unflatten(
-        jax.tree_util.tree_structure(template), [jnp.asarray(arrays[f"{prefix}_{i}"]) for i in range(len(want))]
-    )
+def _load_tree(path: Path, like: dict) -> tuple[dict, dict]:
+    """:func:`~predcode.experiments.checkpoint.load_tree`; a checkpoint of another network is a RunFolderError."""
+    try:
+        return load_tree(path, like)
+    except CheckpointMismatch as err:
+        raise RunFolderError(f"{err}; it was written for another network (use another --out)") from None
 
 
 @dataclass
@@ -229,9 +214,8 @@ def _fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch) -> di
     history: list[PCEpochRecord] = []
     best_score, best_epoch = None, 0
     if resume and (out / f"state{trial}.json").exists():
-        arrays, meta = load_checkpoint(out / f"state{trial}")
-        params = params_from_arrays(params, arrays, meta["param_paths"], "p")
-        opt_state = params_from_arrays(opt_state, arrays, meta["opt_paths"], "opt")
+        state, meta = _load_tree(out / f"state{trial}", {"params": params, "opt_state": opt_state})
+        params, opt_state = state["params"], state["opt_state"]
         history = [PCEpochRecord(**r) for r in meta["history"]]
         best_score, best_epoch = meta["best_score"], meta["best_epoch"]
     n = len(data.x_train)
@@ -263,21 +247,14 @@ def _fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch) -> di
         history.append(record)
         if _better(cfg, record, best_score):
             best_score, best_epoch = _score(cfg, record), epoch
-            arrays, paths = params_to_arrays(params)
-            save_checkpoint(
-                out / f"best{trial}", arrays, _metadata(cfg, trial=trial, param_paths=paths, **asdict(record))
-            )
-        arrays, paths = params_to_arrays(params)
-        opt_arrays, opt_paths = params_to_arrays(opt_state, "opt")
+            save_checkpoint(out / f"best{trial}", {"params": params}, _metadata(cfg, trial=trial, **asdict(record)))
         save_checkpoint(
             out / f"state{trial}",
-            {**arrays, **opt_arrays},
+            {"params": params, "opt_state": opt_state},
             _metadata(
                 cfg,
                 trial=trial,
                 epoch=epoch,
-                param_paths=paths,
-                opt_paths=opt_paths,
                 best_score=best_score,
                 best_epoch=best_epoch,
                 history=[asdict(r) for r in history],
@@ -295,8 +272,7 @@ def _fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch) -> di
         "history": [asdict(r) for r in history],
     }
     if cfg.network.task == "supervised":
-        arrays, meta = load_checkpoint(out / f"best{trial}")
-        best = params_from_arrays(net.init(jax.random.key(0)), arrays, meta["param_paths"])
+        best = _load_tree(out / f"best{trial}", {"params": params})[0]["params"]
         result["test_accuracy_forward"] = float(np.mean(predict_labels(net, best, data.x_test) == data.y_test))
         result["test_accuracy_inference"] = _inference_accuracy(cfg, trainer, best, data.x_test, data.y_test)
     return result
