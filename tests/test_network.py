@@ -306,3 +306,27 @@ def test_dense_input_activation_is_whittington_bogacz_w_f_x():
     np.testing.assert_allclose(d(p, x), jnp.tanh(x) @ p["w"] + p["b"], rtol=1e-6)
     with pytest.raises(ValueError, match="Dense.input_activation"):
         Dense(3, 2, input_activation="swish")
+
+
+def test_vmapped_trials_and_the_data_parallel_step_equal_separate_single_device_steps():
+    from predcode.learning.pc import PCTrainer
+
+    net = PCNetwork.chain([6, 5, 4], names=["x", "h", "y"], activation="tanh")
+    trainer = PCTrainer(net, optimizer_p=optax.adam(1e-2), T=5)
+    keys = jax.random.split(jax.random.key(0), 2)
+    params = [net.init(k) for k in keys]
+    opts = [trainer.init(p) for p in params]
+    clamps = [
+        {"x": jax.random.normal(jax.random.key(10 + t), (8, 6)), "y": jax.random.normal(jax.random.key(20 + t), (8, 4))}
+        for t in range(2)
+    ]
+    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    got, _, metrics = trainer.trials_step(stack(params), stack(opts), stack(clamps))
+    for t in range(2):
+        want, _, m = trainer.step(params[t], opts[t], clamps[t])
+        jax.tree.map(lambda a, b, t=t: np.testing.assert_allclose(a[t], b, rtol=1e-5, atol=1e-6), got, want)
+        np.testing.assert_allclose(metrics.energy[t], m.energy, rtol=1e-5)
+    dp, _, dpm = trainer.data_parallel_step(params[0], opts[0], clamps[0])
+    want, _, m = trainer.step(params[0], opts[0], clamps[0])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), dp, want)
+    np.testing.assert_allclose(dpm.energy, m.energy, rtol=1e-5)

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from predcode.learning.step import GNCNTrainer, make_trainer
 from predcode.models.gncn import GNCN
 
-__all__ = ["DATA_AXIS", "data_mesh", "make_data_parallel_trainer", "to_global"]
+__all__ = ["DATA_AXIS", "data_mesh", "make_data_parallel_trainer", "sharded", "to_global"]
 
 DATA_AXIS = "data"
 
@@ -70,7 +70,7 @@ class _Sharded:
 
     def __call__(self, *args):
         n = self.mesh.size
-        batch = np.shape(args[self.n_replicated])[0]
+        batch = np.shape(jax.tree.leaves(args[self.n_replicated])[0])[0]
         if batch % n:
             raise ValueError(
                 f"batch_size: expected a multiple of the {n} devices the batch is split over, "
@@ -83,6 +83,14 @@ class _Sharded:
         rep = [to_global(a, self.replicated) for a in args[: self.n_replicated]]
         rows = [to_global(a, self.rows) for a in args[self.n_replicated :]]
         return self.compiled(*rep, *rows)
+
+
+def sharded(fn: Callable, mesh: Mesh | None = None, *, n_replicated: int, n_rows: int) -> Callable:
+    """``fn`` jitted with its first ``n_replicated`` arguments replicated and the next ``n_rows``
+    (pytrees of arrays, e.g. a dict of clamps) split by rows over the devices of ``mesh``; outputs
+    replicated. Host arrays are accepted; the row count must be a multiple of the devices."""
+    mesh = data_mesh() if mesh is None else mesh
+    return _Sharded(fn, mesh, n_replicated, n_rows, NamedSharding(mesh, PartitionSpec()))
 
 
 def make_data_parallel_trainer(

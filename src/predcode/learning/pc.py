@@ -73,6 +73,10 @@ class PCTrainer:
         self.rule_state: Any = None
         self._step = jax.jit(self._step_impl)
         self._infer = jax.jit(self._infer_impl, static_argnames=("T",))
+        # Trials: parameters, optimizer states and batches stacked on a leading axis, the rule's
+        # state (e.g. FA's fixed matrices) shared.
+        self._trials_step = jax.jit(jax.vmap(self._step_impl, in_axes=(0, None, 0, 0), out_axes=(0, None, 0, 0)))
+        self._data_parallel: Any = None
 
     def init(self, params: Mapping) -> optax.OptState:
         """The parameter optimizer's initial state (the rule's state, e.g. FA's fixed feedback
@@ -98,6 +102,28 @@ class PCTrainer:
             self.rule_state = self.rule.init(self.network, params)
         params, self.rule_state, opt_state, metrics = self._step(
             params, self.rule_state, opt_state, dict(clamps), masks, init
+        )
+        return params, opt_state, metrics
+
+    def trials_step(self, params, opt_state, clamps):
+        """One step of several trials at once, vmapped: ``params``, ``opt_state`` and every clamp carry
+        a leading trial axis (``clamps[name]: (trials, batch, dim)``); returns the stacked results."""
+        if self.rule_state is None:
+            self.rule_state = self.rule.init(self.network, jax.tree.map(lambda a: a[0], params))
+        params, self.rule_state, opt_state, metrics = self._trials_step(params, self.rule_state, opt_state, clamps)
+        return params, opt_state, metrics
+
+    def data_parallel_step(self, params, opt_state, clamps, mesh=None):
+        """:meth:`step` with the batch's rows split over the devices of ``mesh`` (default: all devices);
+        parameters and optimizer state replicated. The batch size must be a multiple of the devices."""
+        from predcode.learning.parallel import sharded
+
+        if self._data_parallel is None:
+            self._data_parallel = sharded(self._step_impl, mesh, n_replicated=3, n_rows=1)
+        if self.rule_state is None:
+            self.rule_state = self.rule.init(self.network, params)
+        params, self.rule_state, opt_state, metrics = self._data_parallel(
+            params, self.rule_state, opt_state, dict(clamps)
         )
         return params, opt_state, metrics
 

@@ -183,13 +183,9 @@ class _FixedFeedback:
                     "network: draw them again with init(model, params)"
                 )
 
-    def state_arrays(self, model: MLP, state: FeedbackState) -> dict[str, np.ndarray]:
-        """The feedback matrices by name (``B2``, ``B3``, ... for FA; ``D1``, ... for DFA)."""
-        self.check_state(model, state)
-        return {n: np.asarray(M) for n, M in zip(self.names(model), state.B)}
-
     def state_from_arrays(self, model: MLP, arrays: dict[str, Any], *, source: str = "arrays") -> FeedbackState:
-        """Rebuild the state from :meth:`state_arrays`' mapping, checking names and shapes."""
+        """Rebuild the state from the matrices by name (``B2``, ... for FA, ``D1``, ... for DFA), checking
+        names and shapes (checkpoints store the state by key path, ``rule_state/B/0``, ...)."""
         names = self.names(model)
         missing = [n for n in names if n not in arrays]
         if missing:
