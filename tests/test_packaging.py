@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -232,34 +233,30 @@ def test_the_wheel_installs_into_a_fresh_venv_and_fits(tmp_path, dist):
 NO_INDEX = NETWORK_TROUBLE[2:]
 
 
-@pytest.mark.slow
-def test_the_wheel_fits_with_the_lowest_allowed_versions(tmp_path, dist):
-    """The wheel and the lower bound of every runtime dependency (JAX 0.10.0, NumPy 2.0, ...) from the
-    package index, in a fresh venv: predcode --version, then a tiny GNCN-PDH fit (Cholesky included).
-    Downloads about 150 MB the first time (pip's cache serves later runs)."""
+def _install_and_fit(tmp_path: Path, dist: Path, python: str, pins: list[str], what: str) -> dict[str, str]:
+    """A fresh venv of ``python`` with the wheel and ``pins`` from the package index; ``predcode
+    --version`` and a tiny GNCN-PDH fit (Cholesky included) there. Returns the installed versions
+    of the runtime dependencies."""
     (wheel,) = dist.glob(f"predcode-{predcode.__version__}-py3-none-any.whl")
-    lows = {req.name: _lower_bound(req) for req in map(Requirement, _project()["dependencies"])}
-    assert {"jax", "numpy", "scipy", "threadpoolctl"} <= set(lows)
     env = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env)
+    subprocess.run([python, "-m", "venv", str(env)], check=True, capture_output=True, timeout=300)
     # not the test environment's PYTHONPATH: pip would take a checkout's predcode for the installed one
     run_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    python = env / "bin" / "python"
+    venv_python = str(env / "bin" / "python")
     pip = subprocess.run(
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "--only-binary=:all:", str(wheel)]
-        + [f"{name}=={low}" for name, low in lows.items()],
+        [venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--only-binary=:all:", str(wheel), *pins],
         capture_output=True,
         text=True,
         env=run_env,
         timeout=900,
     )
     if pip.returncode != 0 and any(s in pip.stdout + pip.stderr for s in NO_INDEX):
-        pytest.skip("no package index reachable for the lowest allowed versions")
+        pytest.skip(f"no package index reachable for {what}")
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+    names = [Requirement(t).name for t in _project()["dependencies"]]
     probe = "import importlib.metadata as m, json, sys; print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
-    shown = subprocess.run([python, "-c", probe, *lows], capture_output=True, text=True, env=run_env, check=True)
+    shown = subprocess.run([venv_python, "-c", probe, *names], capture_output=True, text=True, env=run_env, check=True)
     installed = json.loads(shown.stdout)
-    assert {n: Version(v) for n, v in installed.items()} == {n: Version(v) for n, v in lows.items()}
 
     work = tmp_path / "work"
     work.mkdir()
@@ -291,3 +288,40 @@ def test_the_wheel_fits_with_the_lowest_allowed_versions(tmp_path, dist):
     summary = json.loads((work / "runs" / "mnist" / "gncn_pdh" / "summary.json").read_text())
     assert summary["n_train"] == 100 and summary["trials"][0]["epochs_run"] == 1
     assert summary["trials"][0]["best_val_bce"] < 600  # a finite, image-sized BCE (the untrained model gives ~543)
+    return installed
+
+
+@pytest.mark.slow
+def test_the_wheel_fits_with_the_lowest_allowed_versions(tmp_path, dist):
+    """The lower bound of every runtime dependency (JAX 0.10.0, NumPy 2.0, ...), on this Python.
+    Downloads about 150 MB the first time (pip's cache serves later runs)."""
+    lows = {req.name: _lower_bound(req) for req in map(Requirement, _project()["dependencies"])}
+    assert {"jax", "numpy", "scipy", "threadpoolctl"} <= set(lows)
+    pins = [f"{name}=={low}" for name, low in lows.items()]
+    installed = _install_and_fit(tmp_path, dist, sys.executable, pins, "the lowest allowed versions")
+    assert {n: Version(v) for n, v in installed.items()} == {n: Version(v) for n, v in lows.items()}
+
+
+def _newer_python() -> str | None:
+    """A working Python >= 3.12 (JAX 0.11 and later need it): $PREDCODE_TEST_NEWER_PYTHON, else
+    python3.13 / python3.12 on PATH, else a pyenv install."""
+    candidates = [os.environ.get("PREDCODE_TEST_NEWER_PYTHON"), shutil.which("python3.13"), shutil.which("python3.12")]
+    candidates += sorted(map(str, Path.home().glob(".pyenv/versions/3.1[2-9]*/bin/python3")), reverse=True)
+    for exe in filter(None, candidates):
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True, timeout=60
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return exe
+    return None
+
+
+@pytest.mark.slow
+def test_the_wheel_fits_with_the_newest_allowed_versions_on_a_newer_python(tmp_path, dist):
+    """The newest release in every range (pip's choice: JAX 0.12 on 2026-12-02), on Python >= 3.12."""
+    python = _newer_python()
+    if python is None:
+        pytest.skip("no Python >= 3.12 here (set PREDCODE_TEST_NEWER_PYTHON) for the newest JAX")
+    installed = _install_and_fit(tmp_path, dist, python, [], "the newest allowed versions")
+    (jax,) = [Requirement(t) for t in _project()["dependencies"] if Requirement(t).name == "jax"]
+    assert installed["jax"] in jax.specifier and Version(installed["jax"]) >= Version("0.11")
