@@ -12,9 +12,11 @@ LINT_PATHS := src tests examples scripts setup.py benchmarks
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares version ranges; constraints.txt pins every package to the versions the
+# project is tested and its results computed with, so both commands install the same environment.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dev,nengo]"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,dev,nengo]"
 	touch $(STAMP)
 
 demo: $(STAMP)

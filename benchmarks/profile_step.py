@@ -8,7 +8,7 @@ Traces 3 steps (after 2 warm-up steps) with ``jax.profiler``, reads the trace ba
 copies. The sum is over threads (two threads running a matmul together count twice), so the
 shares, not the milliseconds, compare with the wall time; time a thread spent waiting for the
 other is listed apart. ``PREDCODE_LAPACK_THREADS=2`` shows the LAPACK cost with OpenBLAS's own
-threads (predcode's default is 1, see predcode/_lapack_threads.py).
+threads (predcode's default is 1, see predcode/threads.py).
 """
 
 import collections
@@ -84,4 +84,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from predcode.threads import lapack_threads
+
+    with lapack_threads():  # as measured: jaxlib's CPU LAPACK on one OpenBLAS thread (predcode/threads.py)
+        main()

@@ -253,4 +253,7 @@ def plot(out: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from predcode.threads import lapack_threads
+
+    with lapack_threads():  # as measured: jaxlib's CPU LAPACK on one OpenBLAS thread (predcode/threads.py)
+        main()

@@ -1,7 +1,12 @@
-"""The ``predcode`` command line: wiring of the library's layers, no mathematics."""
+"""The ``predcode`` command line: wiring of the library's layers, no mathematics.
+
+Only typer and rich load at start-up: every command imports the library (and with it JAX) inside
+its function, so ``predcode --version``, ``--help`` and shell completion stay fast.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +21,9 @@ app = typer.Typer(
     help="predcode: predictive-coding networks in JAX.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+_FLAG = ""  # typer would print <bool> beside a flag, which takes no value
 console = Console(soft_wrap=True)  # log lines stay whole when the output is a file
 
 
@@ -30,7 +36,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", metavar=_FLAG, callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """predcode: predictive-coding networks in JAX."""
@@ -41,6 +47,32 @@ def _at_least_1(value: int) -> int:
     if value is not None and value < 1:
         raise typer.BadParameter(f"expected an integer >= 1, got {value}")
     return value
+
+
+class _Throughput:
+    """Images per second and the epoch's time left, from the batches after an epoch's first.
+
+    The first batch of a run includes compiling the training step, so the rate is measured from
+    the end of each epoch's first reported batch on; ``images_per_batch`` is the training batch size.
+    """
+
+    def __init__(self, images_per_batch: int, per_trial: bool = False) -> None:
+        self.images_per_batch = images_per_batch
+        self.unit = "img/s per trial" if per_trial else "img/s"
+        self.start: tuple[int, float] | None = None
+
+    def __call__(self, b: int, n: int) -> str:
+        now = time.perf_counter()
+        if self.start is None or b <= self.start[0]:  # a new epoch (or the run's first batch)
+            self.start = (b, now)
+            return "" if b < n else "  validating"
+        done, seconds = b - self.start[0], now - self.start[1]
+        tail = "  validating" if b >= n else ""
+        if seconds <= 0:
+            return tail
+        per_batch = seconds / done
+        left = int(per_batch * (n - b))
+        return f"  {self.images_per_batch / per_batch:,.0f} {self.unit}  ETA {left // 60}:{left % 60:02d}" + tail
 
 
 def _progress(quiet: bool) -> Progress:
@@ -74,9 +106,13 @@ def fit(
     n_trials: int = typer.Option(
         1, "--n-trials", callback=_at_least_1, help="Independent trials (seeds seed, seed+1, ...)."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a finished run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="Plain log lines instead of a progress bar."),
+    resume: bool = typer.Option(
+        False, "--resume/--no-resume", metavar=_FLAG, help="Continue the interrupted run in --out."
+    ),
+    force: bool = typer.Option(False, "--force/--no-force", metavar=_FLAG, help="Overwrite a finished run in --out."),
+    quiet: bool = typer.Option(
+        False, "--quiet/--no-quiet", metavar=_FLAG, help="Plain log lines instead of a progress bar."
+    ),
     log: list[str] = typer.Option(
         [],
         "--log",
@@ -90,11 +126,15 @@ def fit(
         "(values as in TOML: --set model.z_dims=[12,12,18]); repeatable.",
     ),
     data_parallel: bool = typer.Option(
-        False, "--data-parallel", help="Split every batch over all devices (trials then run one after another)."
+        False,
+        "--data-parallel/--no-data-parallel",
+        metavar=_FLAG,
+        help="Split every batch over all devices (trials then run one after another).",
     ),
     distributed: bool = typer.Option(
         False,
-        "--distributed",
+        "--distributed/--no-distributed",
+        metavar=_FLAG,
         help="Join a multi-process run first "
         "(jax.distributed; PREDCODE_COORDINATOR, PREDCODE_NUM_PROCESSES, "
         "PREDCODE_PROCESS_ID or Slurm); implies --data-parallel. "
@@ -130,14 +170,17 @@ def fit(
 
         initialize()
     with _progress(quiet) as progress:
-        task = progress.add_task("trial 0 epoch 1", total=None, info="evaluating the untrained model")
+        first = "compiling the training step ..." if resume else "compiling, then evaluating the untrained model ..."
+        task = progress.add_task("trial 0 epoch 1", total=None, info=first)
+        rate = _Throughput(cfg.train.batch_size, per_trial=n_trials > 1)
 
         def on_batch(b, n, bce, tod):
-            progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}")
+            progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}" + rate(b, n))
 
         def on_epoch(trial, r):
             console.print(f"trial {trial} " + _epoch_line(r))
-            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
+            info = "compiling the training step ..." if r.epoch == 0 else ""
+            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0, info=info)
 
         with _fit_errors(folder):
             summary = run_fit(
@@ -195,10 +238,11 @@ def _fit_pc(
         cfg = pc_with_overrides(cfg, **dict(parse_pc_override(text) for text in overrides))
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
     with _progress(quiet) as progress:
-        task = progress.add_task("trial 0 epoch 1", total=None, info="compiling")
+        task = progress.add_task("trial 0 epoch 1", total=None, info="compiling the training step ...")
+        rate = _Throughput(cfg.train.batch_size, per_trial=n_trials > 1)
 
         def on_batch(b, n, energy):
-            progress.update(task, completed=b, total=n, info=f"energy {energy:9.2f}")
+            progress.update(task, completed=b, total=n, info=f"energy {energy:9.2f}" + rate(b, n))
 
         def on_epoch(trial, r):
             score = (
@@ -210,7 +254,7 @@ def _fit_pc(
                 f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
                 f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)"
             )
-            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0)
+            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0, info="")
 
         with _fit_errors(folder):
             summary = pc_fit(
@@ -247,14 +291,16 @@ def demo(
             console.print(f"[red]error:[/red] {option}: expected one of {', '.join(allowed)}, got {value!r}")
             raise typer.Exit(2)
     with _progress(False) as progress:
-        task = progress.add_task("epoch 1", total=None, info="compiling and evaluating the untrained model")
+        task = progress.add_task("epoch 1", total=None, info="compiling, then evaluating the untrained model ...")
+        rate = _Throughput(batch_size)
 
         def on_batch(b, n, bce, tod):
-            progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}")
+            progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}" + rate(b, n))
 
         def on_epoch(r, state):
             console.print(_epoch_line(r))
-            progress.update(task, description=f"epoch {r.epoch + 1}", completed=0)
+            info = "compiling the training step ..." if r.epoch == 0 else ""
+            progress.update(task, description=f"epoch {r.epoch + 1}", completed=0, info=info)
 
         try:
             summary = run_demo(

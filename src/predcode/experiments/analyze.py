@@ -59,6 +59,7 @@ from predcode.experiments.density import (
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
 from predcode.models.gncn import GNCN, Params
+from predcode.threads import lapack_threads
 
 __all__ = [
     "AnalyzeError",
@@ -280,6 +281,7 @@ def importance_estimate(
     )
 
 
+@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
 def analyze(
     run: str | Path,
     *,
@@ -498,6 +500,7 @@ def analyze(
 # --------------------------------------------------------------------------------------------- sample
 
 
+@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
 def sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial: int = 0, seed: int = 0) -> dict:
     """Write ``n`` ancestral samples as a PNG grid; the prior is ``analysis{trial}/prior.npz`` if present.
 

@@ -477,18 +477,13 @@ def run_online(
 
 def plot_online(result: dict, path: Path) -> Path:
     """Target and output over time for each rule (full run and the last 5 s)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from predcode.experiments.atomic import atomic_path
+    from predcode.experiments.plots import new_figure
 
     t, target = result["t"], result["target"]
     names = list(result["runs"])
-    fig, axes = plt.subplots(
-        len(names), 3, figsize=(14, 2.8 * len(names)), squeeze=False, gridspec_kw={"width_ratios": [1, 3, 1]}
-    )
+    fig = new_figure(figsize=(14, 2.8 * len(names)))
+    axes = fig.subplots(len(names), 3, squeeze=False, gridspec_kw={"width_ratios": [1, 3, 1]})
     windows = (("first 5 s", t <= 5), (f"all {t[-1] + t[1]:.0f} s", t >= 0), ("last 5 s", t >= t[-1] - 5))
     for row, name in zip(axes, names):
         r = result["runs"][name]
@@ -515,7 +510,6 @@ def plot_online(result: dict, path: Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return path
 
 

@@ -18,8 +18,10 @@ from predcode.experiments.provenance import provenance
 from predcode.experiments.train import EpochRecord, evaluate, train
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN, GNCNConfig
+from predcode.threads import lapack_threads
 
 
+@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
 def run_demo(
     out: Path,
     *,

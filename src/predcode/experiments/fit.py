@@ -37,6 +37,7 @@ from predcode.experiments.train import EpochRecord, TrainState, train
 from predcode.experiments.trials import parallel_trials, train_trials
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
+from predcode.threads import lapack_threads
 
 LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
 
@@ -168,6 +169,7 @@ def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
         ) from None
 
 
+@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
 def fit(
     cfg: FitConfig,
     out: Path,

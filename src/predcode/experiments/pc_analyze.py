@@ -71,22 +71,20 @@ def pc_codes(
 
 
 def _pca_plot(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
+
+    from predcode.experiments.plots import new_figure
 
     pca = PCA(n_components=2).fit(z)
     p = pca.transform(z)
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    fig = new_figure(figsize=(6, 5), dpi=100)
+    ax = fig.subplots()
     sc = ax.scatter(p[:, 0], p[:, 1], c=labels, cmap="tab10", s=3, alpha=0.6)
     ax.legend(*sc.legend_elements(), title="class", fontsize=7, loc="best", markerscale=0.8)
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return {"explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio_]}
 
 

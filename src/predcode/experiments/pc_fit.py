@@ -316,13 +316,11 @@ def _write_summary(out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork
 
 
 def _curves(history: list[dict], path: Path, task: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from predcode.experiments.plots import new_figure
 
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = new_figure(figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
     axes[0].plot(epochs, [r["train_energy"] for r in history], label="train (last batch)")
     axes[0].plot(epochs, [r["val_energy"] for r in history], label="validation")
     axes[0].set(xlabel="epoch", ylabel="energy per sample (nats)")
@@ -333,4 +331,3 @@ def _curves(history: list[dict], path: Path, task: str) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -1,16 +1,27 @@
-"""Figures: image grids (samples, reconstructions) and training curves."""
+"""Figures: image grids (samples, reconstructions) and training curves.
+
+Every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg canvas: no pyplot, so importing
+or calling predcode never changes matplotlib's backend (Jupyter's inline plots keep working) and
+leaves no figure in pyplot's registry.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from predcode.experiments.atomic import atomic_path
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A figure on its own Agg canvas (``Figure(**kwargs)``), outside pyplot and its backend."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def image_grid(
@@ -24,21 +35,22 @@ def image_grid(
     for i, img in enumerate(images):
         r, c = divmod(i, ncols)
         canvas[r * (side + 2) + 1 : r * (side + 2) + 1 + side, c * (side + 2) + 1 : c * (side + 2) + 1 + side] = img
-    fig, ax = plt.subplots(figsize=(ncols * 0.6, nrows * 0.6 + (0.4 if title else 0)), dpi=100)
+    fig = new_figure(figsize=(ncols * 0.6, nrows * 0.6 + (0.4 if title else 0)), dpi=100)
+    ax = fig.subplots()
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
     return Path(path)
 
 
 def training_curves(history: list[dict], path: str | Path) -> Path:
     """Plot BCE and ToD per epoch, train and validation, side by side."""
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    fig = new_figure(figsize=(9, 3.2), dpi=100)
+    axes = fig.subplots(1, 2)
     for ax, metric, label in ((axes[0], "bce", "BCE (nats/image)"), (axes[1], "tod", "total discrepancy")):
         ax.plot(epochs, [h[f"train_{metric}"] for h in history], "o-", label="train")
         ax.plot(epochs, [h[f"val_{metric}"] for h in history], "s-", label="validation")
@@ -48,5 +60,4 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return Path(path)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from predcode._lapack_threads import limit_lapack_threads
 from predcode.linalg import inv, inverse_cholesky
 
 Array = jax.Array
 
 # jaxlib's CPU Cholesky / triangular solve run on SciPy's OpenBLAS, whose thread pool only slows
-# 360 x 360 factorisations down (badly on a loaded machine): one thread, unless the user chose.
-limit_lapack_threads()
+# 360 x 360 factorisations down (badly on a loaded machine): predcode.experiments' fit, demo and
+# analyze run under predcode.lapack_threads() (one thread, unless the user chose); nothing is set
+# when this module is imported.
 
 SIGMA_FLOOR_JITTER = 0.00025
 
