@@ -158,3 +158,72 @@ def test_generative_fit_then_analyze_writes_probe_knn_pca_and_grids(tmp_path):
     assert 10.0 < report["linear_probe"]["accuracy_pct"] <= 100.0
     for name in ("pca.png", "reconstructions.png", "samples.png"):
         assert (run / "analysis0" / name).stat().st_size > 1000, name
+
+
+def test_trials_train_vmapped_like_one_after_another_and_write_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from predcode.experiments.pc_fit import pc_fit
+
+    cfg = load_config(_write(tmp_path, epochs=1))
+    together = pc_fit(cfg, tmp_path / "together", n_trials=2, log=("tensorboard",))
+    apart = pc_fit(cfg, tmp_path / "apart", n_trials=2, parallel_trials=1)
+    for t in range(2):
+        a = load_checkpoint(tmp_path / "together" / f"state{t}")[0]
+        b = load_checkpoint(tmp_path / "apart" / f"state{t}")[0]
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=f"trial {t} {name}")
+        assert together["trials"][t]["seed"] == 3 + t
+        events = EventAccumulator(str(tmp_path / "together" / "tb" / f"trial{t}"))
+        events.Reload()
+        assert {"train/energy", "val/energy", "val/accuracy"} <= set(events.Tags()["scalars"])
+        acc = events.Scalars("val/accuracy")
+        assert [e.step for e in acc] == [1]
+        np.testing.assert_allclose(acc[0].value, together["trials"][t]["best_val_score"], rtol=1e-6)
+    # the two trials differ (their own seeds and data orders)
+    a0 = load_checkpoint(tmp_path / "together" / "state0")[0]
+    a1 = load_checkpoint(tmp_path / "together" / "state1")[0]
+    assert any(not np.allclose(a0[k], a1[k]) for k in a0)
+    assert apart["test_accuracy_forward_mean"] == pytest.approx(together["test_accuracy_forward_mean"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_pc_fit_data_parallel_on_two_devices_trains_like_one_device(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, epochs=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDCODE_") or k == "PREDCODE_DATA"}
+    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, "-m", "predcode", "fit", "--config", str(path), "--quiet", "--n-trials", "2"]
+    two = subprocess.run([*cmd, "--out", str(tmp_path / "two"), "--data-parallel"], env=env, capture_output=True)
+    assert two.returncode == 0, two.stdout.decode()[-2000:] + two.stderr.decode()[-2000:]
+    one = CliRunner().invoke(
+        app, ["fit", "--config", str(path), "--quiet", "--n-trials", "2", "--out", str(tmp_path / "one")]
+    )
+    assert one.exit_code == 0, one.output
+    for t in range(2):
+        a = load_checkpoint(tmp_path / "two" / f"state{t}")[0]
+        b = load_checkpoint(tmp_path / "one" / f"state{t}")[0]
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5, err_msg=f"trial {t} {name}")
+    odd = _write(tmp_path, epochs=1).read_text().replace("batch_size = 64", "batch_size = 63")
+    (tmp_path / "odd.toml").write_text(odd)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "predcode",
+            "fit",
+            "--config",
+            str(tmp_path / "odd.toml"),
+            "--quiet",
+            "--data-parallel",
+            "--out",
+            str(tmp_path / "odd"),
+        ],
+        env=env,
+        capture_output=True,
+    )
+    assert bad.returncode == 2 and b"train.batch_size: expected a multiple of the 2 devices" in bad.stdout + bad.stderr

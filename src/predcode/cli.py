@@ -141,7 +141,7 @@ def fit(
         "See docs/distributed.md.",
     ),
 ) -> None:
-    """Train a museum model from a config file; keep the best model, stop early, resume."""
+    """Train a museum model or a PC network from a config file; keep the best model, resume."""
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
     from predcode.experiments.fit import LOGGERS
     from predcode.experiments.fit import fit as run_fit
@@ -155,10 +155,19 @@ def fit(
     try:
         cfg = load_config(config)
         if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
-            if log:
-                console.print("[red]error:[/red] --log: PC network runs write metrics.csv only; drop --log")
-                raise typer.Exit(2)
-            return _fit_pc(cfg, config, out, overrides, n_trials=n_trials, resume=resume, force=force, quiet=quiet)
+            return _fit_pc(
+                cfg,
+                config,
+                out,
+                overrides,
+                n_trials=n_trials,
+                resume=resume,
+                force=force,
+                quiet=quiet,
+                log=tuple(log),
+                data_parallel=data_parallel or distributed,
+                distributed=distributed,
+            )
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
@@ -228,7 +237,18 @@ def _fit_errors(folder: Path) -> Iterator[None]:
 
 
 def _fit_pc(
-    cfg, config: Path, out: Path | None, overrides: list[str], *, n_trials: int, resume: bool, force: bool, quiet: bool
+    cfg,
+    config: Path,
+    out: Path | None,
+    overrides: list[str],
+    *,
+    n_trials: int,
+    resume: bool,
+    force: bool,
+    quiet: bool,
+    log: tuple[str, ...],
+    data_parallel: bool,
+    distributed: bool,
 ) -> None:
     """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
     from predcode.experiments.pc_config import parse_pc_override, pc_with_overrides
@@ -237,6 +257,10 @@ def _fit_pc(
     if overrides:
         cfg = pc_with_overrides(cfg, **dict(parse_pc_override(text) for text in overrides))
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
+    if distributed:
+        from predcode.experiments.distributed import initialize
+
+        initialize()
     with _progress(quiet) as progress:
         task = progress.add_task("trial 0 epoch 1", total=None, info="compiling the training step ...")
         rate = _Throughput(cfg.train.batch_size, per_trial=n_trials > 1)
@@ -258,7 +282,15 @@ def _fit_pc(
 
         with _fit_errors(folder):
             summary = pc_fit(
-                cfg, folder, n_trials=n_trials, resume=resume, force=force, on_batch=on_batch, on_epoch=on_epoch
+                cfg,
+                folder,
+                n_trials=n_trials,
+                resume=resume,
+                force=force,
+                on_batch=on_batch,
+                on_epoch=on_epoch,
+                log=log,
+                data_parallel=data_parallel,
             )
             progress.remove_task(task)
     if "test_accuracy_forward_mean" in summary:

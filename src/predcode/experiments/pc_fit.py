@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ import numpy as np
 from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import CheckpointMismatch, load_tree, save_checkpoint
+from predcode.experiments.config import ConfigError
 from predcode.experiments.fit import RunFolderError
 from predcode.experiments.pc_config import PCFitConfig, build_network, dump_pc_toml
 from predcode.experiments.provenance import provenance
+from predcode.experiments.tensorboard import EventWriter
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
 
@@ -190,92 +193,204 @@ def pc_fit(
     force: bool = False,
     on_batch: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[int, PCEpochRecord], None] | None = None,
+    log: Sequence[str] = (),
+    data_parallel: bool = False,
+    parallel_trials: int | None = None,
 ) -> dict:
-    """Train ``n_trials`` networks (seeds ``seed, seed + 1, ...``) of ``cfg`` into the run folder ``out``."""
+    """Train ``n_trials`` networks (seeds ``seed, seed + 1, ...``) of ``cfg`` into the run folder ``out``.
+
+    As for the museum (:func:`predcode.experiments.fit.fit`): trials train together, vmapped in one
+    jitted step (at most ``parallel_trials`` at a time, default all; trials resumed at different
+    epochs train one after another), each with its own data order, best model and checkpoints;
+    ``log=("tensorboard",)`` writes TensorBoard event files to ``out/tb/trial{t}/`` (per epoch:
+    ``train/energy``, ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``);
+    ``data_parallel`` splits every batch over all devices (trials then run one after another).
+    """
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
+    if unknown:
+        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
     out = Path(out)
     data = load_pc_data(cfg)  # fail on data before touching the run folder
-    _prepare_folder(out, resume, force)
-    if not resume:
-        write_text(out / "config.toml", dump_pc_toml(cfg))
+    if data_parallel:
+        n_dev = jax.device_count()
+        for name in ("batch_size", "eval_batch_size"):
+            size = getattr(cfg.train, name)
+            if size % n_dev:
+                raise ConfigError(
+                    f"train.{name}: expected a multiple of the {n_dev} devices the batches are split over, got {size}"
+                )
+    writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
+    if writes:
+        _prepare_folder(out, resume, force)
+        if not resume:
+            write_text(out / "config.toml", dump_pc_toml(cfg))
     network = build_network(cfg)
     trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
-    trials = []
-    for trial in range(n_trials):
-        trials.append(_fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch))
-    return _write_summary(out, cfg, data, network, trials)
+    start = [_resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
+    group = 1 if data_parallel else max(1, min(n_trials, parallel_trials or n_trials))
+    writers = [
+        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
+    ]
+    results: dict[int, dict] = {}
+    try:
+        for first in range(0, n_trials, group):
+            members = list(range(first, min(first + group, n_trials)))
+            groups = [members] if len({start[t] for t in members}) == 1 else [[t] for t in members]
+            for trials in groups:
+                run = _TrialGroup(cfg, trainer, data, out, trials, resume, writers, data_parallel, writes)
+                results.update(run.train(on_batch, on_epoch))
+    finally:
+        for writer in writers:
+            if writer is not None:
+                writer.close()
+    return _write_summary(out, cfg, data, network, [results[t] for t in range(n_trials)], write=writes)
 
 
-def _fit_trial(cfg, trainer, data, out, trial, resume, on_batch, on_epoch) -> dict:
-    net, seed, bs = trainer.network, cfg.train.seed + trial, cfg.train.batch_size
-    params = net.init(jax.random.key(seed))
-    opt_state = trainer.init(params)
-    history: list[PCEpochRecord] = []
-    best_score, best_epoch = None, 0
-    if resume and (out / f"state{trial}.json").exists():
-        state, meta = _load_tree(out / f"state{trial}", {"params": params, "opt_state": opt_state})
-        params, opt_state = state["params"], state["opt_state"]
-        history = [PCEpochRecord(**r) for r in meta["history"]]
-        best_score, best_epoch = meta["best_score"], meta["best_epoch"]
-    n = len(data.x_train)
-    n_batches = n // bs
-    if n_batches < 1:
-        raise ValueError(f"train.batch_size: expected at most the {n} training images, got {bs}")
-    for epoch in range(len(history) + 1, cfg.train.epochs + 1):
-        start = time.perf_counter()
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        for b in range(n_batches):
-            idx = perm[b * bs : (b + 1) * bs]
-            clamps = clamps_for(cfg, net, data.x_train[idx], data.y_train[idx])
-            params, opt_state, metrics = trainer.step(params, opt_state, clamps)
-            if b % 50 == 0 or b == n_batches - 1:
-                energy = float(metrics.energy)
-                if not np.isfinite(energy) or int(metrics.status) != 0:
-                    raise FloatingPointError(
-                        f"trial {trial}, epoch {epoch}, batch {b}: the energy became "
-                        f"{energy} (inference or learning diverged); lower "
-                        "inference.learning_rate or optimizer.learning_rate"
+LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
+
+
+def _resume_epoch(out: Path, trial: int) -> int:
+    """The last finished epoch of ``trial`` in the run folder (0 if it has no state yet)."""
+    path = out / f"state{trial}.json"
+    if not path.exists():
+        return 0
+    try:
+        return int(json.loads(path.read_text()).get("epoch", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0  # an unreadable state: loading it says what is wrong
+
+
+class _TrialGroup:
+    """Trials of one run that train together: one after another's batch in one vmapped step."""
+
+    def __init__(self, cfg, trainer, data, out, trials, resume, writers, data_parallel, writes=True):
+        self.cfg, self.trainer, self.data, self.out, self.trials = cfg, trainer, data, out, trials
+        self.writers, self.data_parallel, self.writes = writers, data_parallel, writes
+        self.best_params: list[Any] = [None for _ in trials]
+        net = trainer.network
+        self.seeds = [cfg.train.seed + t for t in trials]
+        self.params = [net.init(jax.random.key(seed)) for seed in self.seeds]
+        self.opt = [trainer.init(p) for p in self.params]
+        self.history: list[list[PCEpochRecord]] = [[] for _ in trials]
+        self.best: list[tuple[float | None, int]] = [(None, 0) for _ in trials]
+        for i, t in enumerate(trials):
+            if resume and (out / f"state{t}.json").exists():
+                like = {"params": self.params[i], "opt_state": self.opt[i]}
+                state, meta = _load_tree(out / f"state{t}", like)
+                self.params[i], self.opt[i] = state["params"], state["opt_state"]
+                self.history[i] = [PCEpochRecord(**r) for r in meta["history"]]
+                self.best[i] = (meta["best_score"], meta["best_epoch"])
+
+    def _step(self, params, opt, clamps):
+        trainer = self.trainer
+        if len(self.trials) > 1:
+            stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+            p, o, m = trainer.trials_step(stack(params), stack(opt), stack(clamps))
+            unstack = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
+            return [unstack(p, i) for i in range(len(params))], [unstack(o, i) for i in range(len(params))], m
+        step = trainer.data_parallel_step if self.data_parallel else trainer.step
+        p, o, m = step(params[0], opt[0], clamps[0])
+        return [p], [o], jax.tree.map(lambda a: a[None], m)
+
+    def train(self, on_batch, on_epoch) -> dict[int, dict]:
+        cfg, data, net, bs = self.cfg, self.data, self.trainer.network, self.cfg.train.batch_size
+        n = len(data.x_train)
+        n_batches = n // bs
+        if n_batches < 1:
+            raise ValueError(f"train.batch_size: expected at most the {n} training images, got {bs}")
+        for epoch in range(len(self.history[0]) + 1, cfg.train.epochs + 1):
+            started = time.perf_counter()
+            perms = [np.random.default_rng([seed, epoch]).permutation(n) for seed in self.seeds]
+            params, opt = self.params, self.opt
+            for b in range(n_batches):
+                clamps = [
+                    clamps_for(
+                        cfg, net, data.x_train[perm[b * bs : (b + 1) * bs]], data.y_train[perm[b * bs : (b + 1) * bs]]
                     )
-                if on_batch:
-                    on_batch(b + 1, n_batches, energy)
-        train_energy = float(metrics.energy)
-        ev = _evaluate(cfg, trainer, params, data.x_val, data.y_val)
-        record = PCEpochRecord(
-            epoch, train_energy, ev["val_energy"], ev["val_accuracy"], ev["val_mse"], time.perf_counter() - start
-        )
-        history.append(record)
+                    for perm in perms
+                ]
+                params, opt, metrics = self._step(params, opt, clamps)
+                if b % 50 == 0 or b == n_batches - 1:
+                    energies = np.asarray(metrics.energy, np.float64)
+                    status = np.asarray(metrics.status)
+                    for i, t in enumerate(self.trials):
+                        if not np.isfinite(energies[i]) or int(status[i]) != 0:
+                            raise FloatingPointError(
+                                f"trial {t}, epoch {epoch}, batch {b}: the energy became "
+                                f"{energies[i]} (inference or learning diverged); lower "
+                                "inference.learning_rate or optimizer.learning_rate"
+                            )
+                    if on_batch:
+                        on_batch(b + 1, n_batches, float(energies[0]))
+            self.params, self.opt = params, opt
+            seconds = (time.perf_counter() - started) / len(self.trials)
+            for i, t in enumerate(self.trials):
+                self._end_epoch(i, t, epoch, float(energies[i]), seconds, on_epoch)
+        return {t: self._result(i, t) for i, t in enumerate(self.trials)}
+
+    def _end_epoch(self, i: int, t: int, epoch: int, train_energy: float, seconds: float, on_epoch) -> None:
+        cfg, out, params = self.cfg, self.out, self.params[i]
+        ev = _evaluate(cfg, self.trainer, params, self.data.x_val, self.data.y_val)
+        record = PCEpochRecord(epoch, train_energy, ev["val_energy"], ev["val_accuracy"], ev["val_mse"], seconds)
+        self.history[i].append(record)
+        best_score, best_epoch = self.best[i]
         if _better(cfg, record, best_score):
             best_score, best_epoch = _score(cfg, record), epoch
-            save_checkpoint(out / f"best{trial}", {"params": params}, _metadata(cfg, trial=trial, **asdict(record)))
+            self.best_params[i] = params
+            if self.writes:
+                save_checkpoint(out / f"best{t}", {"params": params}, _metadata(cfg, trial=t, **asdict(record)))
+        self.best[i] = (best_score, best_epoch)
+        if not self.writes:
+            return
         save_checkpoint(
-            out / f"state{trial}",
-            {"params": params, "opt_state": opt_state},
+            out / f"state{t}",
+            {"params": params, "opt_state": self.opt[i]},
             _metadata(
                 cfg,
-                trial=trial,
+                trial=t,
                 epoch=epoch,
                 best_score=best_score,
                 best_epoch=best_epoch,
-                history=[asdict(r) for r in history],
+                history=[asdict(r) for r in self.history[i]],
             ),
         )
+        writer = self.writers[t]
+        if writer is not None:
+            scalars = {"train/energy": record.train_energy, "val/energy": record.val_energy}
+            if record.val_accuracy is not None:
+                scalars["val/accuracy"] = record.val_accuracy
+            if record.val_mse is not None:
+                scalars["val/mse"] = record.val_mse
+            writer.add_scalars(epoch, {**scalars, "time/seconds_per_epoch": record.seconds})
         if on_epoch:
-            on_epoch(trial, record)
-    result = {
-        "trial": trial,
-        "seed": seed,
-        "epochs_run": len(history),
-        "best_epoch": best_epoch,
-        "best_val_score": best_score,
-        "train_seconds": float(sum(r.seconds for r in history)),
-        "history": [asdict(r) for r in history],
-    }
-    if cfg.network.task == "supervised":
-        best = _load_tree(out / f"best{trial}", {"params": params})[0]["params"]
-        result["test_accuracy_forward"] = float(np.mean(predict_labels(net, best, data.x_test) == data.y_test))
-        result["test_accuracy_inference"] = _inference_accuracy(cfg, trainer, best, data.x_test, data.y_test)
-    return result
+            on_epoch(t, record)
+
+    def _best(self, i: int, t: int) -> Any:
+        """The best parameters of the group's trial ``i`` (from this run, else from its checkpoint)."""
+        if self.best_params[i] is not None:
+            return self.best_params[i]
+        return _load_tree(self.out / f"best{t}", {"params": self.params[i]})[0]["params"]
+
+    def _result(self, i: int, t: int) -> dict:
+        cfg, data, net = self.cfg, self.data, self.trainer.network
+        history = self.history[i]
+        best_score, best_epoch = self.best[i]
+        result = {
+            "trial": t,
+            "seed": self.seeds[i],
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "best_val_score": best_score,
+            "train_seconds": float(sum(r.seconds for r in history)),
+            "history": [asdict(r) for r in history],
+        }
+        if cfg.network.task == "supervised":
+            best = self._best(i, t)
+            result["test_accuracy_forward"] = float(np.mean(predict_labels(net, best, data.x_test) == data.y_test))
+            result["test_accuracy_inference"] = _inference_accuracy(cfg, self.trainer, best, data.x_test, data.y_test)
+        return result
 
 
 def _inference_accuracy(cfg, trainer, params, x, y) -> float:
@@ -289,14 +404,17 @@ def _inference_accuracy(cfg, trainer, params, x, y) -> float:
     return float(np.mean(np.concatenate(preds) == y))
 
 
-def _write_summary(out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork, trials: list[dict]) -> dict:
-    rows = [{"trial": t["trial"], **r} for t in trials for r in t["history"]]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / "metrics.csv", buf.getvalue())
-    _curves(trials[0]["history"], out / "curves.png", cfg.network.task)
+def _write_summary(
+    out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork, trials: list[dict], *, write: bool = True
+) -> dict:
+    if write:
+        rows = [{"trial": t["trial"], **r} for t in trials for r in t["history"]]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(out / "metrics.csv", buf.getvalue())
+        _curves(trials[0]["history"], out / "curves.png", cfg.network.task)
     summary = {
         **provenance(),
         "model": "pc_network",
@@ -311,7 +429,8 @@ def _write_summary(out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork
     if cfg.network.task == "supervised":
         accs = np.array([t["test_accuracy_forward"] for t in trials])
         summary.update(test_accuracy_forward_mean=float(accs.mean()), test_accuracy_forward_std=float(accs.std()))
-    write_json(out / "summary.json", summary)
+    if write:
+        write_json(out / "summary.json", summary)
     return summary
 
 
