@@ -110,7 +110,7 @@ def fit(
         if name not in LOGGERS:
             console.print(f"[red]error:[/red] --log: expected one of {', '.join(LOGGERS)}, got {name!r}")
             raise typer.Exit(2)
-    from predcode.experiments.pc_config import PCFitConfig
+    from predcode.experiments.config import MLPFitConfig, PCFitConfig
 
     try:
         cfg = load_config(config)
@@ -119,6 +119,11 @@ def fit(
                 console.print("[red]error:[/red] --log: PC network runs write metrics.csv only; drop --log")
                 raise typer.Exit(2)
             return _fit_pc(cfg, config, out, overrides, n_trials=n_trials, resume=resume, force=force, quiet=quiet)
+        if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": the credit-assignment study trains it
+            console.print(
+                f"[red]error:[/red] {config}: an MLP config; train it with `predcode credit mnist --config {config}`"
+            )
+            raise typer.Exit(2)
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
@@ -188,11 +193,11 @@ def _fit_pc(
     cfg, config: Path, out: Path | None, overrides: list[str], *, n_trials: int, resume: bool, force: bool, quiet: bool
 ) -> None:
     """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
-    from predcode.experiments.pc_config import parse_pc_override, pc_with_overrides
+    from predcode.experiments.config import parse_override, with_overrides
     from predcode.experiments.pc_fit import pc_fit
 
     if overrides:
-        cfg = pc_with_overrides(cfg, **dict(parse_pc_override(text) for text in overrides))
+        cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
     with _progress(quiet) as progress:
         task = progress.add_task("trial 0 epoch 1", total=None, info="compiling")
@@ -327,10 +332,10 @@ def analyze(
     (generative) or the last hidden states (supervised), plus samples and reconstructions.
     """
     from predcode.experiments.analyze import analyze as run_analyze
-    from predcode.experiments.pc_config import is_pc_toml
+    from predcode.experiments.config import toml_family
 
     config_file = run / "config.toml"
-    if config_file.is_file() and is_pc_toml(config_file.read_text(encoding="utf-8")):
+    if config_file.is_file() and toml_family(config_file.read_text(encoding="utf-8")) == "pc":
         from predcode.experiments.pc_analyze import pc_analyze
 
         report = _analysis_errors(

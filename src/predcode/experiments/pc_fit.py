@@ -25,8 +25,8 @@ import numpy as np
 from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint
+from predcode.experiments.config import PCFitConfig, build_network, dump_toml
 from predcode.experiments.fit import RunFolderError
-from predcode.experiments.pc_config import PCFitConfig, build_network, dump_pc_toml
 from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
@@ -213,7 +213,7 @@ def pc_fit(
     data = load_pc_data(cfg)  # fail on data before touching the run folder
     _prepare_folder(out, resume, force)
     if not resume:
-        write_text(out / "config.toml", dump_pc_toml(cfg))
+        write_text(out / "config.toml", dump_toml(cfg))
     network = build_network(cfg)
     trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
     trials = []
