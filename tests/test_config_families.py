@@ -63,6 +63,15 @@ def test_every_family_takes_the_shared_keys_with_one_declaration():
             assert known[key].kind == declared.kind and known[key].help == declared.help, (family, key)
 
 
+def test_the_museum_keys_are_gncnconfigs_own_declarations():
+    from predcode.models.gncn import GNCNConfig
+
+    own = specs(GNCNConfig)
+    assert set(own) == {f.removeprefix("model.") for f in family_specs(FitConfig) if f.startswith("model.")}
+    for name, spec in own.items():
+        assert family_specs(FitConfig)[f"model.{name}"] is spec, name  # declared once, not copied
+
+
 @pytest.mark.parametrize("family", sorted(SHIPPED))
 def test_the_same_overrides_mean_the_same_in_every_family(family):
     cfg = load_config(SHIPPED[family])
@@ -98,6 +107,12 @@ def test_a_family_refuses_the_shared_keys_it_does_not_serve():
     msg = _error(PCFitConfig, train=TrainConfig(patience=3))
     assert msg.startswith("train.patience: expected 10, got 3 (a PC network's config does not use train.patience")
     assert "did you mean 'data.n_val'" in _error(parse_toml, "[model]\nfamily = 'mlp'\n[data]\nn_vall = 3\n")
+    assert "a museum model's config has the sections [model], [data], [train], [optimizer]" in _error(
+        with_overrides, FitConfig(), **{"inference.T": 3}
+    )
+    pc = str(ROOT / "configs" / "pc" / "mnist_supervised.toml")
+    result = CliRunner().invoke(app, ["fit", "--config", pc, "--set", "train.patience=3"])
+    assert result.exit_code == 2 and "[train] takes batch_size, epochs" in result.output  # printed as text, not markup
 
 
 def test_a_family_narrows_the_shared_choices():

@@ -102,6 +102,8 @@ def fit(
     ),
 ) -> None:
     """Train a museum model from a config file; keep the best model, stop early, resume."""
+    from rich.markup import escape
+
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
     from predcode.experiments.fit import LOGGERS
     from predcode.experiments.fit import fit as run_fit
@@ -127,7 +129,7 @@ def fit(
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
         raise typer.Exit(2) from None
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
     if distributed:
@@ -169,6 +171,8 @@ def fit(
 def _fit_errors(folder: Path) -> Iterator[None]:
     """A fit's errors as one line and an exit code: 2 for usage (config, run folder), 1 for failures,
     130 after Ctrl-C (the last finished epoch is on disk)."""
+    from rich.markup import escape
+
     from predcode.data import DatasetError
     from predcode.experiments.checkpoint import CheckpointError
     from predcode.experiments.config import ConfigError
@@ -177,7 +181,7 @@ def _fit_errors(folder: Path) -> Iterator[None]:
     try:
         yield
     except (ConfigError, RunFolderError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
         raise typer.Exit(2) from None
     except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
         console.print(f"[red]error:[/red] {err}")
@@ -287,6 +291,8 @@ def demo(
 
 def _analysis_errors(run):
     """Run ``run()``; print a one-line message and exit 2 (bad folder or option) or 1 (bad data) on errors."""
+    from rich.markup import escape
+
     from predcode.data import DatasetError
     from predcode.experiments.analyze import AnalyzeError
     from predcode.experiments.checkpoint import CheckpointError
@@ -296,7 +302,7 @@ def _analysis_errors(run):
     try:
         return run()
     except (AnalyzeError, ConfigError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
         raise typer.Exit(2) from None
     except (CheckpointError, PriorFileError, DatasetError, FloatingPointError, ValueError, OSError) as err:
         console.print(f"[red]error:[/red] {err}")

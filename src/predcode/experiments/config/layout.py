@@ -56,7 +56,7 @@ def _suggest(name: str, cls: type) -> str | None:
     return siblings[near] if near else None
 
 
-def _unknown(name: str, cls: type, source: str | None, line: int | None, *, section: bool = False) -> ConfigError:
+def _unknown(name: str, cls: type[Any], source: str | None, line: int | None, *, section: bool = False) -> ConfigError:
     names = list(tables(cls))
     if section:
         near = closest(name, names)
@@ -70,6 +70,8 @@ def _unknown(name: str, cls: type, source: str | None, line: int | None, *, sect
         fix = f"did you mean {near!r}?" + (" (top-level keys go before the first [section])" if "." not in near else "")
     elif section_name in names:
         fix = f"[{section_name}] takes " + ", ".join(sorted(tables(cls)[section_name].keys))
+    elif "." in name:
+        fix = f"{cls.title} has the sections " + ", ".join(f"[{s}]" for s in names) + " (docs/config.md)"
     else:
         fix = "see docs/config.md for the keys"
     return ConfigError(f"unknown key {name!r} in {where(source, line)}; {fix}", key=name, source=source, line=line)

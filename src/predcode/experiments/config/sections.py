@@ -104,7 +104,7 @@ class OptimizerConfig:
         "keras_adam",
         "str",
         choices=("keras_adam", "adam", "adamw", "sgd"),
-        help="the optimizer (a family may take fewer)",
+        help="the weight optimizer",
     )
     learning_rate: float = setting(1e-3, "float", low=0, open_low=True, help="the walkthrough uses 0.001")
     eps: float = setting(1e-7, "float", low=0, open_low=True, help="Keras' and legacy ngc-learn's Adam use 1e-7")
