@@ -35,7 +35,12 @@ class MLPModelConfig:
 
     SECTION: ClassVar[str] = "model"
 
-    family: str = setting("mlp", "str", choices=("mlp",), help='a [model] table with family = "mlp" is an MLP')
+    family: str = setting(
+        "mlp",
+        "str",
+        choices=("mlp",),
+        help="only mlp: a museum model's [model] has no family key, a PC network is a [network] table",
+    )
     sizes: tuple[int, ...] = setting(
         (784, 256, 256, 10),
         "ints",
