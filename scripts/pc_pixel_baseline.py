@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from predcode.experiments.config import parse_toml
 from predcode.experiments.pc_analyze import balanced_indices
-from predcode.experiments.pc_config import parse_pc_toml
 from predcode.experiments.pc_fit import load_pc_data
 from predcode.experiments.probes import knn_probe, linear_probe
 
-cfg = parse_pc_toml(Path(sys.argv[1], "config.toml").read_text())
+cfg = parse_toml(Path(sys.argv[1], "config.toml").read_text())
 d = load_pc_data(cfg)
 per = int(sys.argv[2]) if len(sys.argv) > 2 else None
 idx = np.arange(len(d.y_train)) if per is None else balanced_indices(d.y_train, per, seed=0)

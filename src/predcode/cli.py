@@ -142,6 +142,8 @@ def fit(
     ),
 ) -> None:
     """Train a museum model or a PC network from a config file; keep the best model, resume."""
+    from rich.markup import escape
+
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
     from predcode.experiments.fit import LOGGERS
     from predcode.experiments.fit import fit as run_fit
@@ -150,7 +152,7 @@ def fit(
         if name not in LOGGERS:
             console.print(f"[red]error:[/red] --log: expected one of {', '.join(LOGGERS)}, got {name!r}")
             raise typer.Exit(2)
-    from predcode.experiments.pc_config import PCFitConfig
+    from predcode.experiments.config import MLPFitConfig, PCFitConfig
 
     try:
         cfg = load_config(config)
@@ -168,10 +170,15 @@ def fit(
                 data_parallel=data_parallel or distributed,
                 distributed=distributed,
             )
+        if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": the credit-assignment study trains it
+            console.print(
+                f"[red]error:[/red] {config}: an MLP config; train it with `predcode credit mnist --config {config}`"
+            )
+            raise typer.Exit(2)
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
         raise typer.Exit(2) from None
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
     if distributed:
@@ -216,6 +223,8 @@ def fit(
 def _fit_errors(folder: Path) -> Iterator[None]:
     """A fit's errors as one line and an exit code: 2 for usage (config, run folder), 1 for failures,
     130 after Ctrl-C (the last finished epoch is on disk)."""
+    from rich.markup import escape
+
     from predcode.data import DatasetError
     from predcode.experiments.checkpoint import CheckpointError
     from predcode.experiments.config import ConfigError
@@ -224,7 +233,7 @@ def _fit_errors(folder: Path) -> Iterator[None]:
     try:
         yield
     except (ConfigError, RunFolderError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
         raise typer.Exit(2) from None
     except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
         console.print(f"[red]error:[/red] {err}")
@@ -251,11 +260,11 @@ def _fit_pc(
     distributed: bool,
 ) -> None:
     """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
-    from predcode.experiments.pc_config import parse_pc_override, pc_with_overrides
+    from predcode.experiments.config import parse_override, with_overrides
     from predcode.experiments.pc_fit import pc_fit
 
     if overrides:
-        cfg = pc_with_overrides(cfg, **dict(parse_pc_override(text) for text in overrides))
+        cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
     if distributed:
         from predcode.experiments.distributed import initialize
@@ -360,6 +369,8 @@ def demo(
 
 def _analysis_errors(run):
     """Run ``run()``; print a one-line message and exit 2 (bad folder or option) or 1 (bad data) on errors."""
+    from rich.markup import escape
+
     from predcode.data import DatasetError
     from predcode.experiments.analyze import AnalyzeError
     from predcode.experiments.checkpoint import CheckpointError
@@ -369,7 +380,7 @@ def _analysis_errors(run):
     try:
         return run()
     except (AnalyzeError, ConfigError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
         raise typer.Exit(2) from None
     except (CheckpointError, PriorFileError, DatasetError, FloatingPointError, ValueError, OSError) as err:
         console.print(f"[red]error:[/red] {err}")
@@ -405,10 +416,10 @@ def analyze(
     (generative) or the last hidden states (supervised), plus samples and reconstructions.
     """
     from predcode.experiments.analyze import analyze as run_analyze
-    from predcode.experiments.pc_config import is_pc_toml
+    from predcode.experiments.config import toml_family
 
     config_file = run / "config.toml"
-    if config_file.is_file() and is_pc_toml(config_file.read_text(encoding="utf-8")):
+    if config_file.is_file() and toml_family(config_file.read_text(encoding="utf-8")) == "pc":
         from predcode.experiments.pc_analyze import pc_analyze
 
         report = _analysis_errors(

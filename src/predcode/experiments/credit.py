@@ -29,6 +29,7 @@ from predcode.experiments.checkpoint import (
     tree_from_arrays,
     upgrade_arrays,
 )
+from predcode.experiments.config import RULES, ConfigError, MLPFitConfig, load_config, parse_override, with_overrides
 from predcode.learning.rules import (
     BackProp,
     DirectFeedbackAlignment,
@@ -41,7 +42,6 @@ from predcode.learning.rules import (
 from predcode.learning.streaming import make_rule_trainer, online
 from predcode.models.mlp import MLP, Layer, MLPParams
 
-RULES = ("backprop", "fa", "dfa", "pc")
 TARGETS = {"backprop": 98.0, "fa": 97.0, "dfa": 96.5, "pc": 98.0}
 
 
@@ -126,8 +126,9 @@ def load_rule_checkpoint(path, rule=None):
 # ---------------------------------------------------------------------------------------- MNIST
 
 
-def load_mnist(n_val: int = 5000, seed: int = 0):
-    """Standardised MNIST rows: ``(x_train, y_train, x_val, y_val, x_test, y_test)``."""
+def load_mnist(n_val: int = 5000, seed: int = 0, n_train: int | None = None):
+    """Standardised MNIST rows: ``(x_train, y_train, x_val, y_val, x_test, y_test)`` (``n_train``: the first
+    training rows left after the validation split; default all)."""
     from predcode.data import flatten, load, to_float
 
     xtr, ytr = load("mnist", "train")
@@ -136,7 +137,7 @@ def load_mnist(n_val: int = 5000, seed: int = 0):
     mean, std = xtr.mean(), xtr.std()
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     perm = np.random.default_rng(seed).permutation(len(xtr))
-    val, train = perm[:n_val], perm[n_val:]
+    val, train = perm[:n_val], perm[n_val:][:n_train]
     return (xtr[train], ytr[train].astype(np.int32), xtr[val], ytr[val].astype(np.int32), xte, yte.astype(np.int32))
 
 
@@ -276,9 +277,11 @@ def run_mnist(
     rules=RULES,
     checkpoints: Path | None = Path("runs/credit"),
     log: Callable[[str], None] = print,
+    n_val: int = 5000,
+    n_train: int | None = None,
     **options,
 ) -> dict:
-    """Train each rule in ``rules`` on MNIST; write ``<out>/<rule>.json`` per rule as it finishes.
+    """Train each rule in ``rules`` on MNIST (``n_val`` images held out); write ``<out>/<rule>.json`` per rule.
 
     ``options`` go to :func:`train_rule` (sizes, epochs, learning_rate, ...). Per-rule files let
     the four runs go one at a time; :func:`write_report` joins them.
@@ -288,7 +291,7 @@ def run_mnist(
 
     for name in rules:
         make_rule(name)  # a misspelt rule fails before the data load and the first run
-    data = load_mnist(seed=options.get("seed", 0))
+    data = load_mnist(n_val=n_val, seed=options.get("seed", 0), n_train=n_train)
     out = Path(out)
     results = {}
     for name in rules:
@@ -513,6 +516,34 @@ def plot_online(result: dict, path: Path) -> Path:
     return path
 
 
+def config_options(cfg: MLPFitConfig) -> dict[str, Any]:
+    """The :func:`run_mnist` options an MLP config gives (its rule, model, data, train and optimizer keys;
+    ``out_dir``, where given, is the checkpoint folder)."""
+    m = cfg.model
+    return dict(
+        rules=[m.rule],
+        checkpoints=Path(cfg.out_dir) if cfg.out_dir is not None else Path("runs/credit"),
+        sizes=m.sizes,
+        activation=m.activation,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        learning_rate=cfg.optimizer.learning_rate,
+        seed=cfg.train.seed,
+        pc_steps=m.pc_steps,
+        pc_rate=m.pc_rate,
+        init_scale=m.init_scale,
+        n_val=cfg.data.n_val,
+        n_train=cfg.data.n_train,
+    )
+
+
+def _read_mlp_config(path: Path, overrides: list[str]) -> MLPFitConfig:
+    cfg = load_config(path)
+    if not isinstance(cfg, MLPFitConfig):
+        raise ConfigError(f'{cfg.source}: expected an MLP config ([model] family = "mlp"), got a {cfg.family} config')
+    return with_overrides(cfg, **dict(parse_override(text) for text in overrides))
+
+
 # ---------------------------------------------------------------------------------------- main
 
 
@@ -533,6 +564,10 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--init-scale", type=float, default=1.0, help="multiplies the initial forward weights")
     m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"), help="folder for <rule>.npz/.json")
+    m.add_argument(
+        "--config", type=Path, default=None, help="an MLP config (configs/credit/): its keys replace the options above"
+    )
+    m.add_argument("--set", dest="overrides", action="append", default=[], help="override a key of --config")
     rep = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
     rep.add_argument("--folder", type=Path, default=Path("results/credit"))
     rep.add_argument("--out", type=Path, default=Path("results/credit_assignment"), help="stem of the .md and .json")
@@ -546,11 +581,9 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
     args = parser.parse_args(argv)
 
     if args.task == "mnist":
-        run_mnist(
-            args.out,
+        options: dict[str, Any] = dict(
             rules=args.rules,
             checkpoints=args.checkpoints,
-            log=lambda s: print(s, flush=True),
             sizes=tuple(args.sizes),
             activation=args.activation,
             epochs=args.epochs,
@@ -561,6 +594,14 @@ def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
             pc_rate=args.pc_rate,
             init_scale=args.init_scale,
         )
+        if args.config is not None:
+            try:
+                options = config_options(_read_mlp_config(args.config, args.overrides))
+            except ConfigError as err:
+                m.error(str(err))
+        elif args.overrides:
+            m.error("--set: needs --config")
+        run_mnist(args.out, log=lambda s: print(s, flush=True), **options)
     elif args.task == "report":
         write_report(
             args.folder,

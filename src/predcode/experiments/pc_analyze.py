@@ -25,7 +25,7 @@ import numpy as np
 
 from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import load_tree
-from predcode.experiments.pc_config import PCFitConfig, build_network, parse_pc_toml
+from predcode.experiments.config import PCFitConfig, build_network, parse_toml
 from predcode.experiments.pc_fit import clamps_for, load_pc_data, make_pc_trainer, predict_labels
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
@@ -37,7 +37,7 @@ __all__ = ["balanced_indices", "pc_analyze", "pc_codes", "load_pc_run"]
 def load_pc_run(run: str | Path, trial: int = 0):
     """``(cfg, network, params)`` of a PC run folder's best model ``best{trial}``."""
     run = Path(run)
-    cfg = parse_pc_toml((run / "config.toml").read_text(), str(run / "config.toml"))
+    cfg = parse_toml((run / "config.toml").read_text(), str(run / "config.toml"))
     network = build_network(cfg)
     tree, _ = load_tree(run / f"best{trial}", {"params": jax.eval_shape(network.init, jax.random.key(0))})
     params = tree["params"]

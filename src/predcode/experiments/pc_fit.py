@@ -26,9 +26,8 @@ import numpy as np
 from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import CheckpointMismatch, load_tree, save_checkpoint
-from predcode.experiments.config import ConfigError
+from predcode.experiments.config import ConfigError, PCFitConfig, build_network, dump_toml
 from predcode.experiments.fit import RunFolderError
-from predcode.experiments.pc_config import PCFitConfig, build_network, dump_pc_toml
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter
 from predcode.learning.pc import PCTrainer
@@ -225,7 +224,7 @@ def pc_fit(
     if writes:
         _prepare_folder(out, resume, force)
         if not resume:
-            write_text(out / "config.toml", dump_pc_toml(cfg))
+            write_text(out / "config.toml", dump_toml(cfg))
     network = build_network(cfg)
     trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
     start = [_resume_epoch(out, t) if resume else 0 for t in range(n_trials)]

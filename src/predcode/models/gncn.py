@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from predcode.activations import get_activation
+from predcode.activations import ACTIVATIONS, get_activation
 from predcode.cells import CELLS, GaussianErrorCell, make_cell, whiten
 from predcode.core import SettleResult, Term
 from predcode.dynamics.settle import settle
@@ -38,6 +38,7 @@ from predcode.learning.covariance import (
     legacy_sigma_update,
 )
 from predcode.learning.hebbian import hebbian
+from predcode.schema import bad, setting, validate
 from predcode.validation import check_array
 
 Array = jax.Array
@@ -114,100 +115,152 @@ SWITCHES = ("tied_feedback", "use_dfx", "error_on_phi", "learn_sigma", "lateral"
 X_SIGNALS = ("mu", "pre_activation")
 
 
-def _check(cond: bool, parameter: str, expected: str, got: Any) -> None:
-    if not cond:
-        raise ValueError(f"{parameter}: expected {expected}, got {got!r}")
+_ACTS = tuple(ACTIVATIONS)
+
+
+def _switch() -> Any:
+    return setting(
+        None,
+        "bool",
+        optional=True,
+        none_means="the kind's own",
+        help="an ablation of the museum model's structure (docs/config.md)",
+    )
 
 
 @dataclass(frozen=True)
 class GNCNConfig:
-    """Architecture and settling hyper-parameters. ``None`` fields take the museum model's default."""
+    """Architecture and settling hyper-parameters. ``None`` fields take the museum model's default.
 
-    kind: str = "gncn_pdh"
-    x_dim: int = 784
-    z_dims: tuple[int, ...] = (360, 360, 360)
-    K: int = 50
-    beta: float = 0.1
-    leak: float = 0.001
-    lmbda: float | None = None
-    phi: str | None = None
-    g_hidden: str | None = None
-    g_out: str = "sigmoid"
-    n_group: int = 12
-    n_top_group: int = 18
-    alpha_scale: float = 0.15
-    beta_scale: float = 0.1
-    wght_sd: float = 0.05
-    sigma_rule: str = "legacy"
-    legacy_frozen_precision: bool = False
-    e_init: str = "random"  # learned feedback E: "random" (legacy, N(0, wght_sd^2)) or "transpose" (W^T)
-    lateral_form: str = "matrix"  # phi(z) V as a matmul ("matrix") or as group sums ("grouped", same V)
-    solver: str = "euler"  # settling solver (predcode.dynamics.solvers); step beta
-    momentum: float = 0.5  # state momentum of the "momentum" and "nesterov" solvers
-    settle_tol: float | None = None  # stop settling early once the states stop moving
+    Every field is declared once, with its type, range or choices and help (:func:`predcode.schema.setting`);
+    a config file's ``[model]`` table takes the same names (docs/config.md).
+    """
+
+    SECTION: ClassVar[str] = "model"
+
+    kind: str = setting("gncn_pdh", "str", choices=tuple(MUSEUM), help="which museum model (GNCN.md)")
+    x_dim: int = setting(784, "int", low=1, help="pixels per image: 784 for 28 x 28 images")
+    z_dims: tuple[int, ...] = setting(
+        (360, 360, 360), "ints", help="latent layer sizes from z1 (bottom) to the top, e.g. [360, 360, 360]"
+    )
+    K: int = setting(50, "int", low=1, help="settling steps per batch; the museum uses 50")
+    beta: float = setting(
+        0.1, "float", low=0, open_low=True, help="the Euler step of the settling; the museum uses 0.1"
+    )
+    leak: float = setting(0.001, "float", low=0, help="the leak -leak z in the drive; the museum uses 0.001")
+    lmbda: float | None = setting(
+        None, "float", low=0, optional=True, none_means="the model's default", help="the Laplace prior's strength"
+    )
+    phi: str | None = setting(
+        None,
+        "str",
+        choices=_ACTS,
+        optional=True,
+        none_means="the kind's own",
+        help="the latent activation (legacy act_fx)",
+    )
+    g_hidden: str | None = setting(
+        None,
+        "str",
+        choices=_ACTS,
+        optional=True,
+        none_means="the kind's own",
+        help="the activation of the latent predictions",
+    )
+    g_out: str = setting("sigmoid", "str", choices=_ACTS, help="the activation of the image prediction (legacy out_fx)")
+    n_group: int = setting(12, "int", low=1, help="units per lateral competition group of the lower latent layers")
+    n_top_group: int = setting(18, "int", low=1, help="units per lateral competition group of the top latent layer")
+    alpha_scale: float = setting(
+        0.15, "float", help="self-excitation of each unit; a negative value makes it self-inhibition"
+    )
+    beta_scale: float = setting(0.1, "float", low=0, help="cross-inhibition within a lateral group")
+    wght_sd: float = setting(0.05, "float", low=0, open_low=True, help="the initial weights' standard deviation")
+    sigma_rule: str = setting(
+        "legacy",
+        "str",
+        choices=SIGMA_RULES,
+        help="the learned covariance's update: legacy's or the Gaussian NLL gradient",
+    )
+    legacy_frozen_precision: bool = setting(
+        False,
+        "bool",
+        help="true reproduces legacy ngc-learn >= 0.2, whose settling "
+        "kept the first precision (GNCN.md); the default uses the current one",
+    )
+    e_init: str = setting(
+        "random",
+        "str",
+        choices=E_INITS,
+        help='the learned feedback E: "random" (legacy, drawn apart from W) or "transpose" (W^T)',
+    )
+    lateral_form: str = setting(
+        "matrix",
+        "str",
+        choices=LATERAL_FORMS,
+        help='how phi(z) V is computed: "matrix" (a matmul, the default) or "grouped" (group sums of the '
+        "fixed V, fewer FLOPs, the same values)",
+    )
+    solver: str = setting(
+        "euler", "str", choices=SOLVERS, help='the settling solver; the museum uses "euler" (docs/config.md)'
+    )
+    momentum: float = setting(
+        0.5,
+        "float",
+        low=0,
+        high=1,
+        open_high=True,
+        help='state momentum of the "momentum" and "nesterov" solvers',
+    )
+    settle_tol: float | None = setting(
+        None,
+        "float",
+        low=0,
+        open_low=True,
+        optional=True,
+        help="stop settling once a step moves the states by at most this fraction",
+    )
     # Ablations: override one of the kind's structural switches (MUSEUM); None keeps the kind's.
-    tied_feedback: bool | None = None  # error feedback W^T (True) or a learned E (False)
-    use_dfx: bool | None = None  # phi'(z) on the bottom-up term of the drive
-    error_on_phi: bool | None = None  # errors of layers 1.. against phi(z) (True) or the raw z
-    learn_sigma: bool | None = None  # learned covariance on the errors of layers 1..L-1
-    lateral: bool | None = None  # fixed lateral competition V
-    skip: bool | None = None  # skip predictions M (z_{l+2} -> mu_l)
-    x_cell: str = "gaussian"  # the image layer's error cell (predcode.cells.CELLS); the museum's is gaussian
-    x_signal: str = "mu"  # the image error sent up: the cell's dmu ("mu") or dmu g_out'(a) ("pre_activation")
+    tied_feedback: bool | None = _switch()  # error feedback W^T (True) or a learned E (False)
+    use_dfx: bool | None = _switch()  # phi'(z) on the bottom-up term of the drive
+    error_on_phi: bool | None = _switch()  # errors of layers 1.. against phi(z) (True) or the raw z
+    learn_sigma: bool | None = _switch()  # learned covariance on the errors of layers 1..L-1
+    lateral: bool | None = _switch()  # fixed lateral competition V
+    skip: bool | None = _switch()  # skip predictions M (z_{l+2} -> mu_l)
+    x_cell: str = setting(
+        "gaussian",
+        "str",
+        choices=CELLS,
+        help="the error cell of the image layer x (the legacy museum: gaussian)",
+    )
+    x_signal: str = setting(
+        "mu",
+        "str",
+        choices=X_SIGNALS,
+        help="the image error sent up: the cell's dmu (\"mu\", the museum's) or dmu g_out'(a)",
+    )
     flags: MuseumSpec = field(default=None, compare=False, hash=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        _check(self.kind in MUSEUM, "kind", f"one of {sorted(MUSEUM)}", self.kind)
+        validate(self)  # every declared field: type, range, choices
         defaults = MUSEUM[self.kind]
-        object.__setattr__(self, "z_dims", tuple(int(d) for d in self.z_dims))
         for name in ("lmbda", "phi", "g_hidden"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, defaults[name])
-        overrides = {}
-        for name in SWITCHES:
-            value = getattr(self, name)
-            _check(value is None or isinstance(value, bool), name, "true, false or None (the kind's own)", value)
-            if value is not None:
-                overrides[name] = value
+        overrides = {name: getattr(self, name) for name in SWITCHES if getattr(self, name) is not None}
         object.__setattr__(self, "flags", defaults.replace(**overrides))
-        _check(self.x_cell in CELLS, "x_cell", f"one of {CELLS}", self.x_cell)
-        _check(self.x_signal in X_SIGNALS, "x_signal", f"one of {X_SIGNALS}", self.x_signal)
-        _check(isinstance(self.x_dim, int) and self.x_dim >= 1, "x_dim", "an integer >= 1", self.x_dim)
-        _check(
-            len(self.z_dims) >= 1 and all(d >= 1 for d in self.z_dims),
-            "z_dims",
-            "one or more layer sizes >= 1",
-            self.z_dims,
-        )
-        _check(isinstance(self.K, int) and self.K >= 1, "K", "an integer >= 1", self.K)
-        _check(self.beta > 0, "beta", "a positive Euler step", self.beta)
-        _check(self.leak >= 0, "leak", "a number >= 0", self.leak)
-        _check(self.lmbda is not None and self.lmbda >= 0, "lmbda", "a number >= 0", self.lmbda)
-        _check(self.wght_sd > 0, "wght_sd", "a positive standard deviation", self.wght_sd)
-        _check(self.sigma_rule in SIGMA_RULES, "sigma_rule", f"one of {SIGMA_RULES}", self.sigma_rule)
-        _check(self.e_init in E_INITS, "e_init", f"one of {E_INITS}", self.e_init)
-        _check(self.lateral_form in LATERAL_FORMS, "lateral_form", f"one of {LATERAL_FORMS}", self.lateral_form)
-        _check(self.solver in SOLVERS, "solver", f"one of {SOLVERS}", self.solver)
-        _check(0 <= self.momentum < 1, "momentum", "a number in [0, 1)", self.momentum)
-        _check(self.settle_tol is None or self.settle_tol > 0, "settle_tol", "a number > 0 or None", self.settle_tol)
-        _check(
-            isinstance(self.legacy_frozen_precision, bool),
-            "legacy_frozen_precision",
-            "true or false",
-            self.legacy_frozen_precision,
-        )
-        for name in ("phi", "g_hidden", "g_out"):
-            get_activation(getattr(self, name), parameter=name)
         if self.flags["lateral"]:
             *lower, top = self.z_dims
-            for i, d in enumerate(lower, start=1):
-                _check(d % self.n_group == 0, f"z_dims[{i - 1}]", f"a multiple of n_group={self.n_group}", d)
-            _check(
-                top % self.n_top_group == 0,
-                f"z_dims[{len(self.z_dims) - 1}]",
-                f"a multiple of n_top_group={self.n_top_group}",
-                top,
-            )
+            groups = [("n_group", self.n_group, i, d) for i, d in enumerate(lower)]
+            for group, size, i, d in [*groups, ("n_top_group", self.n_top_group, len(lower), top)]:
+                if d % size:
+                    raise bad(
+                        "model.z_dims",
+                        f"a multiple of {group}={size}",
+                        d,
+                        "lateral competition groups the units of the lower latent layers by n_group and"
+                        " of the top layer by n_top_group: change the layer size or the group size",
+                        label=f"model.z_dims[{i}]",
+                    )
 
     @property
     def L(self) -> int:
