@@ -143,7 +143,9 @@ def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
 _RUN_FILES = ("config.toml", "summary.json", "metrics.csv", "best*.json", "state*.json", "Lx*.npy")
 
 
-def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
+def prepare_folder(out: Path, resume: bool, force: bool) -> None:
+    """Make ``out`` ready for a run of any family: refuse another run's files unless ``resume`` or
+    ``force`` say what to do with them (:class:`RunFolderError`, exit 2 from the CLI)."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out: expected a folder for the run, got the existing file {out}; choose another --out")
     has_run = (out / "config.toml").exists()
@@ -205,7 +207,7 @@ def fit(
     x_tr, x_val = load_fit_data(cfg)  # fail on data before touching the run folder
     writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
     if writes:
-        _prepare_folder(out, resume, force)
+        prepare_folder(out, resume, force)
         if not resume:
             write_text(out / "config.toml", dump_toml(cfg))
     model = GNCN(cfg.model)
@@ -350,4 +352,4 @@ def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, 
     return summary
 
 
-__all__ = ["RunFolderError", "fit", "load_fit_data"]
+__all__ = ["LOGGERS", "RunFolderError", "fit", "load_fit_data", "prepare_folder"]

@@ -27,11 +27,12 @@ from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import CheckpointMismatch, load_tree, save_checkpoint
 from predcode.experiments.config import ConfigError, PCFitConfig, build_network, dump_toml
-from predcode.experiments.fit import RunFolderError
+from predcode.experiments.fit import LOGGERS, RunFolderError, prepare_folder
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
+from predcode.threads import lapack_threads
 
 __all__ = [
     "PCData",
@@ -168,21 +169,11 @@ def _score(cfg: PCFitConfig, record: PCEpochRecord) -> float:
     return record.val_energy
 
 
-def _prepare_folder(out: Path, resume: bool, force: bool) -> None:
-    has_run = (out / "config.toml").exists()
-    if resume and not has_run:
-        raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
-    if has_run and not resume and not force:
-        raise RunFolderError(
-            f"--out: {out} already holds a run; pass --resume to continue it or --force to overwrite it"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _metadata(cfg: PCFitConfig, **extra) -> dict:
     return {"model": "pc_network", "task": cfg.network.task, "network": asdict(cfg.network), **extra}
 
 
+@lapack_threads()  # jaxlib's CPU Cholesky (full-covariance cells) on one OpenBLAS thread for this call only
 def pc_fit(
     cfg: PCFitConfig,
     out: Path,
@@ -222,7 +213,7 @@ def pc_fit(
                 )
     writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
     if writes:
-        _prepare_folder(out, resume, force)
+        prepare_folder(out, resume, force)
         if not resume:
             write_text(out / "config.toml", dump_toml(cfg))
     network = build_network(cfg)
@@ -245,9 +236,6 @@ def pc_fit(
             if writer is not None:
                 writer.close()
     return _write_summary(out, cfg, data, network, [results[t] for t in range(n_trials)], write=writes)
-
-
-LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
 
 
 def _resume_epoch(out: Path, trial: int) -> int:
