@@ -217,10 +217,10 @@ def test_a_checkpoint_of_another_architecture_is_one_clean_cli_error(tmp_path):
 
 def test_version_1_pc_network_checkpoints_load_and_resume_bit_exactly(tmp_path):
     from predcode.experiments.pc_analyze import load_pc_run
-    from predcode.experiments.pc_config import build_network, parse_pc_toml
+    from predcode.experiments.config import build_network, parse_toml
     from predcode.experiments.pc_fit import make_pc_trainer, pc_fit
 
-    cfg = parse_pc_toml(PC_TOML.format(epochs=1))
+    cfg = parse_toml(PC_TOML.format(epochs=1))
     net = build_network(cfg)
     params = jax.eval_shape(net.init, jax.random.key(0))
     opt_state = jax.eval_shape(make_pc_trainer(cfg, net, n_train=64).init, params)
@@ -228,15 +228,15 @@ def test_version_1_pc_network_checkpoints_load_and_resume_bit_exactly(tmp_path):
     _assert_same(tree_arrays(state), _expected(V1 / "pc" / "state0"))
     _, _, best = load_pc_run(V1 / "pc")
     _assert_same(tree_arrays({"params": best}), _expected(V1 / "pc" / "best0"))
-    other = build_network(parse_pc_toml(PC_TOML.format(epochs=1).replace("[784, 2, 10]", "[784, 3, 10]")))
+    other = build_network(parse_toml(PC_TOML.format(epochs=1).replace("[784, 2, 10]", "[784, 3, 10]")))
     with pytest.raises(CheckpointMismatch, match=r"'params/edges/h1/x/b' expected shape \(3,\).*got shape \(2,\)"):
         load_tree(V1 / "pc" / "best0", {"params": jax.eval_shape(other.init, jax.random.key(0))})
 
     old = tmp_path / "old"
     shutil.copytree(V1 / "pc", old)
-    pc_fit(parse_pc_toml(PC_TOML.format(epochs=2)), old, resume=True)
+    pc_fit(parse_toml(PC_TOML.format(epochs=2)), old, resume=True)
     straight = tmp_path / "straight"
-    pc_fit(parse_pc_toml(PC_TOML.format(epochs=2)), straight)
+    pc_fit(parse_toml(PC_TOML.format(epochs=2)), straight)
     want, meta_want = load_checkpoint(straight / "state0")
     got, meta_got = load_checkpoint(old / "state0")
     assert meta_got["epoch"] == meta_want["epoch"] == 2

@@ -57,6 +57,8 @@ from sklearn.mixture import GaussianMixture
 
 from predcode import linalg
 from predcode.activations import get_activation
+from predcode.core import Term
+from predcode.dynamics.settle import settle
 from predcode.experiments.atomic import atomic_path
 from predcode.learning.step import pad_batch
 from predcode.models.gncn import GNCN, Params, bce_per_sample, discrepancy_per_sample
@@ -523,6 +525,13 @@ _PROPOSAL_SUB_BATCH = 50
 _DEFAULT_SCALES = {"laplace": (1.0,), "component": (0.1, 0.3, 1.0)}
 
 
+def _climb(ascent: Any, u0: jax.Array, optimizer: optax.GradientTransformation, steps: int) -> jax.Array:
+    """``steps`` optimizer steps up ``ascent(u)`` (the gradient of a log density) from ``u0``: a
+    settle of the latent ``u`` (:func:`predcode.dynamics.settle`) with the optimizer as its solver."""
+    term = Term(lambda u: ((), (), ascent(u)), lambda u, g: g, lambda u, errors: jnp.zeros(()))
+    return settle(term, u0, steps=steps + 1, solver=optimizer).states
+
+
 def _log_joint(model: GNCN, params: Params, pj, s: jax.Array, x: jax.Array, clip: float) -> jax.Array:
     """``log prior(s) + log p(x | s)`` for one latent ``s`` (d,) and image ``x`` (D,)."""
     p = jnp.clip(model.project(params, s[None], apply_phi=False)[0], clip, 1 - clip)
@@ -577,15 +586,7 @@ def _proposal(
     #    coordinates u of that component (s = m + L_k u).
     chol0 = pj["chol"][comp]
     loss = jax.vmap(jax.grad(lambda u, m, chol, x: -_log_joint(model, params, pj, m + chol @ u, x, clip)))
-    opt = optax.adam(lr)
-
-    def step(carry, _):
-        u, state = carry
-        updates, state = opt.update(loss(u, mb, chol0, xb), state)
-        return (optax.apply_updates(u, updates), state), None
-
-    u0 = jnp.zeros_like(mb)
-    (u, _), _ = jax.lax.scan(step, (u0, opt.init(u0)), None, length=steps)
+    u = _climb(lambda u: -loss(u, mb, chol0, xb), jnp.zeros_like(mb), optax.adam(lr), steps)
     mode = mb + jnp.einsum("bij,bj->bi", chol0, u)
     start, end = _log_joint_batch(model, params, pj, mb, xb, clip), _log_joint_batch(model, params, pj, mode, xb, clip)
     better = end >= start  # keep the settled latent where the search made things worse
@@ -858,14 +859,7 @@ def stratified_is_log_likelihood(
             u0 = u0.at[:, 0].set(jnp.where(pick[:, None], u_c, u0[:, 0]))
         # mode search, all images and components at once
         grad = jax.vmap(jax.vmap(jax.grad(log_joint), (0, 0, None)), (0, 0, 0))
-        opt = optax.adam(refine_lr)
-
-        def climb(carry, _):
-            u, state = carry
-            upd, state = opt.update(-grad(u, top, xb), state)
-            return (optax.apply_updates(u, upd), state), None
-
-        (u, _), _ = jax.lax.scan(climb, (u0, opt.init(u0)), None, length=refine_steps)
+        u = _climb(lambda u: grad(u, top, xb), u0, optax.adam(refine_lr), refine_steps)
         mode = jnp.where((lj(u, top, xb) >= lj(u0, top, xb))[..., None], u, u0)
 
         def sample_one(args):  # one image: Laplace proposals of its searched components, IS draws

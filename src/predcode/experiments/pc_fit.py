@@ -190,8 +190,9 @@ def pc_fit(
     """Train ``n_trials`` networks (seeds ``seed, seed + 1, ...``) of ``cfg`` into the run folder ``out``.
 
     As for the museum (:func:`predcode.experiments.fit.fit`): trials train together, vmapped in one
-    jitted step (at most ``parallel_trials`` at a time, default all; trials resumed at different
-    epochs train one after another), each with its own data order, best model and checkpoints;
+    jitted step (at most ``parallel_trials`` at a time, default ``train.parallel_trials``, else all;
+    trials resumed at different epochs train one after another), each with its own data order, best
+    model and checkpoints;
     ``log=("tensorboard",)`` writes TensorBoard event files to ``out/tb/trial{t}/`` (per epoch:
     ``train/energy``, ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``);
     ``data_parallel`` splits every batch over all devices (trials then run one after another).
@@ -219,7 +220,8 @@ def pc_fit(
     network = build_network(cfg)
     trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
     start = [_resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
-    group = 1 if data_parallel else max(1, min(n_trials, parallel_trials or n_trials))
+    limit = parallel_trials if parallel_trials is not None else cfg.train.parallel_trials
+    group = 1 if data_parallel else max(1, min(n_trials, limit or n_trials))
     writers = [
         EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
     ]
