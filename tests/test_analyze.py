@@ -232,3 +232,56 @@ def test_probes_on_separable_clusters_have_no_error():
     assert shuffled["error_pct"] > 50
     with pytest.raises(ValueError, match="labels"):
         linear_probe(z_tr, y_tr[:-1], z_te, y_te)
+
+
+@pytest.mark.slow  # a tiny demo (GNCN-PDH, 300 images, 1 epoch), then analyze and sample on its folder
+def test_demo_writes_a_run_folder_that_analyze_and_sample_read(tmp_path):
+    from predcode.experiments.demo import demo_config
+
+    out = tmp_path / "demo"
+    tiny = ("--n-train", "300", "--n-val", "100", "--epochs", "1", "--batch-size", "100")
+    result = _cli("demo", "--out", str(out), *tiny)
+    assert result.exit_code == 0, result.output
+    assert "validation BCE" in result.output and "test BCE" in result.output and "wrote config.toml" in result.output
+    # the folder of `predcode fit` on the equivalent config: its config.toml, checkpoints, tables
+    assert load_config(out / "config.toml") == demo_config(n_train=300, n_val=100, epochs=1, batch_size=100)
+    loaded = load_run(out)
+    assert loaded.metadata["trial"] == 0 and loaded.metadata["kind"] == "gncn_pdh"
+    for name in ("state0.npz", "state0.json", "metrics.csv", "curves.png", "samples.png", "Lx0.npy", "vLx0.npy"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n_train"], summary["n_val"], summary["n_trials"]) == (300, 100, 1)
+    assert summary["best_epoch"] == summary["trials"][0]["best_epoch"] in (0, 1)
+    assert summary["best_val_bce"] <= summary["initial_val_bce"] and 30 < summary["test_bce_first_2000"] < 600
+    assert (out / "metrics.csv").read_text().count("\n") == 3  # header, the untrained model, epoch 1
+
+    result = _cli(
+        "analyze", "--run", str(out), "--n-latents", "100", "--n-components", "2", "--n-samples", "20",
+        "--n-is-samples", "0", "--n-test", "100", "--batch-size", "100",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "log p(x)" in result.output and "importance sampling skipped" in result.output
+    report = json.loads((out / "analysis0" / "report.json").read_text())
+    assert report["model"]["kind"] == "gncn_pdh" and report["settings"]["n_test"] == 100
+    result = _cli("sample", "--run", str(out), "-n", "4")
+    assert result.exit_code == 0, result.output
+    assert "prior.npz" in result.output and (out / "samples0.png").stat().st_size > 500
+
+
+def test_analyze_and_sample_refuse_a_family_they_do_not_serve_in_one_line(tmp_path):
+    from predcode.experiments.config import MLPFitConfig, dump_toml
+
+    run = tmp_path / "mlp"
+    run.mkdir()
+    (run / "config.toml").write_text(dump_toml(MLPFitConfig()))
+    for command in ("analyze", "sample"):
+        result = _cli(command, "--run", str(run))
+        assert result.exit_code == 2, result.output
+        for text in (
+            "family 'mlp'",
+            "an MLP's config",
+            f"predcode {command}",
+            "gncn (museum models), pc (PC networks)",
+        ):
+            assert text in result.output, (command, text, result.output)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -117,6 +117,8 @@ def test_fit_writes_the_run_folder_and_resume_matches_an_uninterrupted_run(tmp_p
     assert {"command", "commit", "date", "machine", "train_seconds_total"} <= set(summary)
     result = runner.invoke(app, ["fit", "--config", str(_write(tmp_path)), "--out", str(straight), "--quiet"])
     assert result.exit_code == 2 and "already holds a run" in result.output
+    result = runner.invoke(app, ["sample", "--run", str(straight)])  # a supervised network generates nothing
+    assert result.exit_code == 2 and "needs a generative PC network" in result.output, result.output
     # One epoch, then --resume with two: the same weights as two epochs in one go.
     (tmp_path / "one").mkdir()
     cfg1 = _write(tmp_path / "one", epochs=1)
@@ -160,6 +162,10 @@ def test_generative_fit_then_analyze_writes_probe_knn_pca_and_grids(tmp_path):
     assert 10.0 < report["linear_probe"]["accuracy_pct"] <= 100.0
     for name in ("pca.png", "reconstructions.png", "samples.png"):
         assert (run / "analysis0" / name).stat().st_size > 1000, name
+    result = runner.invoke(app, ["sample", "--run", str(run), "-n", "9", "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    assert "Gaussian fitted to the codes of 256 training images" in result.output
+    assert (tmp_path / "s.png").stat().st_size > 1000
 
 
 def test_trials_train_vmapped_like_one_after_another_and_write_tensorboard(tmp_path):

@@ -313,7 +313,7 @@ def _fit_pc(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Output folder for metrics, checkpoint and figures."),
+    out: Path = typer.Option(Path("runs/demo"), help="Run folder (a run already in it is overwritten)."),
     kind: str = typer.Option("gncn_pdh", help="Museum model: gncn_t1, gncn_t1_sigma, gncn_t2_lsigma, gncn_pdh."),
     dataset: str = typer.Option("mnist", help="mnist, fashion-mnist or kmnist."),
     n_train: int = typer.Option(5000, callback=_at_least_1, help="Training images."),
@@ -322,9 +322,17 @@ def demo(
     batch_size: int = typer.Option(200, callback=_at_least_1),
     seed: int = typer.Option(69),
 ) -> None:
-    """Train a GNCN briefly, then write metrics, a checkpoint, curves.png and samples.png."""
+    """Train a GNCN briefly (a `predcode fit` run folder), then write samples.png and the test BCE.
+
+    `predcode analyze --run` and `predcode sample --run` work on the folder it writes.
+    """
+    from rich.markup import escape
+
     from predcode.data import NAMES, DatasetError
-    from predcode.experiments.demo import run_demo
+    from predcode.experiments.checkpoint import CheckpointError
+    from predcode.experiments.config import ConfigError
+    from predcode.experiments.demo import demo_config, run_demo
+    from predcode.experiments.fit import RunFolderError
     from predcode.models.gncn import MUSEUM
 
     for option, value, allowed in (("--kind", kind, tuple(MUSEUM)), ("--dataset", dataset, NAMES)):
@@ -338,14 +346,13 @@ def demo(
         def on_batch(b, n, bce, tod):
             progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}" + rate(b, n))
 
-        def on_epoch(r, state):
+        def on_epoch(r):
             console.print(_epoch_line(r))
             info = "compiling the training step ..." if r.epoch == 0 else ""
             progress.update(task, description=f"epoch {r.epoch + 1}", completed=0, info=info)
 
         try:
-            summary = run_demo(
-                out,
+            cfg = demo_config(
                 kind=kind,
                 dataset=dataset,
                 n_train=n_train,
@@ -353,11 +360,13 @@ def demo(
                 epochs=epochs,
                 batch_size=batch_size,
                 seed=seed,
-                on_batch=on_batch,
-                on_epoch=on_epoch,
             )
+            summary = run_demo(out, cfg, on_batch=on_batch, on_epoch=on_epoch)
             progress.remove_task(task)
-        except (DatasetError, FloatingPointError, ValueError, OSError) as err:
+        except (ConfigError, RunFolderError) as err:  # e.g. --out is a file
+            console.print(f"[red]error:[/red] {escape(str(err))}")
+            raise typer.Exit(2) from None
+        except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(1) from None
     console.print(
@@ -389,7 +398,7 @@ def _analysis_errors(run):
 
 @app.command()
 def analyze(
-    run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit`."),
+    run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit` or `predcode demo`."),
     trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
     n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
     n_latents: int = typer.Option(
@@ -414,77 +423,43 @@ def analyze(
 
     For a general PC network run (a [network] config): linear probe, k-NN and PCA of the codes
     (generative) or the last hidden states (supervised), plus samples and reconstructions.
+    Works on the folders of `predcode fit` and `predcode demo`.
     """
-    from predcode.experiments.analyze import analyze as run_analyze
-    from predcode.experiments.config import toml_family
+    from predcode.experiments.registry import AnalyzeOptions, analyze_run
 
-    config_file = run / "config.toml"
-    if config_file.is_file() and toml_family(config_file.read_text(encoding="utf-8")) == "pc":
-        from predcode.experiments.pc_analyze import pc_analyze
-
-        report = _analysis_errors(
-            lambda: pc_analyze(
-                run,
-                trial=trial,
-                n_per_class=None if n_latents is None else max(1, n_latents // 10),
-                n_test=n_test,
-                seed=seed,
-                out=out,
-                on_stage=lambda msg: console.print(msg),
-            )
-        )
-        console.print(
-            f"{report['representation']} ({report['dim']} units): linear probe accuracy "
-            f"{report['linear_probe']['accuracy_pct']:.2f}%, {report['knn']['k']}-NN accuracy "
-            f"{report['knn']['accuracy_pct']:.2f}% on {report['linear_probe']['n_test']} test images"
-        )
-        console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
-        return
-    report = _analysis_errors(
-        lambda: run_analyze(
-            run,
-            trial=trial,
-            n_components=n_components,
-            n_latents=18000 if n_latents is None else n_latents,
-            n_samples=n_samples,
-            n_is_samples=n_is_samples,
-            seed=seed,
-            n_test=n_test,
-            batch_size=batch_size,
-            out=out,
-            on_stage=lambda msg: console.print(msg),
-        )
+    options = AnalyzeOptions(
+        trial=trial,
+        n_components=n_components,
+        n_latents=n_latents,
+        n_samples=n_samples,
+        n_is_samples=n_is_samples,
+        seed=seed,
+        n_test=n_test,
+        batch_size=batch_size,
+        out=out,
+        on_stage=lambda msg: console.print(msg),
     )
-    mc, imp = report["log_px_mc"], report["log_px_is"]
-    console.print(
-        f"test BCE {report['test_bce']:.2f}  ToD {report['test_tod']:.2f}  masked MSE {report['masked_mse']:.2f}"
-    )
-    is_text = (
-        f"importance sampling {imp['mean']:.2f} +- {imp['mc_se_of_mean']:.2f}"
-        if "mean" in imp
-        else "importance sampling skipped"
-    )
-    console.print(
-        f"log p(x): naive MC {mc['mean']:.2f} +- {mc['mc_se_of_mean']:.2f} (S = {mc['n_samples']}), "
-        f"{is_text}; legacy (+log S) figure {report['log_px_legacy_plus_log_s']['mean']:.2f}"
-    )
-    errors = [report[k]["error_pct"] for k in ("linear_probe", "knn")]
-    console.print("linear probe error " + ", 5-NN error ".join("n/a" if e is None else f"{e:.2f}%" for e in errors))
+    report, lines = _analysis_errors(lambda: analyze_run(run, options))
+    for line in lines:
+        console.print(line)
     console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
 
 
 @app.command()
 def sample(
-    run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit`."),
+    run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit` or `predcode demo`."),
     n: int = typer.Option(64, "-n", help="Number of samples."),
     out: Path = typer.Option(None, "--out", help="PNG file (default: <run>/samples<trial>.png)."),
     trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Ancestral samples from the run's prior (analysis<trial>/prior.npz, else a quick 10-component fit)."""
-    from predcode.experiments.analyze import sample as run_sample
+    """Ancestral samples from the run's prior (analysis<trial>/prior.npz, else a quick 10-component fit).
 
-    result = _analysis_errors(lambda: run_sample(run, n=n, out=out, trial=trial, seed=seed))
+    For a generative PC network run: codes from a Gaussian fitted to training codes, passed down.
+    """
+    from predcode.experiments.registry import sample_run
+
+    result = _analysis_errors(lambda: sample_run(run, n=n, out=out, trial=trial, seed=seed))
     console.print(f"wrote {result['path']} (prior: {result['prior']})")
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "importance_settings",
     "load_run",
     "masked_mse",
+    "run_config_file",
     "sample",
     "settle_batches",
     "training_pool",
@@ -102,8 +103,8 @@ class LoadedRun(NamedTuple):
 # --------------------------------------------------------------------------------------------- inputs
 
 
-def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
-    """Read ``<run>/config.toml`` and the checkpoint ``<run>/best{trial}``; rebuild the model."""
+def run_config_file(run: str | Path) -> Path:
+    """``<run>/config.toml``, after checking that ``run`` is a folder holding one (:class:`AnalyzeError` if not)."""
     run = Path(run)
     if not run.is_dir():
         raise AnalyzeError(f"--run: {run} is not a folder; pass a run folder written by `predcode fit`")
@@ -112,7 +113,13 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
             f"--run: {run} holds no config.toml, so it is not a run folder written by "
             "`predcode fit`; pass the folder given to `predcode fit --out`"
         )
-    cfg = load_config(run / "config.toml")
+    return run / "config.toml"
+
+
+def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
+    """Read ``<run>/config.toml`` and the checkpoint ``<run>/best{trial}``; rebuild the model."""
+    run = Path(run)
+    cfg = load_config(run_config_file(run))
     if not isinstance(cfg, FitConfig):
         raise AnalyzeError(
             f"--run: {run} is a general PC network run (its config.toml has a [network] table), "

@@ -1,29 +1,33 @@
-"""The README's demo: train a GNCN briefly on MNIST, then write metrics, a checkpoint and samples."""
+"""The README's demo: a brief ``predcode fit`` of a GNCN on MNIST, then a test BCE and samples.
+
+The demo is the museum fit (:func:`predcode.experiments.fit.fit`) of the config
+:func:`demo_config` builds, so its folder is a run folder like any other (``config.toml``,
+``best0`` and ``state0`` checkpoints, ``metrics.csv``, ``curves.png``, ``summary.json``, the
+walkthrough's ``Lx0.npy`` ...) and ``predcode analyze --run`` / ``predcode sample --run`` work on
+it. The demo adds ``samples.png`` and the test BCE of the best model in ``summary.json``.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
-from predcode.data import load_binarized, train_val_split
-from predcode.experiments.atomic import write_json, write_text
-from predcode.experiments.checkpoint import save_checkpoint
+from predcode.data import load_binarized
+from predcode.experiments.analyze import load_run
+from predcode.experiments.atomic import write_json
+from predcode.experiments.config import FitConfig, with_overrides
 from predcode.experiments.density import extract_latents, fit_prior, sample_images
-from predcode.experiments.plots import image_grid, training_curves
-from predcode.experiments.provenance import provenance
-from predcode.experiments.train import EpochRecord, evaluate, train
+from predcode.experiments.fit import fit, load_fit_data
+from predcode.experiments.plots import image_grid
+from predcode.experiments.train import EpochRecord, evaluate
 from predcode.learning.step import make_trainer
-from predcode.models.gncn import GNCN, GNCNConfig
 from predcode.threads import lapack_threads
 
+__all__ = ["demo_config", "run_demo"]
 
-@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
-def run_demo(
-    out: Path,
+
+def demo_config(
     *,
     kind: str = "gncn_pdh",
     dataset: str = "mnist",
@@ -32,59 +36,82 @@ def run_demo(
     epochs: int = 5,
     batch_size: int = 200,
     seed: int = 69,
+) -> FitConfig:
+    """The museum fit config of the demo: no early stopping, evaluation in batches of ``batch_size``."""
+    return with_overrides(
+        FitConfig(),
+        **{
+            "model.kind": kind,
+            "data.dataset": dataset,
+            "data.n_train": n_train,
+            "data.n_val": n_val,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.eval_batch_size": batch_size,
+            "train.patience": None,
+            "train.seed": seed,
+        },
+    )
+
+
+@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
+def run_demo(
+    out: Path,
+    cfg: FitConfig | None = None,
+    *,
     n_components: int = 10,
     on_batch: Callable | None = None,
-    on_epoch: Callable[[EpochRecord, object], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> dict:
-    """Train on the first ``n_train + n_val`` training images (seeded split), write everything to ``out``."""
+    """Fit ``cfg`` (default :func:`demo_config`) into ``out`` (a run in it is overwritten), then add the
+    test BCE of the best model on the first 2,000 test images and ``samples.png`` (a
+    ``n_components``-component mixture prior fitted to the latents of the first 2,000 training images).
+
+    The training images are the first ``data.n_train`` of the dataset's training split after
+    ``data.n_val`` validation images are split off with ``train.seed``, as ``predcode fit`` takes
+    them. Returns ``summary.json``'s content.
+    """
     out = Path(out)
     started = time.time()
-    images, labels = load_binarized(dataset, "train")
-    x_tr, _, x_val, _ = train_val_split(images[: n_train + n_val], labels[: n_train + n_val], n_val, seed=seed)
-    x_test, _ = load_binarized(dataset, "test")
-    model = GNCN(GNCNConfig(kind=kind))
-    result = train(
-        model, x_tr, x_val, epochs=epochs, batch_size=batch_size, seed=seed, on_batch=on_batch, on_epoch=on_epoch
-    )
-    params = result.best_params
+    cfg = demo_config() if cfg is None else cfg
+    kind, batch_size = cfg.model.kind, cfg.train.batch_size
+    records: dict[int, EpochRecord] = {}
 
-    history = [asdict(result.initial)] + [asdict(r) for r in result.history]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(out / "metrics.csv", buf.getvalue())
-    training_curves(history, out / "curves.png")
+    def on_fit_epoch(trial: int, record: EpochRecord) -> None:
+        records[record.epoch] = record
+        if on_epoch:
+            on_epoch(record)
 
-    test_bce, test_tod = evaluate(make_trainer(model), params, x_test[:2000], batch_size)
+    fitted = fit(cfg, out, force=True, on_batch=on_batch, on_epoch=on_fit_epoch)
+    run = load_run(out)  # the best model, read back as analyze reads it
+    model, params = run.model, run.params
+    test_x, _ = load_binarized(cfg.data.dataset, "test")
+    test_bce, test_tod = evaluate(make_trainer(model), params, test_x[:2000], batch_size)
 
-    latents = extract_latents(model, params, x_tr[:2000])
-    prior = fit_prior(latents, n_components=n_components, seed=seed)
+    x_tr, _ = load_fit_data(cfg)
+    seed = cfg.train.seed
+    prior = fit_prior(extract_latents(model, params, x_tr[:2000]), n_components=n_components, seed=seed)
     samples = sample_images(model, params, prior, 100, seed=seed)
     image_grid(samples, out / "samples.png", title=f"{kind}: samples from a {n_components}-component GMM prior")
 
-    save_checkpoint(
-        out / "model",
-        {"params": params},
-        {"model": kind, **model.config.to_dict(), "best_epoch": result.best_epoch},
-    )
+    trial = fitted["trials"][0]
     summary = {
-        **provenance(),
-        "model": kind,
-        "dataset": dataset,
-        "n_train": len(x_tr),
-        "n_val": len(x_val),
-        "epochs_run": len(result.history),
-        "batch_size": batch_size,
-        "seed": seed,
-        "initial_val_bce": result.initial.val_bce,
-        "best_val_bce": result.best_val_bce,
-        "best_epoch": result.best_epoch,
+        **fitted,
+        "initial_val_bce": records[0].val_bce,
+        "best_val_bce": trial["best_val_bce"],
+        "best_epoch": trial["best_epoch"],
         "test_bce_first_2000": test_bce,
         "test_tod_first_2000": test_tod,
         "seconds": round(time.time() - started, 1),
-        "files": ["metrics.csv", "metrics.json", "curves.png", "samples.png", "model.npz", "model.json"],
-        "history": history,
+        "files": [
+            "config.toml",
+            "best0.npz",
+            "state0.npz",
+            "metrics.csv",
+            "summary.json",
+            "curves.png",
+            "samples.png",
+        ],
     }
-    write_json(out / "metrics.json", summary)
+    write_json(out / "summary.json", summary)
     return summary

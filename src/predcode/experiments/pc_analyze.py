@@ -16,6 +16,7 @@ from a Gaussian fitted to the training codes, passed down the network).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from predcode.experiments.analyze import AnalyzeError
 from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import load_tree
 from predcode.experiments.config import PCFitConfig, build_network, parse_toml
@@ -31,7 +33,7 @@ from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
 from predcode.experiments.provenance import provenance
 
-__all__ = ["balanced_indices", "pc_analyze", "pc_codes", "load_pc_run"]
+__all__ = ["balanced_indices", "gaussian_code_samples", "load_pc_run", "pc_analyze", "pc_codes", "pc_sample"]
 
 
 def load_pc_run(run: str | Path, trial: int = 0):
@@ -157,12 +159,43 @@ def _generative_figures(cfg, trainer, params, z_train, x_test, out: Path, seed: 
         out / "reconstructions.png",
         title="rows: test images, predictions at the inferred states, forward sweep from the code",
     )
-    mean, cov = z_train.mean(0), np.cov(z_train, rowvar=False)
-    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=50).astype(np.float32)
-    samples = np.asarray(net.forward(params, {code: jnp.asarray(draws)})[image])
-    image_grid(np.clip(samples, 0, 1), out / "samples.png", title="codes from a Gaussian fitted to training codes")
+    samples = gaussian_code_samples(net, params, z_train, 50, seed)
+    image_grid(samples, out / "samples.png", title="codes from a Gaussian fitted to training codes")
     mse = float(np.mean(np.sum((through_code - shown) ** 2, axis=1)))
     return {
         "reconstruction_sse_forward_from_code_first30": mse,
         "files": ["pca.png", "reconstructions.png", "samples.png"],
     }
+
+
+def gaussian_code_samples(net, params, z_train: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` images (clipped to [0, 1]): codes drawn from a Gaussian fitted to ``z_train``, passed down the network."""
+    code, image = net.names[0], net.names[-1]
+    mean, cov = z_train.mean(0), np.cov(z_train, rowvar=False)
+    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
+    return np.clip(np.asarray(net.forward(params, {code: jnp.asarray(draws)})[image]), 0, 1)
+
+
+def pc_sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial: int = 0, seed: int = 0) -> dict:
+    """``n`` samples of a generative PC run as a PNG grid (default ``<run>/samples{trial}.png``).
+
+    The codes come from a Gaussian fitted to the inferred codes of the first 2,000 training images.
+    Returns ``{"path", "prior"}``; a supervised run has no generative model (:class:`AnalyzeError`).
+    """
+    run = Path(run)
+    cfg, network, params = load_pc_run(run, trial)
+    if cfg.network.task != "generative":
+        raise AnalyzeError(
+            f"--run: sampling needs a generative PC network, the run in {run} is {cfg.network.task!r}; "
+            "`predcode analyze --run` probes its hidden states"
+        )
+    x_train = load_pc_data(cfg).x_train[:2000]
+    z_train = pc_codes(cfg, make_pc_trainer(cfg, network), params, x_train)
+    path = Path(out) if out is not None else run / f"samples{trial}.png"
+    image_grid(
+        gaussian_code_samples(network, params, z_train, n, seed),
+        path,
+        ncols=min(n, math.ceil(math.sqrt(n))),
+        title=f"PC network: {n} samples (seed {seed})",
+    )
+    return {"path": str(path), "prior": f"Gaussian fitted to the codes of {len(x_train)} training images"}
