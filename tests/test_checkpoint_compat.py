@@ -216,8 +216,8 @@ def test_a_checkpoint_of_another_architecture_is_one_clean_cli_error(tmp_path):
 
 
 def test_version_1_pc_network_checkpoints_load_and_resume_bit_exactly(tmp_path):
-    from predcode.experiments.pc_analyze import load_pc_run
     from predcode.experiments.config import build_network, parse_toml
+    from predcode.experiments.pc_analyze import load_pc_run
     from predcode.experiments.pc_fit import make_pc_trainer, pc_fit
 
     cfg = parse_toml(PC_TOML.format(epochs=1))
