@@ -152,6 +152,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def device_peak_mb() -> float | None:
+    """Peak memory the process's first JAX device has held so far (MB), where the backend reports it
+    (GPUs do; the CPU backend does not: None)."""
+    try:
+        import jax
+
+        stats = jax.devices()[0].memory_stats()
+        return stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None
+    except Exception:
+        return None
+
+
 def current_rss_mb() -> float:
     try:
         with open("/proc/self/status") as fh:
@@ -271,6 +283,8 @@ def serve(build: Callable[[str, Spec, dict, np.ndarray], Impl]) -> None:
                         "compile_s": max(0.0, t_first - t_second),
                         "rss_before_build_mb": rss0,
                         "peak_rss_mb": peak_rss_mb(),
+                        "device": str(jax.devices()[0]),
+                        "device_kind": getattr(jax.devices()[0], "device_kind", None),
                     }
                 )
             elif cmd == "check":
@@ -295,6 +309,7 @@ def serve(build: Callable[[str, Spec, dict, np.ndarray], Impl]) -> None:
                         "times_s": times,
                         "foreign": foreign,
                         "peak_rss_mb": peak_rss_mb(),
+                        "device_peak_mb": device_peak_mb(),
                     }
                 )
             else:

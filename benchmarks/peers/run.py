@@ -48,6 +48,15 @@ VENVS = {
     "pcx": os.path.join(HERE, ".venv-pcx"),
     "ngc": os.path.join(HERE, ".venv-ngc"),
 }
+# A machine without the venvs (the GPU machine of benchmarks/gpu.sh: no package index there) names
+# an interpreter per venv, PEERS_PYTHON_MAIN / _PCX / _NGC, and extra import paths for its workers,
+# PEERS_PYTHONPATH_MAIN / _PCX / _NGC (where carried wheels were unpacked, and src/ for predcode).
+
+
+def _python(venv: str) -> str:
+    return os.environ.get(f"PEERS_PYTHON_{venv.upper()}") or os.path.join(VENVS[venv], "bin", "python")
+
+
 # (label, venv, worker module, implementation)
 ALL = [
     ("predcode", "main", "jax", "predcode"),
@@ -67,10 +76,11 @@ ALL = [
 class Worker:
     def __init__(self, label: str, venv: str, module: str, impl: str):
         self.label, self.venv, self.module, self.impl = label, venv, module, impl
-        py = os.path.join(VENVS[venv], "bin", "python")
+        py = _python(venv)
         if not os.path.exists(py):
             raise FileNotFoundError(f"{py} missing: run benchmarks/peers/setup.sh first")
-        env = dict(os.environ, PYTHONPATH=HERE, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+        path = os.pathsep.join(p for p in (HERE, os.environ.get(f"PEERS_PYTHONPATH_{venv.upper()}", "")) if p)
+        env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
         self.log = open(os.path.join(tempfile.gettempdir(), f"peers-{label}.log"), "w")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             [py, os.path.join(HERE, "worker.py"), module],
@@ -264,6 +274,11 @@ def main(argv=None) -> dict:
             "of_adjacent_peak": float(np.median(adj)),
             "of_main_peak": ex / med / 1e9 / main_peak,
             "peak_rss_mb": max(x["peak_rss_mb"] for x in rr),
+            "device_peak_mb": max(
+                (x["device_peak_mb"] for x in rr if x.get("device_peak_mb") is not None), default=None
+            ),
+            "device": builds[w.label].get("device"),
+            "device_kind": builds[w.label].get("device_kind"),
             "max_foreign_cores": max(fl) if fl else None,
             "check": checks[w.label],
         }
