@@ -121,6 +121,8 @@ def test_fit_trains_an_mlp_config_into_a_run_folder(tmp_path, rule):
         [trial0["angles"][-2]["degrees"][0], trial0["angles"][-1]["degrees"][0]],
     )
     assert set(read_scalars(out / "tb" / "trial1")) >= {"train/loss", "val/accuracy"}
+    refused = CliRunner().invoke(app, ["analyze", "--run", str(out)])
+    assert refused.exit_code == 2 and "is an MLP run" in refused.output and "load_rule_checkpoint" in refused.output
 
 
 class _Stop(Exception):

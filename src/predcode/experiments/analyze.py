@@ -113,6 +113,12 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
             "`predcode fit`; pass the folder given to `predcode fit --out`"
         )
     cfg = load_config(run / "config.toml")
+    if getattr(cfg, "family", None) == "mlp":
+        raise AnalyzeError(
+            f'--run: {run} is an MLP run (its config.toml has [model] family = "mlp"), not a museum model '
+            "run; `predcode analyze` does not analyze MLP runs: read its summary.json (accuracies, angles "
+            "to backprop) or load best<t> with predcode.experiments.credit.load_rule_checkpoint"
+        )
     if not isinstance(cfg, FitConfig):
         raise AnalyzeError(
             f"--run: {run} is a general PC network run (its config.toml has a [network] table), "
