@@ -114,21 +114,25 @@ def cli_page() -> str:
         "```",
         "",
     ]
-    commands = getattr(root, "commands", {})  # typer builds on (a vendored) click: a Group
+    lines += _command_sections(root, "predcode", 2)
+    return "\n".join(lines)
+
+
+def _command_sections(group, prefix: str, level: int) -> list[str]:
+    """A heading, the help and the options table of each command of ``group``; a sub-group's commands below it."""
+    lines: list[str] = []
+    commands = getattr(group, "commands", {})  # typer builds on (a vendored) click: a Group
     for name, cmd in commands.items():
         if cmd.hidden:
             continue
-        lines += [
-            f"## predcode {name}",
-            "",
-            (cmd.help or "").strip(),
-            "",
-            "| option | type | default | meaning |",
-            "|---|---|---|---|",
-        ]
+        lines += [f"{'#' * level} {prefix} {name}", "", (cmd.help or "").strip(), ""]
+        if getattr(cmd, "commands", None):  # a sub-app such as `predcode credit`
+            lines += _command_sections(cmd, f"{prefix} {name}", level + 1)
+            continue
+        lines += ["| option | type | default | meaning |", "|---|---|---|---|"]
         lines += [_option_row(p) for p in cmd.params if p.name != "help"]
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def example_page(path: Path) -> str:

@@ -165,13 +165,21 @@ def test_credit_mnist_trains_the_rule_an_mlp_config_names(monkeypatch, tmp_path)
     seen = {}
     monkeypatch.setattr(credit, "run_mnist", lambda out, **options: seen.update(options, out=out))
     path = ROOT / "configs" / "credit" / "mnist_fa.toml"
-    assert credit.main(["mnist", "--config", str(path), "--set", "model.rule=dfa", "--set", "data.n_train=100"]) == 0
+    done = CliRunner().invoke(
+        app, ["credit", "mnist", "--config", str(path), "--set", "model.rule=dfa", "--set", "data.n_train=100"]
+    )
+    assert done.exit_code == 0, done.output
     assert seen["rules"] == ["dfa"] and seen["n_train"] == 100 and seen["n_val"] == 5000
     assert seen["checkpoints"] == ROOT / "runs" / "credit" / "mnist_fa"
     bad = CliRunner().invoke(app, ["credit", "mnist", "--config", str(path), "--set", "train.patience=3"])
     assert bad.exit_code == 2 and "unknown key 'train.patience'" in bad.output
-    result = CliRunner().invoke(app, ["fit", "--config", str(path), "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "predcode credit mnist --config" in result.output
+    # `predcode fit` trains an MLP config itself now (tests/test_mlp_fit.py); its bad keys are refused alike.
+    result = CliRunner().invoke(
+        app, ["fit", "--config", str(path), "--out", str(tmp_path / "x"), "--set", "model.rule=x"]
+    )
+    assert (
+        result.exit_code == 2 and "model.rule: expected one of 'backprop', 'fa', 'dfa', 'pc', got 'x'" in result.output
+    )
 
 
 def test_the_config_package_has_no_import_circle_and_no_pc_config():

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from predcode.experiments.tensorboard import EventWriter, crc32c, event_record, masked_crc32c
+from tensorboard_reader import read_scalars
 
 
 def test_crc32c_matches_the_published_check_values():
@@ -36,23 +37,13 @@ def test_record_framing_is_length_crc_data_crc():
     assert struct.unpack("<I", record[-4:])[0] == masked_crc32c(data)
 
 
-def _read_scalars(logdir):
-    accumulator_mod = pytest.importorskip(
-        "tensorboard.backend.event_processing.event_accumulator",
-        reason="the tensorboard package (test extra) is not installed",
-    )
-    acc = accumulator_mod.EventAccumulator(str(logdir))
-    acc.Reload()
-    return {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
 def test_tensorboards_reader_reads_back_what_the_writer_wrote(tmp_path):
     with EventWriter(tmp_path / "tb") as tb:
         tb.add_scalars(0, {"train/bce": 569.75, "val/bce": 569.48}, wall_time=1000.0)
         tb.add_scalars(1, {"train/bce": 145.93, "val/bce": 88.16}, wall_time=1001.5)
         tb.add_scalar("val/bce", -1e-3, 2**40)  # a step past int32, a negative value
     assert tb.path.name.startswith("events.out.tfevents.")
-    scalars = _read_scalars(tmp_path / "tb")
+    scalars = read_scalars(tmp_path / "tb")
     assert sorted(scalars) == ["train/bce", "val/bce"]
     assert scalars["train/bce"] == [(0, np.float32(569.75), 1000.0), (1, np.float32(145.93), 1001.5)]
     assert [(s, v) for s, v, _ in scalars["val/bce"]] == [
@@ -89,7 +80,7 @@ def test_fit_log_tensorboard_writes_the_metrics_csv_curves(tmp_path):
     assert result.exit_code == 0, result.output
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    scalars = _read_scalars(out / "tb" / "trial0")
+    scalars = read_scalars(out / "tb" / "trial0")
     assert [s for s, _, _ in scalars["val/bce"]] == [0, 1, 2]
     for key, tag in (
         ("train_bce", "train/bce"),

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -141,7 +142,7 @@ def fit(
         "See docs/distributed.md.",
     ),
 ) -> None:
-    """Train a museum model or a PC network from a config file; keep the best model, resume."""
+    """Train a museum model, a PC network or an MLP with its rule from a config file; keep the best model, resume."""
     from rich.markup import escape
 
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
@@ -156,23 +157,10 @@ def fit(
 
     try:
         cfg = load_config(config)
-        if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
-            return _fit_pc(
-                cfg,
-                config,
-                out,
-                overrides,
-                n_trials=n_trials,
-                resume=resume,
-                force=force,
-                quiet=quiet,
-                log=tuple(log),
-                data_parallel=data_parallel or distributed,
-                distributed=distributed,
-            )
-        if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": the credit-assignment study trains it
+        if isinstance(cfg, MLPFitConfig) and (data_parallel or distributed):
             console.print(
-                f"[red]error:[/red] {config}: an MLP config; train it with `predcode credit mnist --config {config}`"
+                f"[red]error:[/red] --data-parallel/--distributed: not available for an MLP config "
+                f"({config}); an MLP trains on one device"
             )
             raise typer.Exit(2)
         if overrides:
@@ -185,32 +173,26 @@ def fit(
         from predcode.experiments.distributed import initialize
 
         initialize()
-    with _progress(quiet) as progress:
-        first = "compiling the training step ..." if resume else "compiling, then evaluating the untrained model ..."
-        task = progress.add_task("trial 0 epoch 1", total=None, info=first)
-        rate = _Throughput(cfg.train.batch_size, per_trial=n_trials > 1)
+    common: dict[str, Any] = dict(n_trials=n_trials, resume=resume, force=force, log=tuple(log))
+    if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
+        return _fit_pc(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
+    if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": an MLP trained by its rule
+        return _fit_mlp(cfg, folder, quiet=quiet, **common)
 
-        def on_batch(b, n, bce, tod):
-            progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}" + rate(b, n))
+    def epoch_line(trial, r):
+        return f"trial {trial} " + _epoch_line(r), r.epoch
 
-        def on_epoch(trial, r):
-            console.print(f"trial {trial} " + _epoch_line(r))
-            info = "compiling the training step ..." if r.epoch == 0 else ""
-            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0, info=info)
-
-        with _fit_errors(folder):
-            summary = run_fit(
-                cfg,
-                folder,
-                n_trials=n_trials,
-                resume=resume,
-                force=force,
-                on_batch=on_batch,
-                on_epoch=on_epoch,
-                log=tuple(log),
-                data_parallel=data_parallel or distributed,
-            )
-            progress.remove_task(task)  # the bar of the epoch that never started
+    summary = _train_with_progress(
+        folder,
+        quiet=quiet,
+        first="compiling the training step ..." if resume else "compiling, then evaluating the untrained model ...",
+        rate=_Throughput(cfg.train.batch_size, per_trial=n_trials > 1),
+        batch_info=lambda bce, tod: f"BCE {bce:7.2f}  ToD {tod:7.2f}",
+        epoch_line=epoch_line,
+        train=lambda on_batch, on_epoch: run_fit(
+            cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel or distributed, **common
+        ),
+    )
     console.print(
         f"best validation BCE {summary['best_val_bce_mean']:.2f} +- {summary['best_val_bce_std']:.2f}, "
         f"ToD {summary['best_val_tod_mean']:.2f} over {n_trials} trial(s); "
@@ -245,69 +227,84 @@ def _fit_errors(folder: Path) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _fit_pc(
-    cfg,
-    config: Path,
-    out: Path | None,
-    overrides: list[str],
-    *,
-    n_trials: int,
-    resume: bool,
-    force: bool,
-    quiet: bool,
-    log: tuple[str, ...],
-    data_parallel: bool,
-    distributed: bool,
-) -> None:
-    """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
-    from predcode.experiments.config import parse_override, with_overrides
-    from predcode.experiments.pc_fit import pc_fit
+def _train_with_progress(
+    folder: Path, *, quiet: bool, rate: _Throughput, batch_info, epoch_line, train, first: str | None = None
+) -> dict:
+    """Run ``train(on_batch, on_epoch)`` under a progress bar and :func:`_fit_errors`; return its summary.
 
-    if overrides:
-        cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
-    folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
-    if distributed:
-        from predcode.experiments.distributed import initialize
-
-        initialize()
+    ``batch_info(*metrics)`` is the bar's text for a batch's metrics; ``epoch_line(trial, record, *rest)``
+    gives the line a finished epoch prints and the epoch's number (0: the untrained model's record);
+    ``first`` is the bar's text before the first batch.
+    """
+    compiling = "compiling the training step ..."
     with _progress(quiet) as progress:
-        task = progress.add_task("trial 0 epoch 1", total=None, info="compiling the training step ...")
-        rate = _Throughput(cfg.train.batch_size, per_trial=n_trials > 1)
+        task = progress.add_task("trial 0 epoch 1", total=None, info=first or compiling)
 
-        def on_batch(b, n, energy):
-            progress.update(task, completed=b, total=n, info=f"energy {energy:9.2f}" + rate(b, n))
+        def on_batch(b, n, *metrics):
+            progress.update(task, completed=b, total=n, info=batch_info(*metrics) + rate(b, n))
 
-        def on_epoch(trial, r):
-            score = (
-                f"val accuracy {100 * r.val_accuracy:6.2f}%"
-                if r.val_accuracy is not None
-                else f"val MSE {r.val_mse:7.3f}"
-            )
-            console.print(
-                f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
-                f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)"
-            )
-            progress.update(task, description=f"trial {trial} epoch {r.epoch + 1}", completed=0, info="")
+        def on_epoch(trial, record, *rest):
+            text, epoch = epoch_line(trial, record, *rest)
+            console.print(text)
+            info = compiling if epoch == 0 else ""
+            progress.update(task, description=f"trial {trial} epoch {epoch + 1}", completed=0, info=info)
 
         with _fit_errors(folder):
-            summary = pc_fit(
-                cfg,
-                folder,
-                n_trials=n_trials,
-                resume=resume,
-                force=force,
-                on_batch=on_batch,
-                on_epoch=on_epoch,
-                log=log,
-                data_parallel=data_parallel,
-            )
-            progress.remove_task(task)
+            summary = train(on_batch, on_epoch)
+            progress.remove_task(task)  # the bar of the epoch that never started
+    return summary
+
+
+def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) -> None:
+    """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
+    from predcode.experiments.pc_fit import pc_fit
+
+    def epoch_line(trial, r):
+        score = (
+            f"val accuracy {100 * r.val_accuracy:6.2f}%" if r.val_accuracy is not None else f"val MSE {r.val_mse:7.3f}"
+        )
+        text = (
+            f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
+            f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)"
+        )
+        return text, r.epoch
+
+    summary = _train_with_progress(
+        folder,
+        quiet=quiet,
+        rate=_Throughput(cfg.train.batch_size, per_trial=common["n_trials"] > 1),
+        batch_info=lambda energy: f"energy {energy:9.2f}",
+        epoch_line=epoch_line,
+        train=lambda on_batch, on_epoch: pc_fit(
+            cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel, **common
+        ),
+    )
     if "test_accuracy_forward_mean" in summary:
         console.print(
-            f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) over {n_trials} trial(s)"
+            f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) "
+            f"over {common['n_trials']} trial(s)"
         )
     console.print(
         f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to [bold]{folder.resolve()}[/bold]"
+    )
+
+
+def _fit_mlp(cfg, folder: Path, *, quiet: bool, **common) -> None:
+    """``predcode fit`` for a ``[model] family = "mlp"`` config (predcode.experiments.mlp_fit)."""
+    from predcode.experiments.mlp_fit import mlp_fit
+
+    summary = _train_with_progress(
+        folder,
+        quiet=quiet,
+        rate=_Throughput(cfg.train.batch_size),
+        batch_info=lambda loss: f"loss {loss:.4f}",
+        epoch_line=lambda trial, record, line: (f"trial {trial} {line}", record["epoch"]),
+        train=lambda on_batch, on_epoch: mlp_fit(cfg, folder, on_batch=on_batch, on_epoch=on_epoch, **common),
+    )
+    console.print(
+        f"rule {summary['rule']}: test accuracy {100 * summary['test_accuracy_mean']:.2f}% (last epoch) over "
+        f"{common['n_trials']} trial(s); trained in {summary['train_seconds_total']:.0f} s; "
+        f"wrote the run to [bold]{folder.resolve()}[/bold]"
     )
 
 
@@ -463,16 +460,155 @@ def sample(
     console.print(f"wrote {result['path']} (prior: {result['prior']})")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
-def credit(ctx: typer.Context, task: str = typer.Argument(None, help="mnist, report or online")) -> None:
-    """Credit assignment (backprop, FA, DFA, PC): `predcode credit {mnist,report,online} --help`."""
-    from predcode.experiments.credit import main as credit_main
+credit_app = typer.Typer(
+    help="Credit assignment (backprop, FA, DFA, PC): the MNIST comparison, its report and the online demo.",
+    no_args_is_help=True,
+)
+app.add_typer(credit_app, name="credit")
+
+
+def _listed(option: str, values: list[str], cast=str, choices: tuple[str, ...] | None = None) -> list:
+    """A list option given repeated or comma-separated (``--rules fa,dfa`` or ``--rules fa --rules dfa``)."""
+    items = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    out = []
+    for item in items:
+        if choices is not None and item not in choices:
+            console.print(
+                f"[red]error:[/red] {option}: invalid choice: {item!r} (choose from {', '.join(map(repr, choices))})"
+            )
+            raise typer.Exit(2)
+        try:
+            out.append(cast(item))
+        except ValueError:
+            console.print(f"[red]error:[/red] {option}: expected integers, got {item!r}")
+            raise typer.Exit(2) from None
+    return out
+
+
+@credit_app.command("mnist")
+def credit_mnist(
+    out: Path = typer.Option(
+        Path("results/credit"), "--out", help="Folder for <rule>.json (what `credit report` joins)."
+    ),
+    rules: list[str] = typer.Option(
+        [], "--rules", help="Rules to train: backprop, fa, dfa, pc (repeat or comma-separate; default all)."
+    ),
+    epochs: int = typer.Option(20, "--epochs", callback=_at_least_1, help="Epochs per rule (cosine-decayed Adam)."),
+    sizes: list[str] = typer.Option(
+        [], "--sizes", help="Layer widths, e.g. --sizes 784,256,256,10 (default 784,256,256,10)."
+    ),
+    activation: str = typer.Option("relu", "--activation", help="Hidden nonlinearity."),
+    batch_size: int = typer.Option(128, "--batch-size", callback=_at_least_1),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam peak learning rate."),
+    pc_steps: int = typer.Option(20, "--pc-steps", help="PC inference steps T."),
+    pc_rate: float = typer.Option(0.1, "--pc-rate", help="PC inference step size."),
+    seed: int = typer.Option(0, "--seed"),
+    init_scale: float = typer.Option(1.0, "--init-scale", help="Multiplies the initial forward weights."),
+    n_train: int = typer.Option(None, "--n-train", callback=_at_least_1, help="First N training images (default all)."),
+    checkpoints: Path = typer.Option(
+        Path("runs/credit"), "--checkpoints", help="Parent of the run folders <rule>/ (a `predcode fit` run each)."
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="An MLP config (configs/credit/): its keys replace the options above."
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Override a key of --config: --set model.rule=dfa."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", metavar=_FLAG, help="Continue interrupted runs."),
+    force: bool = typer.Option(False, "--force/--no-force", metavar=_FLAG, help="Overwrite earlier runs."),
+) -> None:
+    """Train the MLP with each rule: `predcode fit` on an MLP config per rule, then `<out>/<rule>.json`."""
+    from rich.markup import escape
+
+    from predcode.experiments import credit
+    from predcode.experiments.config import (
+        RULES,
+        ConfigError,
+        MLPFitConfig,
+        load_config,
+        parse_override,
+        with_overrides,
+    )
+    from predcode.experiments.mlp_fit import rule_options
+
+    options: dict[str, Any] = dict(
+        rules=_listed("--rules", rules, choices=RULES) or list(RULES),
+        checkpoints=checkpoints,
+        sizes=tuple(_listed("--sizes", sizes, int) or (784, 256, 256, 10)),
+        activation=activation,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        pc_steps=pc_steps,
+        pc_rate=pc_rate,
+        init_scale=init_scale,
+        n_train=n_train,
+    )
+    if config is None and overrides:
+        console.print("[red]error:[/red] --set: needs --config")
+        raise typer.Exit(2)
+    if config is not None:
+        try:
+            cfg = load_config(config)
+            if not isinstance(cfg, MLPFitConfig):
+                raise ConfigError(
+                    f'{cfg.source}: expected an MLP config ([model] family = "mlp"), got a {cfg.family} config'
+                )
+            cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
+        except ConfigError as err:
+            console.print(f"[red]error:[/red] {escape(str(err))}")
+            raise typer.Exit(2) from None
+        options = dict(
+            rules=[cfg.model.rule],
+            checkpoints=Path(cfg.out_dir) if cfg.out_dir is not None else checkpoints,
+            seed=cfg.train.seed,
+            n_val=cfg.data.n_val,
+            n_train=cfg.data.n_train,
+            **rule_options(cfg),
+        )
+    parent: Path = options["checkpoints"]
+    with _fit_errors(parent):
+        credit.run_mnist(out, log=lambda s: console.print(s), resume=resume, force=force, **options)
+
+
+@credit_app.command("report")
+def credit_report(
+    folder: Path = typer.Option(Path("results/credit"), "--folder", help="Folder of <rule>.json."),
+    out: Path = typer.Option(Path("results/credit_assignment"), "--out", help="Stem of the .md and .json."),
+    extra: list[Path] = typer.Option([], "--extra", help="Folder of variant runs to add (repeatable)."),
+    notes: Path = typer.Option(None, "--notes", help="Markdown discussion to include."),
+) -> None:
+    """Join the per-rule results into markdown + JSON."""
+    from predcode.experiments.credit import write_report
 
     try:
-        code = credit_main([task, *ctx.args] if task else ["--help"], prog="predcode credit")
-    except SystemExit as done:  # argparse's --help and usage errors
-        code = done.code if isinstance(done.code, int) else 2
+        write_report(folder, out.with_suffix(".md"), out.with_suffix(".json"), extra=tuple(extra), notes=notes)
     except (FileNotFoundError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
-        code = 1
-    raise typer.Exit(code)
+        raise typer.Exit(1) from None
+    console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+@credit_app.command("online")
+def credit_online(
+    out: Path = typer.Option(Path("results/online.png"), "--out", help="Figure (JSON beside it)."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Simulated seconds at 1 ms steps."),
+    learning_rate: float = typer.Option(3e-5, "--learning-rate", help="SGD learning rate per step."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """The seed-004 online product demo (FA and backprop, one update a 1 ms step); writes the figure and JSON."""
+    from predcode.experiments.credit import write_online
+
+    if not seconds > 0:
+        console.print(f"[red]error:[/red] --seconds: expected a positive number, got {seconds}")
+        raise typer.Exit(2)
+    try:
+        record = write_online(out, seconds=seconds, learning_rate=learning_rate, seed=seed)
+    except (FloatingPointError, ValueError, OSError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    for name, r in record["runs"].items():
+        console.print(
+            f"{name}: MSE over the last 10 s {r['mse_last_10s']:.3e} = "
+            f"{100 * r['relative_mse']:.2f}% of the target variance (final weights frozen: "
+            f"{100 * r['frozen_relative_mse']:.2f}%)"
+        )

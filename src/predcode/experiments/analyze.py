@@ -120,6 +120,12 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
     """Read ``<run>/config.toml`` and the checkpoint ``<run>/best{trial}``; rebuild the model."""
     run = Path(run)
     cfg = load_config(run_config_file(run))
+    if getattr(cfg, "family", None) == "mlp":
+        raise AnalyzeError(
+            f'--run: {run} is an MLP run (its config.toml has [model] family = "mlp"), not a museum model '
+            "run; `predcode analyze` does not analyze MLP runs: read its summary.json (accuracies, angles "
+            "to backprop) or load best<t> with predcode.experiments.credit.load_rule_checkpoint"
+        )
     if not isinstance(cfg, FitConfig):
         raise AnalyzeError(
             f"--run: {run} is a general PC network run (its config.toml has a [network] table), "

@@ -1,16 +1,15 @@
 """Credit-assignment experiments: backprop, FA, DFA and PC on MNIST, and the online product demo.
 
-``python -m predcode.experiments.credit mnist --out results/credit_assignment`` trains the same MLP
-with every rule and writes ``<out>.json`` and ``<out>.md`` (test accuracy, seconds per epoch, the
-angle between each rule's update and backprop's gradient over training) plus one checkpoint per
-rule (weights and, for FA and DFA, the fixed feedback matrices). ``... online --out results/online.png``
-runs the Nengo worked example (seed 004: FA and backprop learned online, biases included).
+``predcode credit mnist --out results/credit`` trains the same MLP with every rule, each as
+``predcode fit`` on an MLP config (:mod:`predcode.experiments.mlp_fit`, run folders
+``runs/credit/<rule>``), and writes ``<out>/<rule>.json`` (test accuracy, seconds per epoch, the
+angle between each rule's update and backprop's gradient over training); ``predcode credit report``
+joins them into markdown and JSON. ``predcode credit online --out results/online.png`` runs the
+Nengo worked example (seed 004: FA and backprop learned online, biases included).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from predcode.experiments.checkpoint import (
     tree_from_arrays,
     upgrade_arrays,
 )
-from predcode.experiments.config import RULES, ConfigError, MLPFitConfig, load_config, parse_override, with_overrides
+from predcode.experiments.config import RULES
 from predcode.learning.rules import (
     BackProp,
     DirectFeedbackAlignment,
@@ -146,129 +145,193 @@ def _accuracy(model, params, x, y, batch=2000):
     return float(sum(acc(params, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch))) / len(x)
 
 
-def train_rule(
-    name: str,
-    data,
-    *,
-    sizes=(784, 256, 256, 10),
-    activation="relu",
-    epochs=20,
-    batch_size=128,
-    learning_rate=1e-3,
-    seed=0,
-    pc_steps=20,
-    pc_rate=0.1,
-    init_scale=1.0,
-    angle_batch=1000,
-    checkpoint=None,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Train one rule with Adam (cosine-decayed learning rate) and return its history.
+class RuleRun:
+    """One MLP trained by one rule with Adam (cosine-decayed learning rate): its state, an epoch, the angle probe.
 
-    Every epoch records validation and test accuracy, the training-time seconds (compilation
-    excluded) and the per-layer angle between the rule's update and backprop's gradient on a fixed
-    batch of ``angle_batch`` training rows, at the rule's current weights. ``init_scale`` multiplies
-    the initial (He-uniform) forward weights.
+    The loop of :func:`train_rule` and of ``predcode fit`` on an MLP config
+    (:mod:`predcode.experiments.mlp_fit`). Epoch ``e`` shuffles the training rows with the seed
+    ``(seed, e)``, so a run resumed from its state after any epoch ends as an uninterrupted one.
+    ``history`` holds the epochs (validation and test accuracy, training loss, seconds with
+    compilation and probes excluded) and the per-layer angles between the rule's update and
+    backprop's gradient on a fixed batch of ``angle_batch`` training rows (at step 0, at steps
+    10, 30, 100 and 300 of the first epoch and after every epoch).
     """
-    xtr, ytr, xval, yval, xte, yte = data
-    model = MLP(tuple(sizes), activation=activation, loss="cross_entropy")
-    rule = make_rule(name, seed=seed, pc_steps=pc_steps, pc_rate=pc_rate)
-    params = model.init(jax.random.key(seed))
-    params = tuple(Layer(init_scale * W, b) for W, b in params)
-    steps_per_epoch = len(xtr) // batch_size
-    schedule = optax.cosine_decay_schedule(learning_rate, epochs * steps_per_epoch)
-    trainer = make_rule_trainer(model, rule, optax.adam(schedule))
-    rule_state, opt_state = trainer.init(params)
 
-    xa, ya = jnp.asarray(xtr[:angle_batch]), jnp.asarray(ytr[:angle_batch])
-    xe, ye = xa[:200], ya[:200]
-    angle_fn = jax.jit(
-        lambda p, s: (
-            alignment_angles(rule.update(model, p, s, xa, ya)[0], BackProp().update(model, p, (), xa, ya)[0]),
-            hidden_error_angles(model, rule, p, s, xe, ye),
+    EARLY = (10, 30, 100, 300)
+
+    def __init__(
+        self,
+        name: str,
+        data,
+        *,
+        sizes=(784, 256, 256, 10),
+        activation="relu",
+        epochs=20,
+        batch_size=128,
+        learning_rate=1e-3,
+        seed=0,
+        pc_steps=20,
+        pc_rate=0.1,
+        init_scale=1.0,
+        angle_batch=1000,
+    ):
+        self.name, self.data, self.seed, self.batch_size, self.epochs = name, data, seed, batch_size, epochs
+        xtr, ytr = data[0], data[1]
+        if len(xtr) < batch_size:
+            raise ValueError(f"train.batch_size: expected at most the {len(xtr)} training images, got {batch_size}")
+        self.model = model = MLP(tuple(sizes), activation=activation, loss="cross_entropy")
+        self.rule = rule = make_rule(name, seed=seed, pc_steps=pc_steps, pc_rate=pc_rate)
+        params = model.init(jax.random.key(seed))
+        self.params = tuple(Layer(init_scale * W, b) for W, b in params)
+        self.steps_per_epoch = len(xtr) // batch_size
+        schedule = optax.cosine_decay_schedule(learning_rate, epochs * self.steps_per_epoch)
+        self.trainer = make_rule_trainer(model, rule, optax.adam(schedule))
+        self.rule_state, self.opt_state = self.trainer.init(self.params)
+        self.step = 0
+        self.history: dict[str, list[dict[str, Any]]] = {"angles": [], "epochs": []}
+        self.settings = {
+            "sizes": list(sizes),
+            "activation": activation,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "seed": seed,
+            "pc_steps": pc_steps,
+            "pc_rate": pc_rate,
+            "init_scale": init_scale,
+            "angle_batch": angle_batch,
+        }
+        xa, ya = jnp.asarray(xtr[:angle_batch]), jnp.asarray(ytr[:angle_batch])
+        xe, ye = xa[:200], ya[:200]
+        self._angles = jax.jit(
+            lambda p, s: (
+                alignment_angles(rule.update(model, p, s, xa, ya)[0], BackProp().update(model, p, (), xa, ya)[0]),
+                hidden_error_angles(model, rule, p, s, xe, ye),
+            )
         )
-    )
-    rng = np.random.default_rng(seed)
-    # Compile outside the timed epochs (on a throwaway copy of the state).
-    jax.block_until_ready(trainer.step(params, rule_state, opt_state, xa[:batch_size], ya[:batch_size]))
+        # Compile outside the timed epochs (on a throwaway copy of the state).
+        jax.block_until_ready(
+            self.trainer.step(self.params, self.rule_state, self.opt_state, xa[:batch_size], ya[:batch_size])
+        )
 
-    history: dict[str, list[dict[str, Any]]] = {"angles": [], "epochs": []}
+    @property
+    def epoch(self) -> int:
+        """Epochs finished."""
+        return len(self.history["epochs"])
 
-    def record_angle(step):
-        updates, errors = angle_fn(params, rule_state)
-        history["angles"].append(
+    def state(self) -> dict[str, Any]:
+        """The arrays to resume from: ``params``, ``opt_state`` and ``rule_state`` (FA's, DFA's matrices)."""
+        return {"params": self.params, "opt_state": self.opt_state, "rule_state": self.rule_state}
+
+    def restore(self, state: dict[str, Any], history: dict[str, list[dict[str, Any]]]) -> None:
+        """Continue from :meth:`state` and the ``history`` recorded with it."""
+        self.params, self.opt_state, self.rule_state = state["params"], state["opt_state"], state["rule_state"]
+        self.history = {"angles": list(history["angles"]), "epochs": list(history["epochs"])}
+        self.step = self.epoch * self.steps_per_epoch
+
+    def record_angle(self) -> None:
+        """Append the angles at the current weights (and step) to ``history["angles"]``."""
+        updates, errors = self._angles(self.params, self.rule_state)
+        self.history["angles"].append(
             {
-                "step": step,
-                "epoch": step / steps_per_epoch,
+                "step": self.step,
+                "epoch": self.step / self.steps_per_epoch,
                 "degrees": [float(a) for a in updates],
                 "error_degrees": [float(a) for a in errors],
             }
         )
 
-    record_angle(0)
-    early = {10, 30, 100, 300}
-    step = 0
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(xtr))
+    def train_epoch(self, on_batch: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+        """Train the next epoch; record and return its entry of ``history["epochs"]``."""
+        xtr, ytr, xval, yval, xte, yte = self.data
+        if not self.history["angles"]:
+            self.record_angle()
+        epoch, bs, n = self.epoch + 1, self.batch_size, self.steps_per_epoch
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(xtr))
+        params, rule_state, opt_state = self.params, self.rule_state, self.opt_state
         losses = []
         t0 = time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            params, rule_state, opt_state, loss = trainer.step(params, rule_state, opt_state, xtr[idx], ytr[idx])
+        for i in range(n):
+            idx = order[i * bs : (i + 1) * bs]
+            params, rule_state, opt_state, loss = self.trainer.step(params, rule_state, opt_state, xtr[idx], ytr[idx])
             losses.append(loss)
-            step += 1
-            if step in early and step < steps_per_epoch:
+            self.step += 1
+            if self.step in self.EARLY and self.step < n:
                 jax.block_until_ready(params)
                 pause = time.perf_counter()
-                record_angle(step)
+                self.params, self.rule_state = params, rule_state
+                self.record_angle()
                 t0 += time.perf_counter() - pause  # the angle probe is not training time
+            if on_batch is not None and (i % 50 == 0 or i == n - 1):
+                on_batch(i + 1, n, float(loss))
         jax.block_until_ready(params)
         seconds = time.perf_counter() - t0
-        record_angle(step)
+        self.params, self.rule_state, self.opt_state = params, rule_state, opt_state
+        self.record_angle()
         train_loss = float(jnp.mean(jnp.stack(losses)))
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"rule {name}: the training loss became {train_loss} in epoch {epoch}")
-        val, test = _accuracy(model, params, xval, yval), _accuracy(model, params, xte, yte)
-        history["epochs"].append(
-            {"epoch": epoch, "seconds": seconds, "train_loss": train_loss, "val_accuracy": val, "test_accuracy": test}
+            raise FloatingPointError(f"rule {self.name}: the training loss became {train_loss} in epoch {epoch}")
+        record = {
+            "epoch": epoch,
+            "seconds": seconds,
+            "train_loss": train_loss,
+            "val_accuracy": _accuracy(self.model, params, xval, yval),
+            "test_accuracy": _accuracy(self.model, params, xte, yte),
+        }
+        self.history["epochs"].append(record)
+        return record
+
+    def describe(self, record: dict[str, Any]) -> str:
+        """One log line for an epoch's record."""
+        angles = ", ".join(f"{a:.1f}" for a in self.history["angles"][-1]["degrees"])
+        errors = ", ".join(f"{a:.1f}" for a in self.history["angles"][-1]["error_degrees"])
+        return (
+            f"{self.name:8s} epoch {record['epoch']:2d}  loss {record['train_loss']:.4f}  "
+            f"val {100 * record['val_accuracy']:.2f}%  test {100 * record['test_accuracy']:.2f}%  "
+            f"{record['seconds']:.1f} s  angle to backprop: updates [{angles}], hidden errors [{errors}] deg"
         )
-        angles = ", ".join(f"{a:.1f}" for a in history["angles"][-1]["degrees"])
-        errors = ", ".join(f"{a:.1f}" for a in history["angles"][-1]["error_degrees"])
-        log(
-            f"{name:8s} epoch {epoch:2d}  loss {train_loss:.4f}  val {100 * val:.2f}%  "
-            f"test {100 * test:.2f}%  {seconds:.1f} s  angle to backprop: updates [{angles}], "
-            f"hidden errors [{errors}] deg"
-        )
+
+    def result(self) -> dict[str, Any]:
+        """The rule's results: settings, the last epoch's accuracies, the median seconds per epoch, history."""
+        last = self.history["epochs"][-1]
+        return {
+            "rule": self.name,
+            "settings": dict(self.settings),
+            "test_accuracy": last["test_accuracy"],
+            "val_accuracy": last["val_accuracy"],
+            "seconds_per_epoch": float(np.median([e["seconds"] for e in self.history["epochs"]])),
+            **self.history,
+        }
+
+
+def train_rule(name: str, data, *, checkpoint=None, log: Callable[[str], None] = print, **options) -> dict:
+    """Train one rule with Adam (cosine-decayed learning rate) and return its history.
+
+    ``data`` is ``(x_train, y_train, x_val, y_val, x_test, y_test)``; ``options`` are those of
+    :class:`RuleRun` (sizes, activation, epochs, batch_size, learning_rate, seed, pc_steps,
+    pc_rate, init_scale, angle_batch). Every epoch records validation and test accuracy, the
+    training-time seconds (compilation excluded) and the per-layer angle between the rule's update
+    and backprop's gradient on a fixed batch of ``angle_batch`` training rows, at the rule's current
+    weights. ``init_scale`` multiplies the initial (He-uniform) forward weights. ``checkpoint``: where
+    to save the final weights (and FA's, DFA's feedback matrices) with :func:`save_rule_checkpoint`.
+    """
+    run = RuleRun(name, data, **options)
+    while run.epoch < run.epochs:
+        log(run.describe(run.train_epoch()))
+    result = run.result()
     if checkpoint is not None:
         save_rule_checkpoint(
             checkpoint,
-            model,
-            rule,
-            params,
-            rule_state,
-            {"epochs": epochs, "test_accuracy": history["epochs"][-1]["test_accuracy"]},
+            run.model,
+            run.rule,
+            run.params,
+            run.rule_state,
+            {"epochs": run.epochs, "test_accuracy": result["test_accuracy"]},
         )
-    last = history["epochs"][-1]
-    settings = {
-        "sizes": list(sizes),
-        "activation": activation,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        "pc_steps": pc_steps,
-        "pc_rate": pc_rate,
-        "init_scale": init_scale,
-        "angle_batch": angle_batch,
-    }
-    return {
-        "rule": name,
-        "settings": settings,
-        "test_accuracy": last["test_accuracy"],
-        "val_accuracy": last["val_accuracy"],
-        "seconds_per_epoch": float(np.median([e["seconds"] for e in history["epochs"]])),
-        **history,
-    }
+    return result
+
+
+_PROVENANCE = ("command", "commit", "date", "machine", "predcode_version", "jax_version", "python_version")
 
 
 def run_mnist(
@@ -279,27 +342,34 @@ def run_mnist(
     log: Callable[[str], None] = print,
     n_val: int = 5000,
     n_train: int | None = None,
+    resume: bool = False,
+    force: bool = False,
     **options,
 ) -> dict:
     """Train each rule in ``rules`` on MNIST (``n_val`` images held out); write ``<out>/<rule>.json`` per rule.
 
-    ``options`` go to :func:`train_rule` (sizes, epochs, learning_rate, ...). Per-rule files let
-    the four runs go one at a time; :func:`write_report` joins them.
+    Each rule is ``predcode fit`` on an MLP config (:func:`predcode.experiments.mlp_fit.mlp_fit`)
+    into the run folder ``<checkpoints>/<rule>`` (a temporary folder when ``checkpoints`` is None);
+    ``options`` are the keys of :class:`RuleRun` (sizes, epochs, learning_rate, ...). Per-rule
+    files let the four runs go one at a time; :func:`write_report` joins them.
     """
-    from predcode.experiments.atomic import write_json
-    from predcode.experiments.provenance import provenance
+    import tempfile
 
-    for name in rules:
-        make_rule(name)  # a misspelt rule fails before the data load and the first run
-    data = load_mnist(n_val=n_val, seed=options.get("seed", 0), n_train=n_train)
+    from predcode.experiments.atomic import write_json
+    from predcode.experiments.mlp_fit import mlp_config, mlp_fit
+
+    configs = {name: mlp_config(rule=name, n_val=n_val, n_train=n_train, **options) for name in rules}
     out = Path(out)
     results = {}
-    for name in rules:
-        ckpt = None if checkpoints is None else Path(checkpoints) / name
-        res = train_rule(name, data, checkpoint=ckpt, log=log, **options)
-        res.update(provenance=provenance(), checkpoint=None if ckpt is None else str(ckpt))
-        write_json(out / f"{name}.json", res)
-        results[name] = res
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, cfg in configs.items():
+            folder = Path(scratch if checkpoints is None else checkpoints) / name
+            summary = mlp_fit(cfg, folder, resume=resume, force=force, on_epoch=lambda t, r, line: log(line))
+            res = {k: v for k, v in summary["trials"][0].items() if k not in ("trial", "seed")}
+            res["provenance"] = {k: summary[k] for k in _PROVENANCE}
+            res["checkpoint"] = None if checkpoints is None else str(folder / "best0")
+            write_json(out / f"{name}.json", res)
+            results[name] = res
     return results
 
 
@@ -516,134 +586,30 @@ def plot_online(result: dict, path: Path) -> Path:
     return path
 
 
-def config_options(cfg: MLPFitConfig) -> dict[str, Any]:
-    """The :func:`run_mnist` options an MLP config gives (its rule, model, data, train and optimizer keys;
-    ``out_dir``, where given, is the checkpoint folder)."""
-    m = cfg.model
-    return dict(
-        rules=[m.rule],
-        checkpoints=Path(cfg.out_dir) if cfg.out_dir is not None else Path("runs/credit"),
-        sizes=m.sizes,
-        activation=m.activation,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        learning_rate=cfg.optimizer.learning_rate,
-        seed=cfg.train.seed,
-        pc_steps=m.pc_steps,
-        pc_rate=m.pc_rate,
-        init_scale=m.init_scale,
-        n_val=cfg.data.n_val,
-        n_train=cfg.data.n_train,
-    )
+def write_online(out: Path, *, seconds: float = 60.0, learning_rate: float = 3e-5, seed: int = 0) -> dict:
+    """Run :func:`run_online`, write its figure to ``out`` and its numbers (no traces) to ``out`` as .json."""
+    from predcode.experiments.atomic import write_json
+    from predcode.experiments.provenance import provenance
 
-
-def _read_mlp_config(path: Path, overrides: list[str]) -> MLPFitConfig:
-    cfg = load_config(path)
-    if not isinstance(cfg, MLPFitConfig):
-        raise ConfigError(f'{cfg.source}: expected an MLP config ([model] family = "mlp"), got a {cfg.family} config')
-    return with_overrides(cfg, **dict(parse_override(text) for text in overrides))
-
-
-# ---------------------------------------------------------------------------------------- main
-
-
-def main(argv=None, prog: str = "python -m predcode.experiments.credit") -> int:
-    """``python -m predcode.experiments.credit {mnist,report,online} ...`` (also ``predcode credit``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="task", required=True)
-    m = sub.add_parser("mnist", help="train the MLP with each rule; per-rule JSON in --out")
-    m.add_argument("--out", type=Path, default=Path("results/credit"), help="folder for <rule>.json")
-    m.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
-    m.add_argument("--epochs", type=int, default=20, help="epochs per rule (cosine-decayed Adam)")
-    m.add_argument("--sizes", type=int, nargs="+", default=[784, 256, 256, 10], help="layer widths")
-    m.add_argument("--activation", default="relu", help="hidden nonlinearity")
-    m.add_argument("--batch-size", type=int, default=128)
-    m.add_argument("--learning-rate", type=float, default=1e-3, help="Adam peak learning rate")
-    m.add_argument("--pc-steps", type=int, default=20, help="PC inference steps T")
-    m.add_argument("--pc-rate", type=float, default=0.1, help="PC inference step size")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--init-scale", type=float, default=1.0, help="multiplies the initial forward weights")
-    m.add_argument("--checkpoints", type=Path, default=Path("runs/credit"), help="folder for <rule>.npz/.json")
-    m.add_argument(
-        "--config", type=Path, default=None, help="an MLP config (configs/credit/): its keys replace the options above"
-    )
-    m.add_argument("--set", dest="overrides", action="append", default=[], help="override a key of --config")
-    rep = sub.add_parser("report", help="join per-rule JSON into markdown + JSON")
-    rep.add_argument("--folder", type=Path, default=Path("results/credit"))
-    rep.add_argument("--out", type=Path, default=Path("results/credit_assignment"), help="stem of the .md and .json")
-    rep.add_argument("--extra", type=Path, nargs="*", default=[], help="folders of variant runs to add")
-    rep.add_argument("--notes", type=Path, default=None, help="markdown discussion to include")
-    o = sub.add_parser("online", help="the seed-004 online product demo; writes the figure and JSON")
-    o.add_argument("--out", type=Path, default=Path("results/online.png"), help="figure (JSON beside it)")
-    o.add_argument("--seconds", type=float, default=60.0, help="simulated seconds at 1 ms steps")
-    o.add_argument("--learning-rate", type=float, default=3e-5, help="SGD learning rate per step")
-    o.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    if args.task == "mnist":
-        options: dict[str, Any] = dict(
-            rules=args.rules,
-            checkpoints=args.checkpoints,
-            sizes=tuple(args.sizes),
-            activation=args.activation,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            seed=args.seed,
-            pc_steps=args.pc_steps,
-            pc_rate=args.pc_rate,
-            init_scale=args.init_scale,
-        )
-        if args.config is not None:
-            try:
-                options = config_options(_read_mlp_config(args.config, args.overrides))
-            except ConfigError as err:
-                m.error(str(err))
-        elif args.overrides:
-            m.error("--set: needs --config")
-        run_mnist(args.out, log=lambda s: print(s, flush=True), **options)
-    elif args.task == "report":
-        write_report(
-            args.folder,
-            args.out.with_suffix(".md"),
-            args.out.with_suffix(".json"),
-            extra=tuple(args.extra),
-            notes=args.notes,
-        )
-    else:
-        from predcode.experiments.atomic import write_json
-        from predcode.experiments.provenance import provenance
-
-        t0 = time.perf_counter()
-        result = run_online(seconds=args.seconds, learning_rate=args.learning_rate, seed=args.seed)
-        seconds = time.perf_counter() - t0
-        plot_online(result, args.out)
-        summary = {name: {k: v for k, v in r.items() if k != "outputs"} for name, r in result["runs"].items()}
-        write_json(
-            args.out.with_suffix(".json"),
-            {
-                "target_variance": result["variance"],
-                "runs": summary,
-                "seconds": seconds,
-                "settings": {
-                    "seconds": args.seconds,
-                    "dt": 1e-3,
-                    "hidden": 100,
-                    "optimizer": "sgd",
-                    "learning_rate": args.learning_rate,
-                    "seed": args.seed,
-                },
-                "provenance": provenance(),
-            },
-        )
-        for name, r in summary.items():
-            print(
-                f"{name}: MSE over the last 10 s {r['mse_last_10s']:.3e} = "
-                f"{100 * r['relative_mse']:.2f}% of the target variance (final weights frozen: "
-                f"{100 * r['frozen_relative_mse']:.2f}%)"
-            )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    out = Path(out)
+    t0 = time.perf_counter()
+    result = run_online(seconds=seconds, learning_rate=learning_rate, seed=seed)
+    elapsed = time.perf_counter() - t0
+    plot_online(result, out)
+    summary = {name: {k: v for k, v in r.items() if k != "outputs"} for name, r in result["runs"].items()}
+    record = {
+        "target_variance": result["variance"],
+        "runs": summary,
+        "seconds": elapsed,
+        "settings": {
+            "seconds": seconds,
+            "dt": 1e-3,
+            "hidden": 100,
+            "optimizer": "sgd",
+            "learning_rate": learning_rate,
+            "seed": seed,
+        },
+        "provenance": provenance(),
+    }
+    write_json(out.with_suffix(".json"), record)
+    return record

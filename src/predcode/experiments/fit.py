@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +29,14 @@ import numpy as np
 
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
-from predcode.experiments.checkpoint import load_checkpoint, save_checkpoint, tree_from_arrays, upgrade_arrays
+from predcode.experiments.checkpoint import (
+    CheckpointMismatch,
+    load_checkpoint,
+    load_tree,
+    save_checkpoint,
+    tree_from_arrays,
+    upgrade_arrays,
+)
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
@@ -143,9 +151,8 @@ def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
 _RUN_FILES = ("config.toml", "summary.json", "metrics.csv", "best*.json", "state*.json", "Lx*.npy")
 
 
-def prepare_folder(out: Path, resume: bool, force: bool) -> None:
-    """Make ``out`` ready for a run of any family: refuse another run's files unless ``resume`` or
-    ``force`` say what to do with them (:class:`RunFolderError`, exit 2 from the CLI)."""
+def prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
+    """Check ``out`` for a fit of any family (``resume`` needs a run there, ``force`` overwrites one); create it."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out: expected a folder for the run, got the existing file {out}; choose another --out")
     has_run = (out / "config.toml").exists()
@@ -198,16 +205,12 @@ def fit(
     several processes once ``predcode.experiments.distributed.initialize`` has joined them, see
     ``docs/distributed.md``) and trains the trials one after another; only process 0 writes files.
     """
-    if not isinstance(n_trials, int) or n_trials < 1:
-        raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
-    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
-    if unknown:
-        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
+    check_fit_options(n_trials, log)
     out = Path(out)
     x_tr, x_val = load_fit_data(cfg)  # fail on data before touching the run folder
     writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
     if writes:
-        prepare_folder(out, resume, force)
+        prepare_run_folder(out, resume, force)
         if not resume:
             write_text(out / "config.toml", dump_toml(cfg))
     model = GNCN(cfg.model)
@@ -247,7 +250,7 @@ def fit(
         _save_state(out / f"state{trial}", model, state, trial)
         records = [state.initial, *state.history]
         histories[trial] = records  # metrics.csv after every epoch: an interrupted run keeps its table too
-        _write_metrics_csv(out, [{"trial": t, **asdict(r)} for t in sorted(histories) for r in histories[t]])
+        write_metrics_csv(out, [{"trial": t, **asdict(r)} for t in sorted(histories) for r in histories[t]])
         for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
             with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
@@ -320,7 +323,8 @@ def fit(
     return _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
 
 
-def _write_metrics_csv(out: Path, rows: list[dict]) -> None:
+def write_metrics_csv(out: Path, rows: list[dict]) -> None:
+    """``out/metrics.csv``: one row a dict (the first row's keys are the columns), written atomically."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -330,7 +334,7 @@ def _write_metrics_csv(out: Path, rows: list[dict]) -> None:
 
 def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int, write: bool = True) -> dict:
     if write:
-        _write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
+        write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
         training_curves(trials[0]["history"], out / "curves.png")
     bces = np.array([t["best_val_bce"] for t in trials])
     tods = np.array([t["best_val_tod"] for t in trials])
@@ -352,4 +356,42 @@ def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, 
     return summary
 
 
-__all__ = ["LOGGERS", "RunFolderError", "fit", "load_fit_data", "prepare_folder"]
+def check_fit_options(n_trials: Any, log: Sequence[str] | str) -> None:
+    """Every family's fit: ``n_trials`` an integer >= 1, ``log`` names among :data:`LOGGERS` (ValueError)."""
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
+    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
+    if unknown:
+        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
+
+
+def resume_epoch(out: Path, trial: int) -> int:
+    """The last finished epoch of ``trial`` in the run folder ``out`` (0 if it has no state yet)."""
+    path = out / f"state{trial}.json"
+    if not path.exists():
+        return 0
+    try:
+        return int(json.loads(path.read_text()).get("epoch", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0  # an unreadable state: loading it says what is wrong
+
+
+def load_run_tree(path: Path, like: dict, what: str = "network") -> tuple[dict, dict]:
+    """:func:`~predcode.experiments.checkpoint.load_tree`; a checkpoint of another model is a RunFolderError."""
+    try:
+        return load_tree(path, like)
+    except CheckpointMismatch as err:
+        raise RunFolderError(f"{err}; it was written for another {what} (use another --out)") from None
+
+
+__all__ = [
+    "LOGGERS",
+    "RunFolderError",
+    "check_fit_options",
+    "fit",
+    "load_fit_data",
+    "load_run_tree",
+    "prepare_run_folder",
+    "resume_epoch",
+    "write_metrics_csv",
+]

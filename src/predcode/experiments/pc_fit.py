@@ -10,9 +10,6 @@ command, commit, date, machine and training time). Model selection is by validat
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,9 +22,15 @@ import numpy as np
 
 from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
-from predcode.experiments.checkpoint import CheckpointMismatch, load_tree, save_checkpoint
+from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import ConfigError, PCFitConfig, build_network, dump_toml
-from predcode.experiments.fit import LOGGERS, RunFolderError, prepare_folder
+from predcode.experiments.fit import (
+    check_fit_options,
+    load_run_tree,
+    prepare_run_folder,
+    resume_epoch,
+    write_metrics_csv,
+)
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter
 from predcode.learning.pc import PCTrainer
@@ -115,14 +118,6 @@ def _forward_fn(network: PCNetwork) -> Callable:
     return _FORWARD_CACHE[key]
 
 
-def _load_tree(path: Path, like: dict) -> tuple[dict, dict]:
-    """:func:`~predcode.experiments.checkpoint.load_tree`; a checkpoint of another network is a RunFolderError."""
-    try:
-        return load_tree(path, like)
-    except CheckpointMismatch as err:
-        raise RunFolderError(f"{err}; it was written for another network (use another --out)") from None
-
-
 @dataclass
 class PCEpochRecord:
     """One epoch: mean training energy per sample (at the inferred states), validation metrics, time."""
@@ -197,11 +192,7 @@ def pc_fit(
     ``train/energy``, ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``);
     ``data_parallel`` splits every batch over all devices (trials then run one after another).
     """
-    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
-        raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
-    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
-    if unknown:
-        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
+    check_fit_options(n_trials, log)
     out = Path(out)
     data = load_pc_data(cfg)  # fail on data before touching the run folder
     if data_parallel:
@@ -214,12 +205,12 @@ def pc_fit(
                 )
     writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
     if writes:
-        prepare_folder(out, resume, force)
+        prepare_run_folder(out, resume, force)
         if not resume:
             write_text(out / "config.toml", dump_toml(cfg))
     network = build_network(cfg)
     trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
-    start = [_resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
+    start = [resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
     limit = parallel_trials if parallel_trials is not None else cfg.train.parallel_trials
     group = 1 if data_parallel else max(1, min(n_trials, limit or n_trials))
     writers = [
@@ -240,17 +231,6 @@ def pc_fit(
     return _write_summary(out, cfg, data, network, [results[t] for t in range(n_trials)], write=writes)
 
 
-def _resume_epoch(out: Path, trial: int) -> int:
-    """The last finished epoch of ``trial`` in the run folder (0 if it has no state yet)."""
-    path = out / f"state{trial}.json"
-    if not path.exists():
-        return 0
-    try:
-        return int(json.loads(path.read_text()).get("epoch", 0))
-    except (ValueError, TypeError, AttributeError):
-        return 0  # an unreadable state: loading it says what is wrong
-
-
 class _TrialGroup:
     """Trials of one run that train together: one after another's batch in one vmapped step."""
 
@@ -267,7 +247,7 @@ class _TrialGroup:
         for i, t in enumerate(trials):
             if resume and (out / f"state{t}.json").exists():
                 like = {"params": self.params[i], "opt_state": self.opt[i]}
-                state, meta = _load_tree(out / f"state{t}", like)
+                state, meta = load_run_tree(out / f"state{t}", like)
                 self.params[i], self.opt[i] = state["params"], state["opt_state"]
                 self.history[i] = [PCEpochRecord(**r) for r in meta["history"]]
                 self.best[i] = (meta["best_score"], meta["best_epoch"])
@@ -360,7 +340,7 @@ class _TrialGroup:
         """The best parameters of the group's trial ``i`` (from this run, else from its checkpoint)."""
         if self.best_params[i] is not None:
             return self.best_params[i]
-        return _load_tree(self.out / f"best{t}", {"params": self.params[i]})[0]["params"]
+        return load_run_tree(self.out / f"best{t}", {"params": self.params[i]})[0]["params"]
 
     def _result(self, i: int, t: int) -> dict:
         cfg, data, net = self.cfg, self.data, self.trainer.network
@@ -397,12 +377,7 @@ def _write_summary(
     out: Path, cfg: PCFitConfig, data: PCData, network: PCNetwork, trials: list[dict], *, write: bool = True
 ) -> dict:
     if write:
-        rows = [{"trial": t["trial"], **r} for t in trials for r in t["history"]]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text(out / "metrics.csv", buf.getvalue())
+        write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
         _curves(trials[0]["history"], out / "curves.png", cfg.network.task)
     summary = {
         **provenance(),

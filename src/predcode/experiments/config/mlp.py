@@ -2,8 +2,8 @@
 
 ``rule`` picks backprop, feedback alignment (``fa``), direct feedback alignment (``dfa``) or
 predictive coding (``pc``, with ``pc_steps`` inference steps of size ``pc_rate``); the images are
-standardized by the training set's pixel mean and deviation. ``predcode credit mnist --config
-credit/mnist_fa`` trains one (``configs/credit/``).
+standardized by the training set's pixel mean and deviation. ``predcode fit --config
+credit/mnist_fa`` trains one (``configs/credit/``; :mod:`predcode.experiments.mlp_fit`).
 """
 
 # ruff: noqa: RUF009 (sections.table returns a dataclasses.field, as setting does)
