@@ -102,7 +102,8 @@ def test_a_family_refuses_the_shared_keys_it_does_not_serve():
     msg = _error(parse_toml, "[network]\n[train]\nepochs = 2\npatience = 3\n", "pc.toml")
     assert (
         msg
-        == "unknown key 'train.patience' in pc.toml, line 4; [train] takes batch_size, epochs, eval_batch_size, seed"
+        == "unknown key 'train.patience' in pc.toml, line 4; [train] takes batch_size, epochs, eval_batch_size, "
+        "parallel_trials, seed"
     )
     msg = _error(PCFitConfig, train=TrainConfig(patience=3))
     assert msg.startswith("train.patience: expected 10, got 3 (a PC network's config does not use train.patience")

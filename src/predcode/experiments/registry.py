@@ -124,9 +124,16 @@ def analysis_of(run: str | Path, command: str = "analyze") -> Analysis:
     if family not in ANALYSES:
         served = ", ".join(f"{name} ({a.name})" for name, a in ANALYSES.items())
         title = FAMILIES[family].title if family in FAMILIES else "an unknown config"
+        what = "an MLP run" if family == "mlp" else f"a run of family {family!r}"
+        hint = (
+            "; read its summary.json (accuracies, angles to backprop) or load best<t> with "
+            "predcode.experiments.credit.load_rule_checkpoint"
+            if family == "mlp"
+            else ""
+        )
         raise AnalyzeError(
-            f"--run: {run} is a run of family {family!r} (its config.toml is {title}); "
-            f"`predcode {command}` serves the families {served}"
+            f"--run: {run} is {what} (family {family!r}: its config.toml is {title}); "
+            f"`predcode {command}` serves the families {served}{hint}"
         )
     return ANALYSES[family]
 
