@@ -25,9 +25,9 @@ import numpy as np
 import optax
 
 from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
-from predcode.learning.step import GNCNTrainer, StepMetrics, make_trainer, pad_batch
+from predcode.learning.step import GNCNTrainer, all_finite, gncn_metrics, make_trainer, pad_batch
 from predcode.learning.trainer import Hebbian, training_step
-from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
+from predcode.models.gncn import GNCN, Params
 
 __all__ = ["parallel_trials", "stack_trials", "train_trials", "trial_bytes", "vmapped_steps"]
 
@@ -85,20 +85,12 @@ def vmapped_steps(trainer: GNCNTrainer) -> tuple[Callable, Callable]:
 
     def learn(params, opt_state, x, weights, active):
         new, _, new_opt, result = core(params, (), opt_state, x, weights)
-        finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
-        partial = (
-            total_discrepancy(result.errors, weights),
-            bce(x, result.predictions[0], weights),
-            result.status,
-            finite,
-        )
-        return new, keep(active, new_opt, opt_state), partial
+        return new, keep(active, new_opt, opt_state), gncn_metrics(x, result, weights)
 
-    def constrain(old, new, active, partial):
-        tod, bce_, status, finite = partial
+    def constrain(old, new, active, metrics):
         params = model.apply_constraints(new)
-        ok = jnp.all(finite) & (status == 0) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
-        return keep(active, params, old), StepMetrics(tod, bce_, (~ok).astype(jnp.int32), finite)
+        ok = (metrics.status == 0) & all_finite(params)
+        return keep(active, params, old), metrics._replace(status=(~ok).astype(jnp.int32))
 
     learn_v, constrain_v = jax.jit(jax.vmap(learn)), jax.jit(jax.vmap(constrain))
 

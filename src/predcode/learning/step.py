@@ -76,12 +76,17 @@ class GNCNTrainer(NamedTuple):
     rule: Any = None
 
 
+def all_finite(params: Params) -> Array:
+    """True when every array of ``params`` is finite (a scalar bool array)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
+
+
 def gncn_metrics(x: Array, result: Any, weights: Array | None, params: Params | None = None) -> StepMetrics:
     """The museum's step metrics from a settle: ToD, BCE, status (non-finite states or weights), finite layers."""
     finite = jnp.stack([jnp.all(jnp.isfinite(z)) for z in result.states])
     ok = jnp.all(finite) & (result.status == 0)
     if params is not None:
-        ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in params.values()]))
+        ok = ok & all_finite(params)
     return StepMetrics(
         total_discrepancy(result.errors, weights),
         bce(x, result.predictions[0], weights),
