@@ -101,8 +101,7 @@ def test_every_key_of_every_family_has_help_and_is_documented():
 def test_a_family_refuses_the_shared_keys_it_does_not_serve():
     msg = _error(parse_toml, "[network]\n[train]\nepochs = 2\npatience = 3\n", "pc.toml")
     assert (
-        msg
-        == "unknown key 'train.patience' in pc.toml, line 4; [train] takes batch_size, epochs, eval_batch_size, "
+        msg == "unknown key 'train.patience' in pc.toml, line 4; [train] takes batch_size, epochs, eval_batch_size, "
         "parallel_trials, seed"
     )
     msg = _error(PCFitConfig, train=TrainConfig(patience=3))
