@@ -98,19 +98,22 @@ class PCTrainer:
     def step(self, params, opt_state, clamps, masks=None, init=None):
         """One training step on a batch: infer the free states (``T`` steps), then update the weights."""
         self.network.check_clamps(clamps)
-        if self.rule_state is None:  # init() was not called: a stateless rule's state is ()
-            self.rule_state = self.rule.init(self.network, params)
         params, self.rule_state, opt_state, metrics = self._step(
-            params, self.rule_state, opt_state, dict(clamps), masks, init
+            params, self._state_for(params), opt_state, dict(clamps), masks, init
         )
         return params, opt_state, metrics
+
+    def _state_for(self, params) -> Any:
+        """The rule's state, drawn from ``params`` (one trial's) if :meth:`init` was not called."""
+        if self.rule_state is None:
+            self.rule_state = self.rule.init(self.network, params)
+        return self.rule_state
 
     def trials_step(self, params, opt_state, clamps):
         """One step of several trials at once, vmapped: ``params``, ``opt_state`` and every clamp carry
         a leading trial axis (``clamps[name]: (trials, batch, dim)``); returns the stacked results."""
-        if self.rule_state is None:
-            self.rule_state = self.rule.init(self.network, jax.tree.map(lambda a: a[0], params))
-        params, self.rule_state, opt_state, metrics = self._trials_step(params, self.rule_state, opt_state, clamps)
+        state = self._state_for(jax.tree.map(lambda a: a[0], params))
+        params, self.rule_state, opt_state, metrics = self._trials_step(params, state, opt_state, clamps)
         return params, opt_state, metrics
 
     def data_parallel_step(self, params, opt_state, clamps, mesh=None):
@@ -120,10 +123,8 @@ class PCTrainer:
 
         if self._data_parallel is None:
             self._data_parallel = sharded(self._step_impl, mesh, n_replicated=3, n_rows=1)
-        if self.rule_state is None:
-            self.rule_state = self.rule.init(self.network, params)
         params, self.rule_state, opt_state, metrics = self._data_parallel(
-            params, self.rule_state, opt_state, dict(clamps)
+            params, self._state_for(params), opt_state, dict(clamps)
         )
         return params, opt_state, metrics
 
