@@ -1081,10 +1081,10 @@ CLI_CASES = [
         ["line 3", "model.rule", "expected one of 'backprop', 'fa', 'dfa', 'pc'", "got 'sgd'"],
     ),
     (
-        "fit/credit-mlp-data-parallel",
-        lambda t: ["fit", "--config", "credit/mnist_fa", "--out", str(t / "r"), "--data-parallel"],
+        "fit/credit-mlp-patience-0",
+        lambda t: ["fit", "--config", "credit/mnist_fa", "--out", str(t / "r"), "--set", "train.patience=0"],
         2,
-        ["--data-parallel/--distributed", "not available for an MLP config", "one device"],
+        ["train.patience", "expected an integer >= 1", "got 0"],
     ),
     (
         "credit/mnist-unknown-rule",

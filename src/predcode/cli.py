@@ -157,12 +157,6 @@ def fit(
 
     try:
         cfg = load_config(config)
-        if isinstance(cfg, MLPFitConfig) and (data_parallel or distributed):
-            console.print(
-                f"[red]error:[/red] --data-parallel/--distributed: not available for an MLP config "
-                f"({config}); an MLP trains on one device"
-            )
-            raise typer.Exit(2)
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
@@ -177,7 +171,7 @@ def fit(
     if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
         return _fit_pc(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
     if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": an MLP trained by its rule
-        return _fit_mlp(cfg, folder, quiet=quiet, **common)
+        return _fit_mlp(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
 
     def epoch_line(trial, r):
         return f"trial {trial} " + _epoch_line(r), r.epoch
@@ -289,17 +283,19 @@ def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) ->
     )
 
 
-def _fit_mlp(cfg, folder: Path, *, quiet: bool, **common) -> None:
+def _fit_mlp(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) -> None:
     """``predcode fit`` for a ``[model] family = "mlp"`` config (predcode.experiments.mlp_fit)."""
     from predcode.experiments.mlp_fit import mlp_fit
 
     summary = _train_with_progress(
         folder,
         quiet=quiet,
-        rate=_Throughput(cfg.train.batch_size),
+        rate=_Throughput(cfg.train.batch_size, per_trial=common["n_trials"] > 1),
         batch_info=lambda loss: f"loss {loss:.4f}",
         epoch_line=lambda trial, record, line: (f"trial {trial} {line}", record["epoch"]),
-        train=lambda on_batch, on_epoch: mlp_fit(cfg, folder, on_batch=on_batch, on_epoch=on_epoch, **common),
+        train=lambda on_batch, on_epoch: mlp_fit(
+            cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel, **common
+        ),
     )
     console.print(
         f"rule {summary['rule']}: test accuracy {100 * summary['test_accuracy_mean']:.2f}% (last epoch) over "

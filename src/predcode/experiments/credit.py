@@ -29,6 +29,7 @@ from predcode.experiments.checkpoint import (
     upgrade_arrays,
 )
 from predcode.experiments.config import RULES
+from predcode.experiments.loop import epoch_order
 from predcode.learning.rules import (
     BackProp,
     DirectFeedbackAlignment,
@@ -243,40 +244,62 @@ class RuleRun:
 
     def train_epoch(self, on_batch: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
         """Train the next epoch; record and return its entry of ``history["epochs"]``."""
-        xtr, ytr, xval, yval, xte, yte = self.data
-        if not self.history["angles"]:
-            self.record_angle()
-        epoch, bs, n = self.epoch + 1, self.batch_size, self.steps_per_epoch
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(xtr))
-        params, rule_state, opt_state = self.params, self.rule_state, self.opt_state
-        losses = []
-        t0 = time.perf_counter()
+        self.begin_epoch()
+        n = self.steps_per_epoch
         for i in range(n):
-            idx = order[i * bs : (i + 1) * bs]
-            params, rule_state, opt_state, loss = self.trainer.step(params, rule_state, opt_state, xtr[idx], ytr[idx])
-            losses.append(loss)
-            self.step += 1
-            if self.step in self.EARLY and self.step < n:
-                jax.block_until_ready(params)
-                pause = time.perf_counter()
-                self.params, self.rule_state = params, rule_state
-                self.record_angle()
-                t0 += time.perf_counter() - pause  # the angle probe is not training time
+            loss = self.train_batch(i)
             if on_batch is not None and (i % 50 == 0 or i == n - 1):
                 on_batch(i + 1, n, float(loss))
-        jax.block_until_ready(params)
-        seconds = time.perf_counter() - t0
-        self.params, self.rule_state, self.opt_state = params, rule_state, opt_state
+        return self.finish_epoch()
+
+    def begin_epoch(self) -> None:
+        """Start the next epoch: its data order (seed, epoch) and its clock."""
+        if not self.history["angles"]:
+            self.record_angle()
+        self._order = epoch_order(len(self.data[0]), self.seed, self.epoch + 1)
+        self._losses: list[Any] = []
+        self._t0 = time.perf_counter()
+
+    def batch(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``i`` of the epoch begun: ``(x, y)`` rows of the training set."""
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.data[0][idx], self.data[1][idx]
+
+    def train_batch(self, i: int) -> Any:
+        """One training step on batch ``i`` of the epoch begun; its loss (a device scalar)."""
+        x, y = self.batch(i)
+        self.params, self.rule_state, self.opt_state, loss = self.trainer.step(
+            self.params, self.rule_state, self.opt_state, x, y
+        )
+        self.after_step(loss)
+        return loss
+
+    def after_step(self, loss: Any) -> None:
+        """Count a step whose new state is in ``params`` / ``rule_state``: its loss, the early angle probes."""
+        self._losses.append(loss)
+        self.step += 1
+        if self.step in self.EARLY and self.step < self.steps_per_epoch:
+            jax.block_until_ready(self.params)
+            pause = time.perf_counter()
+            self.record_angle()
+            self._t0 += time.perf_counter() - pause  # the angle probe is not training time
+
+    def finish_epoch(self) -> dict[str, Any]:
+        """End the epoch begun: probe the angles, evaluate; record and return its ``history["epochs"]`` entry."""
+        _, _, xval, yval, xte, yte = self.data
+        epoch = self.epoch + 1
+        jax.block_until_ready(self.params)
+        seconds = time.perf_counter() - self._t0
         self.record_angle()
-        train_loss = float(jnp.mean(jnp.stack(losses)))
+        train_loss = float(jnp.mean(jnp.stack(self._losses)))
         if not np.isfinite(train_loss):
             raise FloatingPointError(f"rule {self.name}: the training loss became {train_loss} in epoch {epoch}")
         record = {
             "epoch": epoch,
             "seconds": seconds,
             "train_loss": train_loss,
-            "val_accuracy": _accuracy(self.model, params, xval, yval),
-            "test_accuracy": _accuracy(self.model, params, xte, yte),
+            "val_accuracy": _accuracy(self.model, self.params, xval, yval),
+            "test_accuracy": _accuracy(self.model, self.params, xte, yte),
         }
         self.history["epochs"].append(record)
         return record

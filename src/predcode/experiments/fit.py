@@ -15,13 +15,12 @@ BCE and ToD).
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +37,12 @@ from predcode.experiments.checkpoint import (
     upgrade_arrays,
 )
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
+from predcode.experiments.loop import TrialGroup, run_epochs
 from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter, epoch_scalars
-from predcode.experiments.train import EpochRecord, TrainState, train
-from predcode.experiments.trials import parallel_trials, train_trials
+from predcode.experiments.train import EpochRecord, MuseumTrials, TrainState
+from predcode.experiments.trials import parallel_trials
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
 from predcode.threads import lapack_threads
@@ -178,24 +178,217 @@ def prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
         ) from None
 
 
-@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
-def fit(
-    cfg: FitConfig,
+class FitGroup(TrialGroup, Protocol):
+    """A :class:`~predcode.experiments.loop.TrialGroup` of a run: ``trials`` are its trials' numbers in the run."""
+
+    trials: list[int]
+
+
+class Family(Protocol):
+    """One model family of ``predcode fit``: its data, trial groups, checkpoints, logged scalars and summary.
+
+    :func:`run_fit` is the one fit of every family; a family says only what differs. A record is
+    the family's per-epoch result (a dataclass or dict with an ``epoch``).
+    """
+
+    def load_data(self, cfg: Any) -> Any:
+        """The config's data (read before the run folder is touched, so bad data changes nothing)."""
+        ...
+
+    def check(self, cfg: Any, data: Any, *, data_parallel: bool) -> None:
+        """Refuse (``ConfigError``) what the config cannot train on this data or these devices."""
+        ...
+
+    def groups(
+        self, cfg: Any, data: Any, out: Path, *, n_trials: int, resume: bool, data_parallel: bool
+    ) -> Iterator[FitGroup]:
+        """The run's trials in groups that train together, each made when its turn comes."""
+        ...
+
+    def save(self, cfg: Any, out: Path, group: Any, i: int, record: Any) -> None:
+        """Checkpoint the group's trial ``i`` after ``record`` (its best model if it improved, its state)."""
+        ...
+
+    def rows(self, group: Any, i: int) -> list[dict]:
+        """The ``metrics.csv`` rows of the group's trial ``i`` so far."""
+        ...
+
+    def scalars(self, group: Any, i: int, record: Any) -> dict[str, float]:
+        """What the loggers record for ``record`` (TensorBoard tags)."""
+        ...
+
+    def epoch_args(self, group: Any, i: int, record: Any) -> tuple:
+        """Extra arguments of ``on_epoch(trial, record, *extra)``."""
+        ...
+
+    def result(self, group: Any, i: int) -> dict:
+        """The finished trial ``i``'s entry of the summary."""
+        ...
+
+    def summary(self, out: Path, cfg: Any, data: Any, results: list[dict], *, write: bool) -> dict:
+        """The run's summary (written to ``summary.json``, with the final ``metrics.csv`` and ``curves.png``)."""
+        ...
+
+
+def _epoch(record: Any) -> int:
+    return int(record["epoch"] if isinstance(record, dict) else record.epoch)
+
+
+def run_fit(
+    family: Family,
+    cfg: Any,
     out: Path,
     *,
     n_trials: int = 1,
     resume: bool = False,
     force: bool = False,
     on_batch: Callable | None = None,
-    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    on_epoch: Callable | None = None,
     log: Sequence[str] = (),
     data_parallel: bool = False,
 ) -> dict:
-    """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of ``cfg`` into the folder ``out``.
+    """Train ``n_trials`` trials (seeds ``train.seed + t``) of ``cfg`` into the run folder ``out``: every family's fit.
 
-    Trials train together, vmapped in one jitted step, as many at a time as memory allows (at most
-    ``cfg.train.parallel_trials``; 1 trains them one after another); the results agree up to float
-    rounding. Every trial is saved after each of its epochs, so ``resume`` continues them all.
+    The data are read and checked first; then the run folder is prepared (``resume`` continues
+    the run there, ``force`` overwrites it) and the resolved config written to ``config.toml``.
+    The family's trial groups train through :func:`~predcode.experiments.loop.run_epochs`
+    (``train.epochs``, early stopping after ``train.patience`` epochs without improvement); after
+    every epoch of every trial its checkpoints and ``metrics.csv`` are written, the loggers
+    (``log``: :data:`LOGGERS`; TensorBoard event files in ``out/tb/trial{t}/``) get the family's
+    scalars, and ``on_epoch(trial, record, *extra)`` runs. In a multi-process run only process 0 writes.
+    """
+    check_fit_options(n_trials, log)
+    out = Path(out)
+    data = family.load_data(cfg)  # fail on data before touching the run folder
+    family.check(cfg, data, data_parallel=data_parallel)
+    writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
+    if writes:
+        prepare_run_folder(out, resume, force)
+        if not resume:
+            write_text(out / "config.toml", dump_toml(cfg))
+    writers = [
+        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
+    ]
+    rows: dict[int, list[dict]] = {}
+    results: dict[int, dict] = {}
+    try:
+        for group in family.groups(cfg, data, out, n_trials=n_trials, resume=resume, data_parallel=data_parallel):
+
+            def end(i: int, record: Any, group: FitGroup = group) -> None:
+                t = group.trials[i]
+                if writes:
+                    family.save(cfg, out, group, i, record)
+                    rows[t] = family.rows(group, i)  # after every epoch: an interrupted run keeps its table
+                    write_metrics_csv(out, [{"trial": k, **r} for k in sorted(rows) for r in rows[k]])
+                    writer = writers[t]
+                    if writer is not None:
+                        writer.add_scalars(_epoch(record), family.scalars(group, i, record))
+                if on_epoch is not None:
+                    on_epoch(t, record, *family.epoch_args(group, i, record))
+
+            run_epochs(group, epochs=cfg.train.epochs, patience=cfg.train.patience, on_batch=on_batch, on_epoch=end)
+            results.update({t: family.result(group, i) for i, t in enumerate(group.trials)})
+    finally:
+        for writer in writers:
+            if writer is not None:
+                writer.close()
+    return family.summary(out, cfg, data, [results[t] for t in range(n_trials)], write=writes)
+
+
+class MuseumFamily:
+    """The GNCN museum in :func:`run_fit`: trials vmapped as memory allows, the best model by validation BCE."""
+
+    def load_data(self, cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+        return load_fit_data(cfg)
+
+    def check(self, cfg: FitConfig, data, *, data_parallel: bool) -> None:
+        check_split_batches(cfg, ("batch_size", "eval_batch_size"), data_parallel)
+
+    def groups(self, cfg: FitConfig, data, out: Path, *, n_trials: int, resume: bool, data_parallel: bool):
+        x_tr, x_val = data
+        self.model = model = GNCN(cfg.model)
+        optimizer = cfg.optimizer.build()
+        if data_parallel:
+            from predcode.learning.parallel import make_data_parallel_trainer
+
+            trainer = make_data_parallel_trainer(model, optimizer)
+        else:
+            trainer = make_trainer(model, optimizer)
+        # The data are checked once here (shape, finite, range); the loop then calls the compiled step.
+        for name, x in (("x_train", x_tr), ("x_val", x_val)):
+            model.check_input(x, name)
+            if len(x) == 0:
+                raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
+        # Trials run in groups vmapped together (as many as memory allows, at most train.parallel_trials).
+        size = 1 if data_parallel else parallel_trials(model, cfg.train.batch_size, n_trials, cfg.train.parallel_trials)
+        for first in range(0, n_trials, size):
+            trials = list(range(first, min(first + size, n_trials)))
+            states = [
+                _load_state(out, model, trainer, t) if resume and (out / f"state{t}.json").exists() else None
+                for t in trials
+            ]
+            group = MuseumTrials(
+                trainer,
+                x_tr,
+                x_val,
+                seeds=[cfg.train.seed + t for t in trials],
+                batch_size=cfg.train.batch_size,
+                eval_batch_size=cfg.train.eval_batch_size,
+                states=states,
+            )
+            group.trials = trials
+            yield group
+
+    def save(self, cfg: FitConfig, out: Path, group: MuseumTrials, i: int, record: EpochRecord) -> None:
+        state, trial = group.states[i], group.trials[i]
+        if state.best_epoch == record.epoch:
+            meta = _model_metadata(
+                self.model, trial=trial, epoch=record.epoch, val_bce=record.val_bce, val_tod=record.val_tod
+            )
+            save_checkpoint(out / f"best{trial}", {"params": state.best_params}, meta)
+        _save_state(out / f"state{trial}", self.model, state, trial)
+        records = [state.initial, *state.history]
+        for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
+            with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
+
+    def rows(self, group: MuseumTrials, i: int) -> list[dict]:
+        state = group.states[i]
+        return [asdict(r) for r in [state.initial, *state.history]]
+
+    def scalars(self, group: MuseumTrials, i: int, record: EpochRecord) -> dict[str, float]:
+        return epoch_scalars(record)  # a fresh run starts with the untrained model's record, epoch 0
+
+    def epoch_args(self, group: MuseumTrials, i: int, record: EpochRecord) -> tuple:
+        return ()
+
+    def result(self, group: MuseumTrials, i: int) -> dict:
+        state, trial = group.states[i], group.trials[i]
+        best = [state.initial, *state.history][state.best_epoch]
+        return {
+            "trial": trial,
+            "seed": group.seeds[i],
+            "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_val_bce": best.val_bce,
+            "best_val_tod": best.val_tod,
+            "history": self.rows(group, i),
+        }
+
+    def summary(self, out: Path, cfg: FitConfig, data, results: list[dict], *, write: bool) -> dict:
+        return _write_summary(out, cfg, results, len(data[0]), len(data[1]), write=write)
+
+
+@lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
+def fit(cfg: FitConfig, out: Path, **options: Any) -> dict:
+    """Run ``n_trials`` trainings (seeds ``seed, seed + 1, ...``) of a museum config ``cfg`` into the folder ``out``.
+
+    :func:`run_fit` with :class:`MuseumFamily` (``options``: those of :func:`run_fit`). Trials
+    train together, vmapped in one jitted step, as many at a time as memory allows (at most
+    ``cfg.train.parallel_trials``; 1 trains them one after another); the results agree up to
+    float rounding. Every trial is saved after each of its epochs, so ``resume`` continues them all.
+    ``on_batch(b, n, bce, tod)``, ``on_epoch(trial, record)`` (a :class:`EpochRecord`; epoch 0
+    is the untrained model).
 
     ``metrics.csv`` is always written; ``log=("tensorboard",)`` also writes TensorBoard event files
     to ``out/tb/trial{t}/`` (per epoch: ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod``,
@@ -205,122 +398,20 @@ def fit(
     several processes once ``predcode.experiments.distributed.initialize`` has joined them, see
     ``docs/distributed.md``) and trains the trials one after another; only process 0 writes files.
     """
-    check_fit_options(n_trials, log)
-    out = Path(out)
-    x_tr, x_val = load_fit_data(cfg)  # fail on data before touching the run folder
-    writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
-    if writes:
-        prepare_run_folder(out, resume, force)
-        if not resume:
-            write_text(out / "config.toml", dump_toml(cfg))
-    model = GNCN(cfg.model)
-    optimizer = cfg.optimizer.build()
-    if data_parallel:
-        from predcode.learning.parallel import data_mesh, make_data_parallel_trainer
+    return run_fit(MuseumFamily(), cfg, out, **options)
 
-        mesh = data_mesh()
-        trainer = make_data_parallel_trainer(model, optimizer, mesh)
-        for name, size in (("batch_size", cfg.train.batch_size), ("eval_batch_size", cfg.train.eval_batch_size)):
-            if size % mesh.size:
-                raise ConfigError(
-                    f"train.{name}: expected a multiple of the {mesh.size} devices "
-                    f"the batches are split over, got {size}"
-                )
-    else:
-        trainer = make_trainer(model, optimizer)
-    states: list[TrainState | None] = [
-        _load_state(out, model, trainer, t) if resume and (out / f"state{t}.json").exists() else None
-        for t in range(n_trials)
-    ]
-    writers = [
-        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
-    ]
 
-    histories: dict[int, list[EpochRecord]] = {}
-
-    def on_epoch_end(trial: int, record: EpochRecord, state: TrainState) -> None:
-        if not writes:
-            return
-        if state.best_epoch == record.epoch:
-            save_checkpoint(
-                out / f"best{trial}",
-                {"params": state.best_params},
-                _model_metadata(model, trial=trial, epoch=record.epoch, val_bce=record.val_bce, val_tod=record.val_tod),
+def check_split_batches(cfg: Any, names: Sequence[str], data_parallel: bool) -> None:
+    """With ``data_parallel``, each ``train.<name>`` must split evenly over the devices (ConfigError)."""
+    if not data_parallel:
+        return
+    n_dev = jax.device_count()
+    for name in names:
+        size = getattr(cfg.train, name)
+        if size % n_dev:
+            raise ConfigError(
+                f"train.{name}: expected a multiple of the {n_dev} devices the batches are split over, got {size}"
             )
-        _save_state(out / f"state{trial}", model, state, trial)
-        records = [state.initial, *state.history]
-        histories[trial] = records  # metrics.csv after every epoch: an interrupted run keeps its table too
-        write_metrics_csv(out, [{"trial": t, **asdict(r)} for t in sorted(histories) for r in histories[t]])
-        for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
-            with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
-                np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
-        writer = writers[trial]
-        if writer is not None:  # a fresh run starts with the untrained model's record, epoch 0
-            writer.add_scalars(record.epoch, epoch_scalars(record))
-        if on_epoch:
-            on_epoch(trial, record)
-
-    def on_group_epoch(trials: list[int], i: int, record: EpochRecord, state: TrainState) -> None:
-        on_epoch_end(trials[i], record, state)  # i: the trial's index within its vmapped group
-
-    # Trials run in groups vmapped together (as many as memory allows, at most train.parallel_trials);
-    # a group of one is the plain training loop.
-    group = 1 if data_parallel else parallel_trials(model, cfg.train.batch_size, n_trials, cfg.train.parallel_trials)
-    common: dict[str, Any] = dict(
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        optimizer=optimizer,
-        eval_batch_size=cfg.train.eval_batch_size,
-        patience=cfg.train.patience,
-        on_batch=on_batch,
-    )
-    try:
-        for first in range(0, n_trials, group):
-            trials = list(range(first, min(first + group, n_trials)))
-            if len(trials) == 1:
-                t = trials[0]
-                states[t] = train(
-                    model,
-                    x_tr,
-                    x_val,
-                    seed=cfg.train.seed + t,
-                    state=states[t],
-                    trainer=trainer,
-                    on_epoch=functools.partial(on_epoch_end, t),
-                    **common,
-                )
-            else:
-                done = train_trials(
-                    model,
-                    x_tr,
-                    x_val,
-                    seeds=[cfg.train.seed + t for t in trials],
-                    states=[states[t] for t in trials],
-                    on_epoch=functools.partial(on_group_epoch, trials),
-                    **common,
-                )
-                for t, trained in zip(trials, done):
-                    states[t] = trained
-    finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close()
-    summaries = []
-    for trial, state in enumerate(states):
-        assert state is not None  # every trial was trained above
-        best = [state.initial, *state.history][state.best_epoch]
-        summaries.append(
-            {
-                "trial": trial,
-                "seed": cfg.train.seed + trial,
-                "epochs_run": state.epoch,
-                "best_epoch": state.best_epoch,
-                "best_val_bce": best.val_bce,
-                "best_val_tod": best.val_tod,
-                "history": [asdict(r) for r in [state.initial, *state.history]],
-            }
-        )
-    return _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
 
 
 def write_metrics_csv(out: Path, rows: list[dict]) -> None:
@@ -386,12 +477,17 @@ def load_run_tree(path: Path, like: dict, what: str = "network") -> tuple[dict, 
 
 __all__ = [
     "LOGGERS",
+    "Family",
+    "FitGroup",
+    "MuseumFamily",
     "RunFolderError",
     "check_fit_options",
+    "check_split_batches",
     "fit",
     "load_fit_data",
     "load_run_tree",
     "prepare_run_folder",
     "resume_epoch",
+    "run_fit",
     "write_metrics_csv",
 ]

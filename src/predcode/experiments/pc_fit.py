@@ -11,8 +11,8 @@ command, commit, date, machine and training time). Model selection is by validat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.data import load, to_float, train_val_split
-from predcode.experiments.atomic import atomic_path, write_json, write_text
+from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import save_checkpoint
-from predcode.experiments.config import ConfigError, PCFitConfig, build_network, dump_toml
-from predcode.experiments.fit import (
-    check_fit_options,
-    load_run_tree,
-    prepare_run_folder,
-    resume_epoch,
-    write_metrics_csv,
-)
+from predcode.experiments.config import PCFitConfig, build_network
+from predcode.experiments.fit import check_split_batches, load_run_tree, resume_epoch, run_fit, write_metrics_csv
 from predcode.experiments.provenance import provenance
-from predcode.experiments.tensorboard import EventWriter
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
 from predcode.threads import lapack_threads
 
 __all__ = [
+    "NetworkFamily",
     "PCData",
     "PCEpochRecord",
     "clamps_for",
@@ -168,89 +162,135 @@ def _metadata(cfg: PCFitConfig, **extra) -> dict:
     return {"model": "pc_network", "task": cfg.network.task, "network": asdict(cfg.network), **extra}
 
 
+class NetworkFamily:
+    """General PC networks in :func:`~predcode.experiments.fit.run_fit`: the best model by validation
+    accuracy (supervised) or energy (generative). ``parallel_trials`` overrides ``train.parallel_trials``."""
+
+    parallel_trials: int | None = None
+
+    def load_data(self, cfg: PCFitConfig) -> PCData:
+        return load_pc_data(cfg)
+
+    def check(self, cfg: PCFitConfig, data: PCData, *, data_parallel: bool) -> None:
+        check_split_batches(cfg, ("batch_size", "eval_batch_size"), data_parallel)
+
+    def groups(self, cfg: PCFitConfig, data: PCData, out: Path, *, n_trials: int, resume: bool, data_parallel: bool):
+        self.network = network = build_network(cfg)
+        trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
+        start = [resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
+        limit = self.parallel_trials if self.parallel_trials is not None else cfg.train.parallel_trials
+        size = 1 if data_parallel else max(1, min(n_trials, limit or n_trials))
+        for first in range(0, n_trials, size):
+            members = list(range(first, min(first + size, n_trials)))
+            # trials resumed at different epochs train one after another
+            for trials in [members] if len({start[t] for t in members}) == 1 else [[t] for t in members]:
+                yield _TrialGroup(cfg, trainer, data, out, trials, resume, data_parallel)
+
+    def save(self, cfg: PCFitConfig, out: Path, group: _TrialGroup, i: int, record: PCEpochRecord) -> None:
+        s = group.states[i]
+        t = s.trial
+        if s.best_epoch == record.epoch:
+            save_checkpoint(out / f"best{t}", {"params": s.params}, _metadata(cfg, trial=t, **asdict(record)))
+        save_checkpoint(
+            out / f"state{t}",
+            {"params": s.params, "opt_state": s.opt},
+            _metadata(
+                cfg,
+                trial=t,
+                epoch=record.epoch,
+                best_score=s.best_score,
+                best_epoch=s.best_epoch,
+                history=[asdict(r) for r in s.history],
+            ),
+        )
+
+    def rows(self, group: _TrialGroup, i: int) -> list[dict]:
+        return [asdict(r) for r in group.states[i].history]
+
+    def scalars(self, group: _TrialGroup, i: int, record: PCEpochRecord) -> dict[str, float]:
+        scalars = {"train/energy": record.train_energy, "val/energy": record.val_energy}
+        if record.val_accuracy is not None:
+            scalars["val/accuracy"] = record.val_accuracy
+        if record.val_mse is not None:
+            scalars["val/mse"] = record.val_mse
+        return {**scalars, "time/seconds_per_epoch": record.seconds}
+
+    def epoch_args(self, group: _TrialGroup, i: int, record: PCEpochRecord) -> tuple:
+        return ()
+
+    def result(self, group: _TrialGroup, i: int) -> dict:
+        return group._result(i, group.trials[i])
+
+    def summary(self, out: Path, cfg: PCFitConfig, data: PCData, results: list[dict], *, write: bool) -> dict:
+        return _write_summary(out, cfg, data, self.network, results, write=write)
+
+
 @lapack_threads()  # jaxlib's CPU Cholesky (full-covariance cells) on one OpenBLAS thread for this call only
-def pc_fit(
-    cfg: PCFitConfig,
-    out: Path,
-    *,
-    n_trials: int = 1,
-    resume: bool = False,
-    force: bool = False,
-    on_batch: Callable[[int, int, float], None] | None = None,
-    on_epoch: Callable[[int, PCEpochRecord], None] | None = None,
-    log: Sequence[str] = (),
-    data_parallel: bool = False,
-    parallel_trials: int | None = None,
-) -> dict:
+def pc_fit(cfg: PCFitConfig, out: Path, *, parallel_trials: int | None = None, **options: Any) -> dict:
     """Train ``n_trials`` networks (seeds ``seed, seed + 1, ...``) of ``cfg`` into the run folder ``out``.
 
-    As for the museum (:func:`predcode.experiments.fit.fit`): trials train together, vmapped in one
-    jitted step (at most ``parallel_trials`` at a time, default ``train.parallel_trials``, else all;
-    trials resumed at different epochs train one after another), each with its own data order, best
-    model and checkpoints;
-    ``log=("tensorboard",)`` writes TensorBoard event files to ``out/tb/trial{t}/`` (per epoch:
-    ``train/energy``, ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``);
-    ``data_parallel`` splits every batch over all devices (trials then run one after another).
+    :func:`~predcode.experiments.fit.run_fit` with :class:`NetworkFamily` (``options``: those of
+    ``run_fit``). As for the museum: trials train together, vmapped in one jitted step (at most
+    ``parallel_trials`` at a time, default ``train.parallel_trials``, else all; trials resumed at
+    different epochs train one after another), each with its own data order, best model, early
+    stopping and checkpoints; ``on_batch(b, n, energy)``, ``on_epoch(trial, record)`` (a
+    :class:`PCEpochRecord`); ``log=("tensorboard",)`` writes TensorBoard event files to
+    ``out/tb/trial{t}/`` (per epoch: ``train/energy``, ``val/energy``, ``val/accuracy`` or
+    ``val/mse``, ``time/seconds_per_epoch``); ``data_parallel`` splits every batch over all devices
+    (trials then run one after another).
     """
-    check_fit_options(n_trials, log)
-    out = Path(out)
-    data = load_pc_data(cfg)  # fail on data before touching the run folder
-    if data_parallel:
-        n_dev = jax.device_count()
-        for name in ("batch_size", "eval_batch_size"):
-            size = getattr(cfg.train, name)
-            if size % n_dev:
-                raise ConfigError(
-                    f"train.{name}: expected a multiple of the {n_dev} devices the batches are split over, got {size}"
-                )
-    writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
-    if writes:
-        prepare_run_folder(out, resume, force)
-        if not resume:
-            write_text(out / "config.toml", dump_toml(cfg))
-    network = build_network(cfg)
-    trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
-    start = [resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
-    limit = parallel_trials if parallel_trials is not None else cfg.train.parallel_trials
-    group = 1 if data_parallel else max(1, min(n_trials, limit or n_trials))
-    writers = [
-        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
-    ]
-    results: dict[int, dict] = {}
-    try:
-        for first in range(0, n_trials, group):
-            members = list(range(first, min(first + group, n_trials)))
-            groups = [members] if len({start[t] for t in members}) == 1 else [[t] for t in members]
-            for trials in groups:
-                run = _TrialGroup(cfg, trainer, data, out, trials, resume, writers, data_parallel, writes)
-                results.update(run.train(on_batch, on_epoch))
-    finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close()
-    return _write_summary(out, cfg, data, network, [results[t] for t in range(n_trials)], write=writes)
+    family = NetworkFamily()
+    family.parallel_trials = parallel_trials
+    return run_fit(family, cfg, out, **options)
+
+
+@dataclass
+class _PCTrial:
+    """One trial's training state: parameters, optimizer state, records and best model."""
+
+    trial: int
+    seed: int
+    params: Any
+    opt: Any
+    history: list[PCEpochRecord] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int = 0
+    best_params: Any = None  # of this process's epochs; else on disk (best{t})
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
 
 
 class _TrialGroup:
-    """Trials of one run that train together: one after another's batch in one vmapped step."""
+    """Trials of one run that train together (one vmapped step), a :class:`~predcode.experiments.loop.TrialGroup`."""
 
-    def __init__(self, cfg, trainer, data, out, trials, resume, writers, data_parallel, writes=True):
+    def __init__(self, cfg, trainer, data, out, trials, resume, data_parallel):
         self.cfg, self.trainer, self.data, self.out, self.trials = cfg, trainer, data, out, trials
-        self.writers, self.data_parallel, self.writes = writers, data_parallel, writes
-        self.best_params: list[Any] = [None for _ in trials]
+        self.data_parallel = data_parallel
         net = trainer.network
         self.seeds = [cfg.train.seed + t for t in trials]
-        self.params = [net.init(jax.random.key(seed)) for seed in self.seeds]
-        self.opt = [trainer.init(p) for p in self.params]
-        self.history: list[list[PCEpochRecord]] = [[] for _ in trials]
-        self.best: list[tuple[float | None, int]] = [(None, 0) for _ in trials]
-        for i, t in enumerate(trials):
+        self._states = []
+        for t, seed in zip(trials, self.seeds, strict=True):
+            params = net.init(jax.random.key(seed))
+            s = _PCTrial(t, seed, params, trainer.init(params))
             if resume and (out / f"state{t}.json").exists():
-                like = {"params": self.params[i], "opt_state": self.opt[i]}
-                state, meta = load_run_tree(out / f"state{t}", like)
-                self.params[i], self.opt[i] = state["params"], state["opt_state"]
-                self.history[i] = [PCEpochRecord(**r) for r in meta["history"]]
-                self.best[i] = (meta["best_score"], meta["best_epoch"])
+                state, meta = load_run_tree(out / f"state{t}", {"params": s.params, "opt_state": s.opt})
+                s.params, s.opt = state["params"], state["opt_state"]
+                s.history = [PCEpochRecord(**r) for r in meta["history"]]
+                s.best_score, s.best_epoch = meta["best_score"], meta["best_epoch"]
+            self._states.append(s)
+        n, bs = len(data.x_train), cfg.train.batch_size
+        self.n_batches = n // bs
+        if self.n_batches < 1:
+            raise ValueError(f"train.batch_size: expected at most the {n} training images, got {bs}")
+
+    def start(self) -> list:
+        return []  # trials start with their first epoch
+
+    @property
+    def states(self) -> list[_PCTrial]:
+        return self._states
 
     def _step(self, params, opt, clamps):
         trainer = self.trainer
@@ -263,89 +303,59 @@ class _TrialGroup:
         p, o, m = step(params[0], opt[0], clamps[0])
         return [p], [o], jax.tree.map(lambda a: a[None], m)
 
-    def train(self, on_batch, on_epoch) -> dict[int, dict]:
-        cfg, data, net, bs = self.cfg, self.data, self.trainer.network, self.cfg.train.batch_size
-        n = len(data.x_train)
-        n_batches = n // bs
-        if n_batches < 1:
-            raise ValueError(f"train.batch_size: expected at most the {n} training images, got {bs}")
-        for epoch in range(len(self.history[0]) + 1, cfg.train.epochs + 1):
-            started = time.perf_counter()
-            perms = [np.random.default_rng([seed, epoch]).permutation(n) for seed in self.seeds]
-            params, opt = self.params, self.opt
-            for b in range(n_batches):
-                clamps = [
-                    clamps_for(
-                        cfg, net, data.x_train[perm[b * bs : (b + 1) * bs]], data.y_train[perm[b * bs : (b + 1) * bs]]
-                    )
-                    for perm in perms
-                ]
-                params, opt, metrics = self._step(params, opt, clamps)
-                if b % 50 == 0 or b == n_batches - 1:
-                    energies = np.asarray(metrics.energy, np.float64)
-                    status = np.asarray(metrics.status)
-                    for i, t in enumerate(self.trials):
-                        if not np.isfinite(energies[i]) or int(status[i]) != 0:
-                            raise FloatingPointError(
-                                f"trial {t}, epoch {epoch}, batch {b}: the energy became "
-                                f"{energies[i]} (inference or learning diverged); lower "
-                                "inference.learning_rate or optimizer.learning_rate"
-                            )
-                    if on_batch:
-                        on_batch(b + 1, n_batches, float(energies[0]))
-            self.params, self.opt = params, opt
-            seconds = (time.perf_counter() - started) / len(self.trials)
-            for i, t in enumerate(self.trials):
-                self._end_epoch(i, t, epoch, float(energies[i]), seconds, on_epoch)
-        return {t: self._result(i, t) for i, t in enumerate(self.trials)}
+    def begin_epoch(self, epoch: int, active: np.ndarray) -> None:
+        self.epoch, self.active = epoch, np.asarray(active, bool)
+        self.perms = [np.random.default_rng([seed, epoch]).permutation(len(self.data.x_train)) for seed in self.seeds]
+        self.started = time.perf_counter()
 
-    def _end_epoch(self, i: int, t: int, epoch: int, train_energy: float, seconds: float, on_epoch) -> None:
-        cfg, out, params = self.cfg, self.out, self.params[i]
-        ev = _evaluate(cfg, self.trainer, params, self.data.x_val, self.data.y_val)
+    def train_batch(self, b: int) -> tuple[float] | None:
+        cfg, data, net, bs = self.cfg, self.data, self.trainer.network, self.cfg.train.batch_size
+        clamps = [
+            clamps_for(cfg, net, data.x_train[perm[b * bs : (b + 1) * bs]], data.y_train[perm[b * bs : (b + 1) * bs]])
+            for perm in self.perms
+        ]
+        params, opt, metrics = self._step([s.params for s in self._states], [s.opt for s in self._states], clamps)
+        for s, p, o, on in zip(self._states, params, opt, self.active, strict=True):
+            if on:  # a trial left out of this epoch (stopped, or ahead) keeps its state
+                s.params, s.opt = p, o
+        if not (b % 50 == 0 or b == self.n_batches - 1):
+            return None
+        self.energies = energies = np.asarray(metrics.energy, np.float64)
+        status = np.asarray(metrics.status)
+        for i, t in enumerate(self.trials):
+            if self.active[i] and (not np.isfinite(energies[i]) or int(status[i]) != 0):
+                raise FloatingPointError(
+                    f"trial {t}, epoch {self.epoch}, batch {b}: the energy became "
+                    f"{energies[i]} (inference or learning diverged); lower "
+                    "inference.learning_rate or optimizer.learning_rate"
+                )
+        return (float(energies[np.flatnonzero(self.active)[0]]),)
+
+    def end_epoch(self, epoch: int) -> list[tuple[int, PCEpochRecord]]:
+        running = np.flatnonzero(self.active)
+        seconds = (time.perf_counter() - self.started) / len(running)
+        return [(int(i), self._end_epoch(int(i), epoch, float(self.energies[i]), seconds)) for i in running]
+
+    def _end_epoch(self, i: int, epoch: int, train_energy: float, seconds: float) -> PCEpochRecord:
+        cfg, s = self.cfg, self._states[i]
+        ev = _evaluate(cfg, self.trainer, s.params, self.data.x_val, self.data.y_val)
         record = PCEpochRecord(epoch, train_energy, ev["val_energy"], ev["val_accuracy"], ev["val_mse"], seconds)
-        self.history[i].append(record)
-        best_score, best_epoch = self.best[i]
-        if _better(cfg, record, best_score):
-            best_score, best_epoch = _score(cfg, record), epoch
-            self.best_params[i] = params
-            if self.writes:
-                save_checkpoint(out / f"best{t}", {"params": params}, _metadata(cfg, trial=t, **asdict(record)))
-        self.best[i] = (best_score, best_epoch)
-        if not self.writes:
-            return
-        save_checkpoint(
-            out / f"state{t}",
-            {"params": params, "opt_state": self.opt[i]},
-            _metadata(
-                cfg,
-                trial=t,
-                epoch=epoch,
-                best_score=best_score,
-                best_epoch=best_epoch,
-                history=[asdict(r) for r in self.history[i]],
-            ),
-        )
-        writer = self.writers[t]
-        if writer is not None:
-            scalars = {"train/energy": record.train_energy, "val/energy": record.val_energy}
-            if record.val_accuracy is not None:
-                scalars["val/accuracy"] = record.val_accuracy
-            if record.val_mse is not None:
-                scalars["val/mse"] = record.val_mse
-            writer.add_scalars(epoch, {**scalars, "time/seconds_per_epoch": record.seconds})
-        if on_epoch:
-            on_epoch(t, record)
+        s.history.append(record)
+        if _better(cfg, record, s.best_score):
+            s.best_score, s.best_epoch, s.best_params = _score(cfg, record), epoch, s.params
+        return record
 
     def _best(self, i: int, t: int) -> Any:
         """The best parameters of the group's trial ``i`` (from this run, else from its checkpoint)."""
-        if self.best_params[i] is not None:
-            return self.best_params[i]
-        return load_run_tree(self.out / f"best{t}", {"params": self.params[i]})[0]["params"]
+        s = self._states[i]
+        if s.best_params is not None:
+            return s.best_params
+        return load_run_tree(self.out / f"best{t}", {"params": s.params})[0]["params"]
 
     def _result(self, i: int, t: int) -> dict:
         cfg, data, net = self.cfg, self.data, self.trainer.network
-        history = self.history[i]
-        best_score, best_epoch = self.best[i]
+        history = self._states[i].history
+        best_score, best_epoch = self._states[i].best_score, self._states[i].best_epoch
         result = {
             "trial": t,
             "seed": self.seeds[i],

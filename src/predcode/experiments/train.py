@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from predcode.experiments.loop import epoch_order, run_epochs
 from predcode.learning.step import GNCNTrainer, make_trainer, pad_batch
 from predcode.models.gncn import GNCN, Params
 
@@ -48,11 +49,6 @@ class TrainState:
 
 
 TrainResult = TrainState
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The sample order of one epoch, a function of (seed, epoch) alone, so a resumed run repeats it."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
@@ -126,45 +122,166 @@ def train(
     for name, x in (("x_train", x_train), ("x_val", x_val)):
         if len(x) == 0:
             raise ValueError(f"{name}: expected at least one row, got shape {tuple(x.shape)}")
-    eval_batch_size = eval_batch_size or batch_size
     trainer = make_trainer(model, optimizer) if trainer is None else trainer
-    if state is None:
-        params = model.init(jax.random.key(seed)) if params is None else model.check_params(params)
-        start = time.perf_counter()
-        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name="x_val (the starting model)")
-        train_bce, train_tod = evaluate(trainer, params, x_train, eval_batch_size, name="x_train (the starting model)")
-        initial = EpochRecord(0, train_bce, train_tod, val_bce, val_tod, time.perf_counter() - start)
-        state = TrainState(params, trainer.init(params), 0, params, 0, val_bce, initial)
-        if on_epoch:
-            on_epoch(initial, state)
-    n_batches = -(-len(x_train) // batch_size)
-    while state.epoch < epochs and not (patience is not None and state.epoch - state.best_epoch >= patience):
-        epoch = state.epoch + 1
-        params, opt_state = state.params, state.opt_state
-        start = time.perf_counter()
-        sums = np.zeros(2)
-        for b, rows in enumerate(_batches(len(x_train), batch_size, epoch_order(len(x_train), seed, epoch))):
-            xb, w = pad_batch(jnp.asarray(x_train[rows]), batch_size)
-            params, opt_state, m = trainer.step.unchecked(params, opt_state, xb, w)
-            if int(m.status) != 0:
-                raise FloatingPointError(
-                    f"training diverged in epoch {epoch}, batch {b + 1} of {n_batches}: "
-                    f"{describe_nonfinite(model, params, m)}; the best checkpoint on disk is intact. "
-                    "Lower the learning rate or the settling step beta."
-                )
-            sums += np.array([float(m.bce), float(m.tod)]) * len(rows)
-            if on_batch:
-                on_batch(b + 1, n_batches, float(m.bce), float(m.tod))
-        val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name=f"x_val (after epoch {epoch})")
-        epoch_bce, epoch_tod = sums / len(x_train)
-        record = EpochRecord(epoch, epoch_bce, epoch_tod, val_bce, val_tod, time.perf_counter() - start)
-        state.history.append(record)
-        state.params, state.opt_state, state.epoch = params, opt_state, epoch
-        if val_bce < state.best_val_bce:
-            state.best_params, state.best_epoch, state.best_val_bce = params, epoch, val_bce
-        if on_epoch:
-            on_epoch(record, state)
-    return state
+    group = MuseumTrials(
+        trainer,
+        x_train,
+        x_val,
+        seeds=[seed],
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size or batch_size,
+        states=[state],
+        params=params,
+    )
+    run_epochs(
+        group,
+        epochs=epochs,
+        patience=patience,
+        on_batch=on_batch,
+        on_epoch=(lambda t, record: on_epoch(record, group.states[t])) if on_epoch else None,
+    )
+    return group.states[0]
+
+
+class MuseumTrials:
+    """The museum's :class:`~predcode.experiments.loop.TrialGroup`: one trial, or several vmapped together.
+
+    One trial trains with the trainer's own step (``trainer.step``: plain, or data-parallel);
+    several train in one compiled step ``vmap``-ped over the trials
+    (:func:`predcode.experiments.trials.vmapped_steps`), each with its own data order, best model
+    and early-stopping counter; a trial left out of an epoch keeps its parameters.
+    ``states`` start fresh (None: the untrained model is evaluated as epoch 0 and is the first
+    best model, as in ngc-learn's walkthrough) or resume saved :class:`TrainState` s.
+    """
+
+    def __init__(
+        self,
+        trainer: GNCNTrainer,
+        x_train: np.ndarray,
+        x_val: np.ndarray,
+        *,
+        seeds: Sequence[int],
+        batch_size: int,
+        eval_batch_size: int,
+        states: Sequence[TrainState | None],
+        params: Params | None = None,
+    ):
+        self.trainer, self.model = trainer, trainer.model
+        self.x_train, self.x_val, self.seeds = x_train, x_val, [int(s) for s in seeds]
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.trials: list[int] = list(range(len(self.seeds)))  # the trials' numbers in their run
+        self.vmapped = len(self.seeds) > 1
+        if self.vmapped:
+            from predcode.experiments.trials import vmapped_steps
+
+            self._vstep, self._veval = vmapped_steps(trainer)
+        slots = list(states)
+        fresh = [t for t, s in enumerate(slots) if s is None]
+        self.initial: list[tuple[int, EpochRecord]] = []
+        if fresh:
+            start = time.perf_counter()
+            if self.vmapped:
+                from predcode.experiments.trials import stack_trials
+
+                starting = [self.model.init(jax.random.key(self.seeds[t])) for t in fresh]
+                stacked = stack_trials(starting)
+                val = self._evaluate(stacked, x_val, "x_val (the starting model)", fresh)
+                tr = self._evaluate(stacked, x_train, "x_train (the starting model)", fresh)
+            else:
+                p0 = self.model.init(jax.random.key(self.seeds[0])) if params is None else params
+                starting = [self.model.check_params(p0)]
+                val = self._evaluate(starting[0], x_val, "x_val (the starting model)")
+                tr = self._evaluate(starting[0], x_train, "x_train (the starting model)")
+            seconds = (time.perf_counter() - start) / len(fresh)
+            for i, t in enumerate(fresh):
+                p = starting[i]
+                initial = EpochRecord(0, float(tr[i, 0]), float(tr[i, 1]), float(val[i, 0]), float(val[i, 1]), seconds)
+                slots[t] = TrainState(p, trainer.init(p), 0, p, 0, float(val[i, 0]), initial)
+                self.initial.append((t, initial))
+        self._states: list[TrainState] = [s for s in slots if s is not None]
+        self.n_batches = -(-len(x_train) // batch_size)  # the last, short batch is padded
+        if self.vmapped:
+            from predcode.experiments.trials import stack_trials
+
+            self.params = stack_trials([s.params for s in self._states])
+            self.opt_state = stack_trials([s.opt_state for s in self._states])
+
+    @property
+    def states(self) -> list[TrainState]:
+        return self._states
+
+    def start(self) -> list[tuple[int, EpochRecord]]:
+        return self.initial
+
+    def _evaluate(self, params, x: np.ndarray, name: str, trials: Sequence[int] | None = None) -> np.ndarray:
+        """Per-trial mean ``(bce, tod)`` over ``x``, shape (trials, 2)."""
+        if self.vmapped:
+            from predcode.experiments.trials import _evaluate
+
+            n = len(trials) if trials is not None else len(self._states)
+            return _evaluate(
+                self._veval, params, x, self.eval_batch_size, n, model=self.model, name=name, trials=trials
+            )
+        return np.array([evaluate(self.trainer, params, x, self.eval_batch_size, name=name)])
+
+    def begin_epoch(self, epoch: int, active: np.ndarray) -> None:
+        self.epoch, self.active = epoch, np.asarray(active, bool)
+        self.orders = [epoch_order(len(self.x_train), seed, epoch) for seed in self.seeds]
+        if not self.vmapped:
+            self.params, self.opt_state = self._states[0].params, self._states[0].opt_state
+        self.sums = np.zeros((len(self.seeds), 2))
+        self.started = time.perf_counter()
+
+    def train_batch(self, b: int) -> tuple[float, float]:
+        bs = self.batch_size
+        rows = [order[b * bs : (b + 1) * bs] for order in self.orders]
+        if self.vmapped:
+            padded = [pad_batch(jnp.asarray(self.x_train[r]), bs) for r in rows]
+            xb, w = jnp.stack([p[0] for p in padded]), jnp.stack([p[1] for p in padded])
+            self.params, self.opt_state, m = self._vstep(self.params, self.opt_state, xb, w, jnp.asarray(self.active))
+            bad = np.flatnonzero(self.active & (np.asarray(m.status) != 0))
+            batch = np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1)
+        else:
+            xb, w = pad_batch(jnp.asarray(self.x_train[rows[0]]), bs)
+            self.params, self.opt_state, m = self.trainer.step.unchecked(self.params, self.opt_state, xb, w)
+            bad = np.flatnonzero(np.array([int(m.status) != 0]))
+            batch = np.array([[float(m.bce), float(m.tod)]])
+        if bad.size:
+            t = int(bad[0])
+            params, metrics = (_take(self.params, t), _take(m, t)) if self.vmapped else (self.params, m)
+            which = f"trial {t} (seed {self.seeds[t]}), " if self.vmapped else ""
+            raise FloatingPointError(
+                f"training diverged in {which}epoch {self.epoch}, batch {b + 1} of {self.n_batches}: "
+                f"{describe_nonfinite(self.model, params, metrics)}; the best checkpoint on disk is intact. "
+                "Lower the learning rate or the settling step beta."
+            )
+        self.sums += batch * len(rows[0])
+        mean = batch[self.active].mean(axis=0)
+        return float(mean[0]), float(mean[1])
+
+    def end_epoch(self, epoch: int) -> list[tuple[int, EpochRecord]]:
+        val = self._evaluate(self.params, self.x_val, f"x_val (after epoch {epoch})")
+        running = np.flatnonzero(self.active)
+        seconds = (time.perf_counter() - self.started) / len(running)
+        out = []
+        for t in map(int, running):
+            s = self._states[t]
+            train_bce, train_tod = map(float, self.sums[t] / len(self.x_train))
+            record = EpochRecord(epoch, train_bce, train_tod, float(val[t, 0]), float(val[t, 1]), float(seconds))
+            s.history.append(record)
+            if self.vmapped:
+                s.params, s.opt_state = _take(self.params, t), _take(self.opt_state, t)
+            else:
+                s.params, s.opt_state = self.params, self.opt_state
+            s.epoch = epoch
+            if record.val_bce < s.best_val_bce:
+                s.best_params, s.best_epoch, s.best_val_bce = s.params, epoch, record.val_bce
+            out.append((t, record))
+        return out
+
+
+def _take(tree: Any, t: int) -> Any:
+    return jax.tree.map(lambda a: a[t], tree)
 
 
 def describe_nonfinite(model: GNCN, params: Params, metrics) -> str:

@@ -15,7 +15,6 @@ may round differently from single ones).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
+from predcode.experiments.loop import run_epochs
+from predcode.experiments.train import EpochRecord, MuseumTrials, TrainState, _take, describe_nonfinite
 from predcode.learning.step import GNCNTrainer, all_finite, gncn_metrics, make_trainer, pad_batch
 from predcode.learning.trainer import Hebbian, training_step
 from predcode.models.gncn import GNCN, Params
@@ -107,10 +107,6 @@ def stack_trials(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def _take(tree: Any, t: int) -> Any:
-    return jax.tree.map(lambda a: a[t], tree)
-
-
 def _evaluate(
     veval,
     params: Params,
@@ -176,88 +172,22 @@ def train_trials(
     slots: list[TrainState | None] = list(states) if states is not None else [None] * n
     if len(slots) != n:
         raise ValueError(f"states: expected one state (or None) per seed, {n} in all, got {len(slots)}")
-    eval_batch_size = eval_batch_size or batch_size
     model.check_input(x_train, "x_train")  # once, here: the compiled loop does not check its inputs
     model.check_input(x_val, "x_val")
-    trainer = make_trainer(model, optimizer)
-
-    vstep, veval = vmapped_steps(trainer)
-
-    fresh = [t for t in range(n) if slots[t] is None]
-    if fresh:
-        params0 = stack_trials([model.init(jax.random.key(int(seeds[t]))) for t in fresh])
-        start = time.perf_counter()
-        val = _evaluate(
-            veval,
-            params0,
-            x_val,
-            eval_batch_size,
-            len(fresh),
-            model=model,
-            name="x_val (the starting model)",
-            trials=fresh,
-        )
-        tr = _evaluate(
-            veval,
-            params0,
-            x_train,
-            eval_batch_size,
-            len(fresh),
-            model=model,
-            name="x_train (the starting model)",
-            trials=fresh,
-        )
-        seconds = (time.perf_counter() - start) / len(fresh)
-        for i, t in enumerate(fresh):
-            p = _take(params0, i)
-            initial = EpochRecord(0, float(tr[i, 0]), float(tr[i, 1]), float(val[i, 0]), float(val[i, 1]), seconds)
-            slots[t] = new = TrainState(p, trainer.init(p), 0, p, 0, float(val[i, 0]), initial)
-            if on_epoch:
-                on_epoch(t, initial, new)
-    trained = [s for s in slots if s is not None]  # all n: every trial has a state now
-    params = stack_trials([s.params for s in trained])
-    opt_state = stack_trials([s.opt_state for s in trained])
-
-    def wants_more(s: TrainState) -> bool:
-        return s.epoch < epochs and not (patience is not None and s.epoch - s.best_epoch >= patience)
-
-    n_batches = -(-len(x_train) // batch_size)
-    while any(wants_more(s) for s in trained):
-        epoch = min(s.epoch for s in trained if wants_more(s)) + 1
-        running = np.array([wants_more(s) and s.epoch + 1 == epoch for s in trained])
-        orders = [epoch_order(len(x_train), int(seed), epoch) for seed in seeds]
-        active = jnp.asarray(running)
-        start = time.perf_counter()
-        sums = np.zeros((n, 2))
-        for b in range(n_batches):
-            rows = [o[b * batch_size : (b + 1) * batch_size] for o in orders]
-            padded = [pad_batch(jnp.asarray(x_train[r]), batch_size) for r in rows]
-            xb, w = jnp.stack([p[0] for p in padded]), jnp.stack([p[1] for p in padded])
-            params, opt_state, m = vstep(params, opt_state, xb, w, active)
-            status = np.asarray(m.status)
-            bad = np.flatnonzero(running & (status != 0))
-            if bad.size:
-                t = int(bad[0])
-                raise FloatingPointError(
-                    f"training diverged in trial {t} (seed {seeds[t]}), epoch {epoch}, batch {b + 1} of "
-                    f"{n_batches}: {describe_nonfinite(model, _take(params, t), _take(m, t))}; the best "
-                    "checkpoint on disk is intact. Lower the learning rate or the settling step beta."
-                )
-            batch = np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1)
-            sums += batch * len(rows[0])
-            if on_batch:
-                mean = batch[running].mean(axis=0)
-                on_batch(b + 1, n_batches, float(mean[0]), float(mean[1]))
-        val = _evaluate(veval, params, x_val, eval_batch_size, n, model=model, name=f"x_val (after epoch {epoch})")
-        seconds = (time.perf_counter() - start) / running.sum()
-        for t in map(int, np.flatnonzero(running)):
-            s = trained[t]
-            train_bce, train_tod = map(float, sums[t] / len(x_train))
-            record = EpochRecord(epoch, train_bce, train_tod, float(val[t, 0]), float(val[t, 1]), float(seconds))
-            s.history.append(record)
-            s.params, s.opt_state, s.epoch = _take(params, t), _take(opt_state, t), epoch
-            if record.val_bce < s.best_val_bce:
-                s.best_params, s.best_epoch, s.best_val_bce = s.params, epoch, record.val_bce
-            if on_epoch:
-                on_epoch(int(t), record, s)
-    return trained
+    group = MuseumTrials(
+        make_trainer(model, optimizer),
+        x_train,
+        x_val,
+        seeds=seeds,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size or batch_size,
+        states=slots,
+    )
+    run_epochs(
+        group,
+        epochs=epochs,
+        patience=patience,
+        on_batch=on_batch,
+        on_epoch=(lambda t, record: on_epoch(t, record, group.states[t])) if on_epoch else None,
+    )
+    return group.states

@@ -72,7 +72,14 @@ class MLPFitConfig:
 
     model: MLPModelConfig = table(MLPModelConfig)
     data: DataConfig = table(DataConfig, keys=("dataset", "n_train", "n_val"), n_val=5000, binarize=False)
-    train: TrainConfig = table(TrainConfig, keys=("batch_size", "epochs", "seed"), batch_size=128, epochs=20, seed=0)
+    train: TrainConfig = table(
+        TrainConfig,
+        keys=("batch_size", "epochs", "patience", "seed", "parallel_trials"),
+        batch_size=128,
+        epochs=20,
+        patience=None,
+        seed=0,
+    )
     optimizer: OptimizerConfig = table(
         OptimizerConfig,
         keys=("name", "learning_rate", "schedule"),

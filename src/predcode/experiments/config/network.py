@@ -157,10 +157,11 @@ class PCFitConfig:
     data: DataConfig = table(DataConfig, keys=("dataset", "n_train", "n_val", "binarize"), n_val=5000, binarize=False)
     train: TrainConfig = table(
         TrainConfig,
-        keys=("batch_size", "eval_batch_size", "epochs", "seed", "parallel_trials"),
+        keys=("batch_size", "eval_batch_size", "epochs", "patience", "seed", "parallel_trials"),
         batch_size=64,
         eval_batch_size=1000,
         epochs=10,
+        patience=None,
         seed=0,
     )
     out_dir: str | None = run_folder()

@@ -78,7 +78,10 @@ class TrainConfig:
         "int",
         low=1,
         optional=True,
-        help='epochs without a better validation BCE before stopping; "none" never stops early',
+        help=(
+            "epochs without a better validation score (museum: BCE; PC network: accuracy, or energy "
+            'if generative; MLP: accuracy) before stopping; "none" never stops early'
+        ),
     )
     seed: int = setting(69, "int", low=0, high=SEED_MAX, help="seeds the data split, the initial weights and shuffles")
     parallel_trials: int | None = setting(
