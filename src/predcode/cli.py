@@ -117,8 +117,9 @@ def fit(
     log: list[str] = typer.Option(
         [],
         "--log",
-        help="Also log to: tensorboard (event files in <out>/tb/trial<t>/); "
-        "repeat for several. metrics.csv is always written.",
+        help="Also log to: tensorboard (event files in <out>/tb/trial<t>/), mlflow (local store "
+        "<out>/mlruns unless MLFLOW_TRACKING_URI), wandb (offline in <out>/wandb unless WANDB_MODE); "
+        "repeat for several. metrics.csv is always written (csv). See docs/tracking.md.",
     ),
     overrides: list[str] = typer.Option(
         [],
@@ -146,13 +147,14 @@ def fit(
     from rich.markup import escape
 
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
-    from predcode.experiments.fit import LOGGERS
     from predcode.experiments.fit import fit as run_fit
+    from predcode.experiments.tracking import TrackerError, check_loggers
 
-    for name in log:
-        if name not in LOGGERS:
-            console.print(f"[red]error:[/red] --log: expected one of {', '.join(LOGGERS)}, got {name!r}")
-            raise typer.Exit(2)
+    try:
+        check_loggers(log)  # a name, and its package installed (the track extra)
+    except TrackerError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # [track] is text, not markup
+        raise typer.Exit(2) from None
     from predcode.experiments.config import MLPFitConfig, PCFitConfig
 
     try:

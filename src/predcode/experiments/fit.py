@@ -40,14 +40,13 @@ from predcode.experiments.checkpoint import (
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
-from predcode.experiments.tensorboard import EventWriter, epoch_scalars
+from predcode.experiments.tensorboard import epoch_scalars
+from predcode.experiments.tracking import LOGGERS, check_loggers, open_trackers
 from predcode.experiments.train import EpochRecord, TrainState, train
 from predcode.experiments.trials import parallel_trials, train_trials
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
 from predcode.threads import lapack_threads
-
-LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
 
 
 class RunFolderError(ValueError):
@@ -197,9 +196,10 @@ def fit(
     ``cfg.train.parallel_trials``; 1 trains them one after another); the results agree up to float
     rounding. Every trial is saved after each of its epochs, so ``resume`` continues them all.
 
-    ``metrics.csv`` is always written; ``log=("tensorboard",)`` also writes TensorBoard event files
-    to ``out/tb/trial{t}/`` (per epoch: ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod``,
-    ``time/seconds_per_epoch``; step 0 is the untrained model).
+    ``metrics.csv`` is always written; ``log`` names trackers of :mod:`predcode.experiments.tracking`
+    (``tensorboard``: event files in ``out/tb/trial{t}/``; ``mlflow``, ``wandb``: a run per trial)
+    that get per epoch ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod`` and
+    ``time/seconds_per_epoch`` (step 0 is the untrained model).
 
     ``data_parallel`` splits every batch over all devices of all processes (``jax.devices()``;
     several processes once ``predcode.experiments.distributed.initialize`` has joined them, see
@@ -232,9 +232,7 @@ def fit(
         _load_state(out, model, trainer, t) if resume and (out / f"state{t}.json").exists() else None
         for t in range(n_trials)
     ]
-    writers = [
-        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
-    ]
+    trackers = open_trackers(log, out, cfg, n_trials=n_trials, resume=resume, writes=writes)
 
     histories: dict[int, list[EpochRecord]] = {}
 
@@ -254,9 +252,7 @@ def fit(
         for name, key in (("Lx", "train_bce"), ("ToD", "train_tod"), ("vLx", "val_bce"), ("vToD", "val_tod")):
             with atomic_path(out / f"{name}{trial}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, np.array([getattr(r, key) for r in records], np.float32), allow_pickle=False)
-        writer = writers[trial]
-        if writer is not None:  # a fresh run starts with the untrained model's record, epoch 0
-            writer.add_scalars(record.epoch, epoch_scalars(record))
+        trackers.log_metrics(trial, record.epoch, epoch_scalars(record))  # epoch 0: the untrained model
         if on_epoch:
             on_epoch(trial, record)
 
@@ -301,10 +297,9 @@ def fit(
                 )
                 for t, trained in zip(trials, done):
                     states[t] = trained
-    finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close()
+    except BaseException:
+        trackers.close(failed=True)
+        raise
     summaries = []
     for trial, state in enumerate(states):
         assert state is not None  # every trial was trained above
@@ -320,7 +315,9 @@ def fit(
                 "history": [asdict(r) for r in [state.initial, *state.history]],
             }
         )
-    return _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
+    summary = _write_summary(out, cfg, summaries, len(x_tr), len(x_val), write=writes)
+    trackers.close(artifacts=out)
+    return summary
 
 
 def write_metrics_csv(out: Path, rows: list[dict]) -> None:
@@ -360,9 +357,7 @@ def check_fit_options(n_trials: Any, log: Sequence[str] | str) -> None:
     """Every family's fit: ``n_trials`` an integer >= 1, ``log`` names among :data:`LOGGERS` (ValueError)."""
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
-    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
-    if unknown:
-        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
+    check_loggers(log)  # TrackerError (a ValueError) naming the tracker, or the extra to install
 
 
 def resume_epoch(out: Path, trial: int) -> int:

@@ -35,7 +35,7 @@ from predcode.experiments.fit import (
     write_metrics_csv,
 )
 from predcode.experiments.provenance import provenance
-from predcode.experiments.tensorboard import EventWriter
+from predcode.experiments.tracking import open_trackers
 
 __all__ = ["mlp_config", "mlp_fit", "rule_options"]
 
@@ -108,9 +108,10 @@ def mlp_fit(
 
     Trials train one after another. ``on_batch(b, n, loss)`` reports progress within an epoch,
     ``on_epoch(trial, record, line)`` each finished epoch (``line``: a log line with the angles);
-    ``log=("tensorboard",)`` writes TensorBoard event files to ``out/tb/trial{t}/`` (per epoch:
+    ``log`` names trackers (:mod:`predcode.experiments.tracking`: ``tensorboard`` writes event files to
+    ``out/tb/trial{t}/``; ``mlflow``, ``wandb``), which get per epoch:
     ``train/loss``, ``val/accuracy``, ``test/accuracy``, ``time/seconds_per_epoch`` and
-    ``angle/layer{l}``, the angle in degrees between the rule's update of layer ``l`` and backprop's).
+    ``angle/layer{l}``, the angle in degrees between the rule's update of layer ``l`` and backprop's.
     Returns the summary (also ``out/summary.json``).
     """
     check_fit_options(n_trials, log)
@@ -124,17 +125,19 @@ def mlp_fit(
     if not resume:
         write_text(out / "config.toml", dump_toml(cfg))
     results = []
-    for t in range(n_trials):
-        writer = EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log else None
-        try:
-            results.append(_train_trial(cfg, data, out, t, resume, writer, on_batch, on_epoch, angle_batch))
-        finally:
-            if writer is not None:
-                writer.close()
-    return _write_summary(out, cfg, data, results)
+    trackers = open_trackers(log, out, cfg, n_trials=n_trials, resume=resume)
+    try:
+        for t in range(n_trials):
+            results.append(_train_trial(cfg, data, out, t, resume, trackers, on_batch, on_epoch, angle_batch))
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    summary = _write_summary(out, cfg, data, results)
+    trackers.close(artifacts=out)
+    return summary
 
 
-def _train_trial(cfg, data, out, t, resume, writer, on_batch, on_epoch, angle_batch) -> dict:
+def _train_trial(cfg, data, out, t, resume, trackers, on_batch, on_epoch, angle_batch) -> dict:
     run = RuleRun(cfg.model.rule, data, seed=cfg.train.seed + t, angle_batch=angle_batch, **rule_options(cfg))
     best_score, best_epoch, best_test = None, 0, None
     if resume and resume_epoch(out, t) > 0:
@@ -161,9 +164,10 @@ def _train_trial(cfg, data, out, t, resume, writer, on_batch, on_epoch, angle_ba
                 history=run.history,
             ),
         )
-        if writer is not None:
+        if trackers:
             angles = {f"angle/layer{i + 1}": a for i, a in enumerate(run.history["angles"][-1]["degrees"])}
-            writer.add_scalars(
+            trackers.log_metrics(
+                t,
                 record["epoch"],
                 {
                     "train/loss": record["train_loss"],

@@ -32,7 +32,7 @@ from predcode.experiments.fit import (
     write_metrics_csv,
 )
 from predcode.experiments.provenance import provenance
-from predcode.experiments.tensorboard import EventWriter
+from predcode.experiments.tracking import open_trackers
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
 from predcode.threads import lapack_threads
@@ -188,8 +188,9 @@ def pc_fit(
     jitted step (at most ``parallel_trials`` at a time, default ``train.parallel_trials``, else all;
     trials resumed at different epochs train one after another), each with its own data order, best
     model and checkpoints;
-    ``log=("tensorboard",)`` writes TensorBoard event files to ``out/tb/trial{t}/`` (per epoch:
-    ``train/energy``, ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``);
+    ``log`` names trackers (:mod:`predcode.experiments.tracking`: ``tensorboard`` writes event files to
+    ``out/tb/trial{t}/``; ``mlflow``, ``wandb``), which get per epoch:
+    ``train/energy``, ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``;
     ``data_parallel`` splits every batch over all devices (trials then run one after another).
     """
     check_fit_options(n_trials, log)
@@ -213,30 +214,29 @@ def pc_fit(
     start = [resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
     limit = parallel_trials if parallel_trials is not None else cfg.train.parallel_trials
     group = 1 if data_parallel else max(1, min(n_trials, limit or n_trials))
-    writers = [
-        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
-    ]
+    trackers = open_trackers(log, out, cfg, n_trials=n_trials, resume=resume, writes=writes)
     results: dict[int, dict] = {}
     try:
         for first in range(0, n_trials, group):
             members = list(range(first, min(first + group, n_trials)))
             groups = [members] if len({start[t] for t in members}) == 1 else [[t] for t in members]
             for trials in groups:
-                run = _TrialGroup(cfg, trainer, data, out, trials, resume, writers, data_parallel, writes)
+                run = _TrialGroup(cfg, trainer, data, out, trials, resume, trackers, data_parallel, writes)
                 results.update(run.train(on_batch, on_epoch))
-    finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close()
-    return _write_summary(out, cfg, data, network, [results[t] for t in range(n_trials)], write=writes)
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    summary = _write_summary(out, cfg, data, network, [results[t] for t in range(n_trials)], write=writes)
+    trackers.close(artifacts=out)
+    return summary
 
 
 class _TrialGroup:
     """Trials of one run that train together: one after another's batch in one vmapped step."""
 
-    def __init__(self, cfg, trainer, data, out, trials, resume, writers, data_parallel, writes=True):
+    def __init__(self, cfg, trainer, data, out, trials, resume, trackers, data_parallel, writes=True):
         self.cfg, self.trainer, self.data, self.out, self.trials = cfg, trainer, data, out, trials
-        self.writers, self.data_parallel, self.writes = writers, data_parallel, writes
+        self.trackers, self.data_parallel, self.writes = trackers, data_parallel, writes
         self.best_params: list[Any] = [None for _ in trials]
         net = trainer.network
         self.seeds = [cfg.train.seed + t for t in trials]
@@ -325,14 +325,13 @@ class _TrialGroup:
                 history=[asdict(r) for r in self.history[i]],
             ),
         )
-        writer = self.writers[t]
-        if writer is not None:
+        if self.trackers:
             scalars = {"train/energy": record.train_energy, "val/energy": record.val_energy}
             if record.val_accuracy is not None:
                 scalars["val/accuracy"] = record.val_accuracy
             if record.val_mse is not None:
                 scalars["val/mse"] = record.val_mse
-            writer.add_scalars(epoch, {**scalars, "time/seconds_per_epoch": record.seconds})
+            self.trackers.log_metrics(t, epoch, {**scalars, "time/seconds_per_epoch": record.seconds})
         if on_epoch:
             on_epoch(t, record)
 
