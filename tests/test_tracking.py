@@ -262,3 +262,13 @@ def test_pc_network_and_mlp_fits_log_to_mlflow_and_wandb(tmp_path, text, columns
         expected = [(int(r["epoch"]), float(r[column])) for r in rows]
         assert history[tag] == expected, tag
         assert [(h["_step"], h[tag]) for h in wandb_rows] == expected, tag
+
+
+def test_a_tracker_that_cannot_start_is_one_error_naming_it(monkeypatch, tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow (the track extra) is not installed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")  # refused by MLflow, no network
+    trackers = tracking.RunTrackers(["tensorboard", "mlflow"], tmp_path / "run", {"model": {"K": 5}})
+    with pytest.raises(TrackerError, match=r"--log mlflow: could not start its run \(\w+Exception: .*nosuchscheme"):
+        trackers.log_metrics(0, 0, {"val/bce": 1.0})
+    trackers.close(failed=True)  # the TensorBoard file it had opened is closed, nothing raised over the error
+    assert len(read_scalars(tmp_path / "run" / "tb" / "trial0")) == 0

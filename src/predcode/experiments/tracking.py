@@ -461,17 +461,17 @@ class RunTrackers:
 
     def _trackers(self, trial: int) -> list[tuple[str, Tracker]]:
         if trial not in self._open:
-            opened: list[tuple[str, Tracker]] = []
+            self._open[trial] = opened = []
             for name in self.names:
                 run_id = self._ids.get(name, {}).get(str(trial)) if self.resume else None
                 tracker = TRACKERS[name](self.folder, trial, run_id=run_id)
-                tracker.start(self.run_name(trial), {**self.config, "trial": trial})
+                with _tracker_errors(name, "start its run"):
+                    tracker.start(self.run_name(trial), {**self.config, "trial": trial})
                 opened.append((name, tracker))
                 new_id = getattr(tracker, "run_id", None)
                 if new_id is not None and new_id != run_id:
                     self._ids.setdefault(name, {})[str(trial)] = new_id
                     write_json(self._ids_path, self._ids)
-            self._open[trial] = opened
         return self._open[trial]
 
     def log_metrics(self, trial: int, step: int, metrics: Mapping[str, float]) -> None:
@@ -479,21 +479,44 @@ class RunTrackers:
         if not self.names:
             return
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
-        for _, tracker in self._trackers(trial):
-            tracker.log_metrics(step, clean)
+        for name, tracker in self._trackers(trial):
+            with _tracker_errors(name, f"log epoch {step}"):
+                tracker.log_metrics(step, clean)
 
     def close(self, failed: bool = False, artifacts: str | os.PathLike | None = None) -> None:
-        """Close every started tracker; unless ``failed``, log the files of ``artifacts`` (a run folder) first."""
+        """Close every started tracker; unless ``failed``, log the files of ``artifacts`` (a run folder) first.
+
+        After a failure (``failed=True``) a tracker's own error is not raised over the one that
+        stopped the fit.
+        """
         files = [] if failed or artifacts is None else [Path(artifacts) / n for n in RUN_ARTIFACTS]
         trackers, self._open = self._open, {}
+        first: TrackerError | None = None
         for trial in sorted(trackers):
-            for _, tracker in trackers[trial]:
+            for name, tracker in trackers[trial]:
                 try:
-                    for path in files:
-                        if path.is_file():
-                            tracker.log_artifact(path)
-                finally:
-                    tracker.close(failed=failed)
+                    with _tracker_errors(name, "close its run"):
+                        try:
+                            for path in files:
+                                if path.is_file():
+                                    tracker.log_artifact(path)
+                        finally:
+                            tracker.close(failed=failed)
+                except TrackerError as err:
+                    first = first or err
+        if first is not None and not failed:
+            raise first
+
+
+@contextlib.contextmanager
+def _tracker_errors(name: str, what: str) -> Iterator[None]:
+    """A tracker library's error as one :class:`TrackerError` naming the tracker (the CLI: exit 1)."""
+    try:
+        yield
+    except TrackerError:
+        raise
+    except Exception as err:
+        raise TrackerError(f"--log {name}: could not {what} ({type(err).__name__}: {err})") from err
 
 
 def open_trackers(
