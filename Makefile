@@ -16,7 +16,7 @@ install: $(STAMP)
 # project is tested and its results computed with, so both commands install the same environment.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,dev,nengo]"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,dev,nengo,track]"
 	touch $(STAMP)
 
 demo: $(STAMP)

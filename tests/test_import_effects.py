@@ -44,7 +44,8 @@ for name in predcode.__all__:
     getattr(predcode, name)
 after = state()
 after["blas"] = {k: v for k, v in after["blas"].items() if k in before["blas"]}
-print(json.dumps({"before": before, "after": after, "modules": names, "skipped": skipped}))
+trackers = sorted({"mlflow", "wandb"} & set(sys.modules))  # imported only when a fit asks for them
+print(json.dumps({"before": before, "after": after, "modules": names, "skipped": skipped, "trackers": trackers}))
 """
 
 
@@ -53,6 +54,7 @@ def test_importing_every_public_module_changes_no_global_setting():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
     assert {"predcode.cli", "predcode.experiments.fit", "predcode.experiments.plots"} <= set(result["modules"])
+    assert "predcode.experiments.tracking" in result["modules"] and result["trackers"] == []
     before, after = result["before"], result["after"]
     assert after["backend"] == before["backend"] and not after["pyplot"]
     assert any("scipy" in path for path in before["blas"]), before["blas"]  # SciPy's OpenBLAS was loaded first

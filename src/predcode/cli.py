@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,9 @@ def fit(
     log: list[str] = typer.Option(
         [],
         "--log",
-        help="Also log to: tensorboard (event files in <out>/tb/trial<t>/); "
-        "repeat for several. metrics.csv is always written.",
+        help="Also log to: tensorboard (event files in <out>/tb/trial<t>/), mlflow (local store "
+        "<out>/mlruns unless MLFLOW_TRACKING_URI), wandb (offline in <out>/wandb unless WANDB_MODE); "
+        "repeat for several. metrics.csv is always written (csv). See docs/tracking.md.",
     ),
     overrides: list[str] = typer.Option(
         [],
@@ -146,14 +147,13 @@ def fit(
     from rich.markup import escape
 
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
-    from predcode.experiments.fit import LOGGERS
-    from predcode.experiments.fit import fit as run_fit
+    from predcode.experiments.tracking import TrackerError, check_loggers
 
-    for name in log:
-        if name not in LOGGERS:
-            console.print(f"[red]error:[/red] --log: expected one of {', '.join(LOGGERS)}, got {name!r}")
-            raise typer.Exit(2)
-    from predcode.experiments.config import MLPFitConfig, PCFitConfig
+    try:
+        check_loggers(log)  # a name, and its package installed (the track extra)
+    except TrackerError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # [track] is text, not markup
+        raise typer.Exit(2) from None
 
     try:
         cfg = load_config(config)
@@ -168,23 +168,41 @@ def fit(
 
         initialize()
     common: dict[str, Any] = dict(n_trials=n_trials, resume=resume, force=force, log=tuple(log))
+    _fit_family(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
+
+
+def _fit_family(cfg, folder: Path, *, quiet: bool, data_parallel: bool = False, catch: bool = True, **common) -> dict:
+    """Train a config of any family (``registry.fit_run``) under its progress bar and print its closing
+    lines; ``predcode fit`` and every point of ``predcode sweep``. ``catch``: errors as :func:`_fit_errors`."""
+    from predcode.experiments.config import MLPFitConfig, PCFitConfig
+
     if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
-        return _fit_pc(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
+        return _fit_pc(cfg, folder, quiet=quiet, data_parallel=data_parallel, catch=catch, **common)
     if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": an MLP trained by its rule
-        return _fit_mlp(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
+        return _fit_mlp(cfg, folder, quiet=quiet, data_parallel=data_parallel, catch=catch, **common)
+    return _fit_museum(cfg, folder, quiet=quiet, data_parallel=data_parallel, catch=catch, **common)
+
+
+def _fit_museum(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: bool, **common) -> dict:
+    """``predcode fit`` for a museum model (predcode.experiments.fit)."""
+    from predcode.experiments.registry import fit_run
 
     def epoch_line(trial, r):
         return f"trial {trial} " + _epoch_line(r), r.epoch
 
+    n_trials = common["n_trials"]
     summary = _train_with_progress(
         folder,
         quiet=quiet,
-        first="compiling the training step ..." if resume else "compiling, then evaluating the untrained model ...",
+        catch=catch,
+        first="compiling the training step ..."
+        if common["resume"]
+        else "compiling, then evaluating the untrained model ...",
         rate=_Throughput(cfg.train.batch_size, per_trial=n_trials > 1),
         batch_info=lambda bce, tod: f"BCE {bce:7.2f}  ToD {tod:7.2f}",
         epoch_line=epoch_line,
-        train=lambda on_batch, on_epoch: run_fit(
-            cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel or distributed, **common
+        train=lambda on_batch, on_epoch: fit_run(
+            cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel, **common
         ),
     )
     console.print(
@@ -193,10 +211,11 @@ def fit(
         f"{summary['seconds_per_epoch']:.1f} s per epoch"
     )
     console.print(f"wrote the run to [bold]{folder.resolve()}[/bold]")
+    return summary
 
 
 @contextmanager
-def _fit_errors(folder: Path) -> Iterator[None]:
+def _fit_errors(folder: Path, resume_hint: str | None = None) -> Iterator[None]:
     """A fit's errors as one line and an exit code: 2 for usage (config, run folder), 1 for failures,
     130 after Ctrl-C (the last finished epoch is on disk)."""
     from rich.markup import escape
@@ -216,19 +235,29 @@ def _fit_errors(folder: Path) -> Iterator[None]:
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print(
-            f"interrupted: the last finished epoch is saved in {folder}; continue with --resume --out {folder}"
+            f"interrupted: the last finished epoch is saved in {folder}; "
+            + (resume_hint or f"continue with --resume --out {folder}")
         )
         raise typer.Exit(130) from None
 
 
 def _train_with_progress(
-    folder: Path, *, quiet: bool, rate: _Throughput, batch_info, epoch_line, train, first: str | None = None
+    folder: Path,
+    *,
+    quiet: bool,
+    rate: _Throughput,
+    batch_info,
+    epoch_line,
+    train,
+    first: str | None = None,
+    catch: bool = True,
 ) -> dict:
     """Run ``train(on_batch, on_epoch)`` under a progress bar and :func:`_fit_errors`; return its summary.
 
     ``batch_info(*metrics)`` is the bar's text for a batch's metrics; ``epoch_line(trial, record, *rest)``
     gives the line a finished epoch prints and the epoch's number (0: the untrained model's record);
-    ``first`` is the bar's text before the first batch.
+    ``first`` is the bar's text before the first batch; ``catch=False`` lets errors through (a sweep
+    handles them).
     """
     compiling = "compiling the training step ..."
     with _progress(quiet) as progress:
@@ -243,15 +272,15 @@ def _train_with_progress(
             info = compiling if epoch == 0 else ""
             progress.update(task, description=f"trial {trial} epoch {epoch + 1}", completed=0, info=info)
 
-        with _fit_errors(folder):
+        with _fit_errors(folder) if catch else nullcontext():
             summary = train(on_batch, on_epoch)
             progress.remove_task(task)  # the bar of the epoch that never started
     return summary
 
 
-def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) -> None:
+def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: bool = True, **common) -> dict:
     """``predcode fit`` for a config with a ``[network]`` table (predcode.experiments.pc_fit)."""
-    from predcode.experiments.pc_fit import pc_fit
+    from predcode.experiments.registry import fit_run
 
     def epoch_line(trial, r):
         score = (
@@ -269,9 +298,10 @@ def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) ->
         rate=_Throughput(cfg.train.batch_size, per_trial=common["n_trials"] > 1),
         batch_info=lambda energy: f"energy {energy:9.2f}",
         epoch_line=epoch_line,
-        train=lambda on_batch, on_epoch: pc_fit(
+        train=lambda on_batch, on_epoch: fit_run(
             cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel, **common
         ),
+        catch=catch,
     )
     if "test_accuracy_forward_mean" in summary:
         console.print(
@@ -281,11 +311,12 @@ def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) ->
     console.print(
         f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to [bold]{folder.resolve()}[/bold]"
     )
+    return summary
 
 
-def _fit_mlp(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) -> None:
+def _fit_mlp(cfg, folder: Path, *, quiet: bool, data_parallel: bool = False, catch: bool = True, **common) -> dict:
     """``predcode fit`` for a ``[model] family = "mlp"`` config (predcode.experiments.mlp_fit)."""
-    from predcode.experiments.mlp_fit import mlp_fit
+    from predcode.experiments.registry import fit_run
 
     summary = _train_with_progress(
         folder,
@@ -293,15 +324,105 @@ def _fit_mlp(cfg, folder: Path, *, quiet: bool, data_parallel: bool, **common) -
         rate=_Throughput(cfg.train.batch_size, per_trial=common["n_trials"] > 1),
         batch_info=lambda loss: f"loss {loss:.4f}",
         epoch_line=lambda trial, record, line: (f"trial {trial} {line}", record["epoch"]),
-        train=lambda on_batch, on_epoch: mlp_fit(
+        train=lambda on_batch, on_epoch: fit_run(
             cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel, **common
         ),
+        catch=catch,
     )
     console.print(
         f"rule {summary['rule']}: test accuracy {100 * summary['test_accuracy_mean']:.2f}% (last epoch) over "
         f"{common['n_trials']} trial(s); trained in {summary['train_seconds_total']:.0f} s; "
         f"wrote the run to [bold]{folder.resolve()}[/bold]"
     )
+    return summary
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="Base config (a file or a shipped config's name), as for `predcode fit`."
+    ),
+    grid: list[str] = typer.Option(
+        [],
+        "--grid",
+        help="A key and its values: --grid optimizer.learning_rate=1e-3,3e-4 (values as --set reads them; "
+        "lists in brackets: --grid model.z_dims=[8,8,8],[16,16,16]); repeat for a grid of every combination.",
+    ),
+    listed: list[str] = typer.Option(
+        [],
+        "--list",
+        help="One point: --list optimizer.learning_rate=1e-3,model.K=20; repeat for more (crossed with --grid).",
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Override a key for every point: --set train.epochs=5."),
+    out: Path = typer.Option(None, help="Sweep folder, one run folder a point (default: runs/sweep-<config name>)."),
+    metric: str = typer.Option(
+        None,
+        "--metric",
+        help="What the table and figure compare: val_bce, val_tod (museum), val_score (PC network), val_accuracy, "
+        "test_accuracy (MLP), or a key of summary.json (default: the family's validation metric).",
+    ),
+    goal: str = typer.Option(None, "--goal", help="min or max: which end is best (default: from the metric)."),
+    n_trials: int = typer.Option(1, "--n-trials", callback=_at_least_1, help="Trials per point."),
+    log: list[str] = typer.Option([], "--log", help="Trackers for every point, as for `predcode fit`."),
+    force: bool = typer.Option(
+        False, "--force/--no-force", metavar=_FLAG, help="Rerun every point (finished ones too)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet/--no-quiet", metavar=_FLAG, help="Plain log lines instead of a progress bar."
+    ),
+) -> None:
+    """Train a grid or list of --set values, a run folder per point; resumable; writes sweep.csv and sweep.png.
+
+    Running it again skips finished points and resumes interrupted ones.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from predcode.experiments.config import ConfigError, load_config, parse_override
+    from predcode.experiments.sweep import parse_grid, parse_points, plan_sweep, run_sweep
+    from predcode.experiments.tracking import check_loggers
+
+    folder = out or Path("runs") / f"sweep-{config.stem}"
+    try:
+        check_loggers(log)
+        fixed = {}
+        for text in overrides:
+            try:
+                key, value = parse_override(text)
+            except ConfigError as err:
+                raise ConfigError(f"--set: {err}") from None
+            fixed[key] = value
+        points = plan_sweep(load_config(config), grid=parse_grid(grid), points=parse_points(listed), fixed=fixed)
+    except ValueError as err:  # ConfigError, SweepError, TrackerError: usage
+        console.print(f"[red]error:[/red] {escape(str(err))}")
+        raise typer.Exit(2) from None
+
+    def on_point(i, n, point, status):
+        what = {
+            "done": "finished, skipped",
+            "failed": "diverged before, skipped (--force reruns it)",
+            "resume": "resuming",
+            "new": "training",
+        }
+        console.print(f"[bold]point {i + 1}/{n} {escape(point.name)}[/bold]: {what[status]}")
+
+    def fit_point(cfg, point_folder, *, resume, force):
+        common: dict[str, Any] = dict(n_trials=n_trials, resume=resume, force=force, log=tuple(log))
+        return _fit_family(cfg, point_folder, quiet=quiet, catch=False, **common)
+
+    with _fit_errors(folder, resume_hint="run the same predcode sweep command again to resume"):
+        result = run_sweep(points, folder, metric=metric, goal=goal, force=force, fit=fit_point, on_point=on_point)
+    table = Table(title=f"{result.metric} ({'lower' if result.goal == 'min' else 'higher'} is better)")
+    for column in ["point", *result.keys, result.metric, "status"]:
+        table.add_column(column, justify="right" if column == result.metric else "left", overflow="fold")
+    for row in result.rows:
+        value = row[result.metric]
+        cells = [row["point"], *(str(row[k]) for k in result.keys), "-" if value is None else f"{value:.6g}"]
+        table.add_row(*map(escape, [*cells, row["status"]]), style="bold green" if row["best"] else None)
+    console.print(table)
+    if result.best is not None:
+        console.print(f"best: {escape(result.best['point'])} ({result.metric} = {result.best[result.metric]:.6g})")
+    console.print(f"wrote {', '.join(result.files)} to [bold]{folder.resolve()}[/bold]")
 
 
 @app.command()

@@ -40,14 +40,13 @@ from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.loop import TrialGroup, run_epochs
 from predcode.experiments.plots import training_curves
 from predcode.experiments.provenance import provenance
-from predcode.experiments.tensorboard import EventWriter, epoch_scalars
+from predcode.experiments.tensorboard import epoch_scalars
+from predcode.experiments.tracking import LOGGERS, check_loggers, open_trackers
 from predcode.experiments.train import EpochRecord, MuseumTrials, TrainState
 from predcode.experiments.trials import parallel_trials
 from predcode.learning.step import make_trainer
 from predcode.models.gncn import GNCN
 from predcode.threads import lapack_threads
-
-LOGGERS = ("csv", "tensorboard")  # csv: metrics.csv, always written
 
 
 class RunFolderError(ValueError):
@@ -253,8 +252,9 @@ def run_fit(
     the run there, ``force`` overwrites it) and the resolved config written to ``config.toml``.
     The family's trial groups train through :func:`~predcode.experiments.loop.run_epochs`
     (``train.epochs``, early stopping after ``train.patience`` epochs without improvement); after
-    every epoch of every trial its checkpoints and ``metrics.csv`` are written, the loggers
-    (``log``: :data:`LOGGERS`; TensorBoard event files in ``out/tb/trial{t}/``) get the family's
+    every epoch of every trial its checkpoints and ``metrics.csv`` are written, the trackers
+    (``log``: names among :data:`LOGGERS`, :mod:`predcode.experiments.tracking`: ``tensorboard``
+    event files in ``out/tb/trial{t}/``, ``mlflow`` and ``wandb`` runs, one a trial) get the family's
     scalars, and ``on_epoch(trial, record, *extra)`` runs. In a multi-process run only process 0 writes.
     """
     check_fit_options(n_trials, log)
@@ -266,9 +266,7 @@ def run_fit(
         prepare_run_folder(out, resume, force)
         if not resume:
             write_text(out / "config.toml", dump_toml(cfg))
-    writers = [
-        EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log and writes else None for t in range(n_trials)
-    ]
+    trackers = open_trackers(log, out, cfg, n_trials=n_trials, resume=resume, writes=writes)
     rows: dict[int, list[dict]] = {}
     results: dict[int, dict] = {}
     try:
@@ -280,19 +278,19 @@ def run_fit(
                     family.save(cfg, out, group, i, record)
                     rows[t] = family.rows(group, i)  # after every epoch: an interrupted run keeps its table
                     write_metrics_csv(out, [{"trial": k, **r} for k in sorted(rows) for r in rows[k]])
-                    writer = writers[t]
-                    if writer is not None:
-                        writer.add_scalars(_epoch(record), family.scalars(group, i, record))
+                    if trackers:
+                        trackers.log_metrics(t, _epoch(record), family.scalars(group, i, record))
                 if on_epoch is not None:
                     on_epoch(t, record, *family.epoch_args(group, i, record))
 
             run_epochs(group, epochs=cfg.train.epochs, patience=cfg.train.patience, on_batch=on_batch, on_epoch=end)
             results.update({t: family.result(group, i) for i, t in enumerate(group.trials)})
-    finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close()
-    return family.summary(out, cfg, data, [results[t] for t in range(n_trials)], write=writes)
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    summary = family.summary(out, cfg, data, [results[t] for t in range(n_trials)], write=writes)
+    trackers.close(artifacts=out)
+    return summary
 
 
 class MuseumFamily:
@@ -390,9 +388,10 @@ def fit(cfg: FitConfig, out: Path, **options: Any) -> dict:
     ``on_batch(b, n, bce, tod)``, ``on_epoch(trial, record)`` (a :class:`EpochRecord`; epoch 0
     is the untrained model).
 
-    ``metrics.csv`` is always written; ``log=("tensorboard",)`` also writes TensorBoard event files
-    to ``out/tb/trial{t}/`` (per epoch: ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod``,
-    ``time/seconds_per_epoch``; step 0 is the untrained model).
+    ``metrics.csv`` is always written; ``log`` names trackers of :mod:`predcode.experiments.tracking`
+    (``tensorboard``: event files in ``out/tb/trial{t}/``; ``mlflow``, ``wandb``: a run per trial)
+    that get per epoch ``train/bce``, ``train/tod``, ``val/bce``, ``val/tod`` and
+    ``time/seconds_per_epoch`` (step 0 is the untrained model).
 
     ``data_parallel`` splits every batch over all devices of all processes (``jax.devices()``;
     several processes once ``predcode.experiments.distributed.initialize`` has joined them, see
@@ -451,9 +450,7 @@ def check_fit_options(n_trials: Any, log: Sequence[str] | str) -> None:
     """Every family's fit: ``n_trials`` an integer >= 1, ``log`` names among :data:`LOGGERS` (ValueError)."""
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials: expected an integer >= 1, got {n_trials!r}")
-    unknown = [name for name in ([log] if isinstance(log, str) else log) if name not in LOGGERS]
-    if unknown:
-        raise ValueError(f"log: expected names among {', '.join(LOGGERS)}, got {unknown[0]!r}")
+    check_loggers(log)  # TrackerError (a ValueError) naming the tracker, or the extra to install
 
 
 def resume_epoch(out: Path, trial: int) -> int:

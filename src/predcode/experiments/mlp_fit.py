@@ -98,7 +98,8 @@ def mlp_fit(cfg: MLPFitConfig, out: Path, *, angle_batch: int = 1000, **options:
     rounding. ``data_parallel`` splits every batch over all devices (``jax.devices()``) and trains
     the trials one after another. ``on_batch(b, n, loss)`` reports progress within an epoch,
     ``on_epoch(trial, record, line)`` each finished epoch (``line``: a log line with the angles);
-    ``log=("tensorboard",)`` writes TensorBoard event files to ``out/tb/trial{t}/`` (per epoch:
+    ``log`` names trackers (``tensorboard``: event files in ``out/tb/trial{t}/``; ``mlflow``,
+    ``wandb``), which get (per epoch:
     ``train/loss``, ``val/accuracy``, ``test/accuracy``, ``time/seconds_per_epoch`` and
     ``angle/layer{l}``, the angle in degrees between the rule's update of layer ``l`` and backprop's).
     Returns the summary (also ``out/summary.json``).

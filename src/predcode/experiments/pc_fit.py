@@ -234,10 +234,10 @@ def pc_fit(cfg: PCFitConfig, out: Path, *, parallel_trials: int | None = None, *
     ``parallel_trials`` at a time, default ``train.parallel_trials``, else all; trials resumed at
     different epochs train one after another), each with its own data order, best model, early
     stopping and checkpoints; ``on_batch(b, n, energy)``, ``on_epoch(trial, record)`` (a
-    :class:`PCEpochRecord`); ``log=("tensorboard",)`` writes TensorBoard event files to
-    ``out/tb/trial{t}/`` (per epoch: ``train/energy``, ``val/energy``, ``val/accuracy`` or
-    ``val/mse``, ``time/seconds_per_epoch``); ``data_parallel`` splits every batch over all devices
-    (trials then run one after another).
+    :class:`PCEpochRecord`); ``log`` names trackers (``tensorboard``: event files in
+    ``out/tb/trial{t}/``; ``mlflow``, ``wandb``), which get (per epoch: ``train/energy``,
+    ``val/energy``, ``val/accuracy`` or ``val/mse``, ``time/seconds_per_epoch``); ``data_parallel``
+    splits every batch over all devices (trials then run one after another).
     """
     family = NetworkFamily()
     family.parallel_trials = parallel_trials

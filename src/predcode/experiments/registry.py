@@ -1,4 +1,4 @@
-"""One registry of the families ``predcode analyze`` and ``predcode sample`` serve.
+"""One registry of the families that ``predcode fit``, ``sweep``, ``analyze`` and ``sample`` serve.
 
 A run folder's family is the one its ``config.toml`` has for the config package
 (:func:`predcode.experiments.config.toml_family`: ``"gncn"`` a museum model, ``"pc"`` a PC
@@ -7,6 +7,7 @@ the lines the command line prints of its report, and the sampler. A family witho
 one :class:`~predcode.experiments.analyze.AnalyzeError` naming it and the families served; a new
 family's analysis is one entry here::
 
+    summary = fit_run(cfg, "runs/demo")              # the family's fit (FITS), as predcode fit
     report, lines = analyze_run("runs/demo", AnalyzeOptions(n_test=1000))
     result = sample_run("runs/demo", n=16)
 """
@@ -18,11 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from predcode.experiments.analyze import AnalyzeError, analyze, run_config_file, sample
 from predcode.experiments.config import FAMILIES, load_config, toml_family
-from predcode.experiments.pc_analyze import pc_analyze, pc_sample
 
-__all__ = ["ANALYSES", "Analysis", "AnalyzeOptions", "analysis_of", "analyze_run", "run_family", "sample_run"]
+# The analyses (and scikit-learn, which they need) are imported when used: `predcode fit` goes
+# through this registry too (FITS) and needs none of them.
+
+__all__ = [
+    "ANALYSES",
+    "FITS",
+    "Analysis",
+    "AnalyzeOptions",
+    "analysis_of",
+    "analyze_run",
+    "fit_run",
+    "run_family",
+    "sample_run",
+]
 
 MUSEUM_LATENTS = 18000  # --n-latents default of a museum run
 
@@ -63,6 +75,8 @@ class Analysis:
 
 
 def _museum_analyze(run: Path, o: AnalyzeOptions) -> dict:
+    from predcode.experiments.analyze import analyze
+
     # the museum's analyze takes every option, under the same names
     return analyze(run, **{**vars(o), "n_latents": MUSEUM_LATENTS if o.n_latents is None else o.n_latents})
 
@@ -83,7 +97,21 @@ def _museum_lines(report: dict) -> list[str]:
     ]
 
 
+def _museum_sample(run: Path, **kwargs: Any) -> dict:
+    from predcode.experiments.analyze import sample
+
+    return sample(run, **kwargs)
+
+
+def _pc_sample(run: Path, **kwargs: Any) -> dict:
+    from predcode.experiments.pc_analyze import pc_sample
+
+    return pc_sample(run, **kwargs)
+
+
 def _pc_analyze(run: Path, o: AnalyzeOptions) -> dict:
+    from predcode.experiments.pc_analyze import pc_analyze
+
     return pc_analyze(
         run,
         trial=o.trial,
@@ -104,13 +132,15 @@ def _pc_lines(report: dict) -> list[str]:
 
 
 ANALYSES: dict[str, Analysis] = {
-    "gncn": Analysis("museum models", _museum_analyze, _museum_lines, sample),
-    "pc": Analysis("PC networks", _pc_analyze, _pc_lines, pc_sample),
+    "gncn": Analysis("museum models", _museum_analyze, _museum_lines, _museum_sample),
+    "pc": Analysis("PC networks", _pc_analyze, _pc_lines, _pc_sample),
 }
 
 
 def run_family(run: str | Path) -> str:
     """The family of a run folder's ``config.toml`` (:class:`AnalyzeError` for a folder without one)."""
+    from predcode.experiments.analyze import run_config_file
+
     config_file = run_config_file(run)
     family = toml_family(config_file.read_text(encoding="utf-8"))
     if family is None:  # not TOML: the config reader's message names the line
@@ -120,6 +150,8 @@ def run_family(run: str | Path) -> str:
 
 def analysis_of(run: str | Path, command: str = "analyze") -> Analysis:
     """The :class:`Analysis` of a run folder's family; :class:`AnalyzeError` for a family without one."""
+    from predcode.experiments.analyze import AnalyzeError
+
     family = run_family(run)
     if family not in ANALYSES:
         served = ", ".join(f"{name} ({a.name})" for name, a in ANALYSES.items())
@@ -148,3 +180,20 @@ def analyze_run(run: str | Path, options: AnalyzeOptions) -> tuple[dict, list[st
 def sample_run(run: str | Path, **kwargs: Any) -> dict:
     """Samples of a run folder of any served family (``n``, ``out``, ``trial``, ``seed``): ``{"path", "prior"}``."""
     return analysis_of(run, "sample").sample(Path(run), **kwargs)
+
+
+# family -> (module, function) of its fit: ``fn(cfg, out, *, n_trials, resume, force, log, on_batch,
+# on_epoch, ...) -> summary``; imported when used, so a family's loop loads only for its runs
+FITS: dict[str, tuple[str, str]] = {
+    "gncn": ("predcode.experiments.fit", "fit"),
+    "pc": ("predcode.experiments.pc_fit", "pc_fit"),
+    "mlp": ("predcode.experiments.mlp_fit", "mlp_fit"),
+}
+
+
+def fit_run(cfg: Any, out: str | Path, **kwargs: Any) -> dict:
+    """Fit a config of any family into the run folder ``out`` (the entry of ``predcode fit`` and ``predcode sweep``)."""
+    import importlib
+
+    module, name = FITS[type(cfg).family]
+    return getattr(importlib.import_module(module), name)(cfg, Path(out), **kwargs)
