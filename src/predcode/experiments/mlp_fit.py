@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from predcode.experiments.atomic import atomic_path, write_json, write_text
+from predcode.experiments.atomic import write_json, write_text
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import ConfigError, MLPFitConfig, dump_toml
 from predcode.experiments.config.mlp import MLPModelConfig
@@ -34,6 +34,7 @@ from predcode.experiments.fit import (
     resume_epoch,
     write_metrics_csv,
 )
+from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter
 
@@ -188,7 +189,9 @@ def _train_trial(cfg, data, out, t, resume, writer, on_batch, on_epoch, angle_ba
 
 def _write_summary(out: Path, cfg: MLPFitConfig, data, trials: list[dict]) -> dict:
     write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["epochs"]])
-    _curves(trials[0]["epochs"], out / "curves.png")
+    training_curves(
+        trials[0]["epochs"], out / "curves.png", **curves_for(cfg, len(trials)), best_epoch=trials[0]["best_epoch"]
+    )
     tests = np.array([t["test_accuracy"] for t in trials])
     summary = {
         **provenance(),
@@ -206,20 +209,3 @@ def _write_summary(out: Path, cfg: MLPFitConfig, data, trials: list[dict]) -> di
     }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _curves(epochs: list[dict], path: Path) -> None:
-    from predcode.experiments.plots import new_figure
-
-    x = [r["epoch"] for r in epochs]
-    fig = new_figure(figsize=(9, 3.5))
-    axes = fig.subplots(1, 2)
-    axes[0].plot(x, [r["train_loss"] for r in epochs])
-    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy)")
-    axes[1].plot(x, [100 * r["val_accuracy"] for r in epochs], label="validation")
-    axes[1].plot(x, [100 * r["test_accuracy"] for r in epochs], label="test")
-    axes[1].set(xlabel="epoch", ylabel="accuracy (%)")
-    axes[1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
