@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from predcode.experiments.atomic import atomic_path
@@ -266,8 +267,8 @@ def pca_scatter(
     """The first two principal components of ``z`` (n, d), coloured by class; ``(figure, fitted PCA)``.
 
     The PCA is fitted on every row; at most ``max_points`` rows (a seeded random subset) are drawn,
-    small and half transparent, so the classes do not hide each other; the legend names each class
-    and the axis labels give the variance each component explains.
+    small, translucent and in a shuffled order, so no class hides the others; the legend names each
+    class and the axis labels give the variance each component explains.
     """
     from sklearn.decomposition import PCA
 
@@ -282,13 +283,12 @@ def pca_scatter(
     classes = np.unique(labels)
     cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     size, alpha = (14, 0.75) if len(shown) <= 1000 else (6, 0.45)  # fewer points: larger and more opaque
-    for k, c in enumerate(classes):
-        rows = labels[shown] == c
-        ax.scatter(p[rows, 0], p[rows, 1], s=size, alpha=alpha, color=cmap(k % cmap.N), linewidths=0, label=str(c))
-    legend = ax.legend(title="class", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=2)
-    for handle in legend.legend_handles:
-        if handle is not None:
-            handle.set_alpha(1.0)
+    colour = {c: cmap(k % cmap.N) for k, c in enumerate(classes)}
+    # one scatter in a shuffled order, so no class is drawn over all the others
+    order = np.random.default_rng(seed + 1).permutation(len(shown))
+    ax.scatter(p[order, 0], p[order, 1], s=size, alpha=alpha, c=[colour[c] for c in labels[shown][order]], linewidths=0)
+    handles = [Line2D([], [], ls="", marker="o", ms=6, color=colour[c], label=str(c)) for c in classes]
+    ax.legend(handles=handles, title="class", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ev = pca.explained_variance_ratio_
     ax.set(xlabel=f"PC 1 ({100 * ev[0]:.1f}% of variance)", ylabel=f"PC 2 ({100 * ev[1]:.1f}% of variance)")
     ax.set_title(f"{title}\n{len(shown)} of {len(z)} points shown", fontsize=10)
