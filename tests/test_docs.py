@@ -120,4 +120,11 @@ def test_docs_site_builds_strictly_with_every_generated_page(tmp_path):
         assert (site / page / "index.html").is_file(), page
     # the example pages show their figures, and the figures are in the site
     assert (site / "img" / "walkthrough1" / "samples.png").is_file()
+    # the notebooks are pages, with their stored outputs (figures as inline PNGs, the printed lines)
+    for notebook in (ROOT / "docs" / "notebooks").glob("*.ipynb"):
+        page = site / "notebooks" / notebook.stem / "index.html"
+        assert page.is_file(), f"no page for {notebook.name}"
+        html = page.read_text()
+        shown = 'src="data:image/png;base64' in html and "SUMMARY {" in html  # a figure and the printed line
+        assert shown, f"{notebook.name} is shown without its outputs"
     shutil.rmtree(site)

@@ -577,6 +577,37 @@ def sample(
     console.print(f"wrote {result['path']} (prior: {result['prior']})")
 
 
+@app.command()
+def export(
+    run: Path = typer.Option(..., "--run", help="Run folder of `predcode fit` or `predcode demo` (any family)."),
+    out: Path = typer.Option(..., "--out", help="File to write, e.g. model.safetensors."),
+    format: str = typer.Option("safetensors", "--format", help="File format: safetensors."),
+    trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
+    force: bool = typer.Option(False, "--force/--no-force", metavar=_FLAG, help="Replace an existing --out file."),
+) -> None:
+    """Write a run's best model as a safetensors file (PyTorch, JAX, NumPy read it).
+
+    Tensors are named by their checkpoint key path (params/W1, rule_state/B/0); the metadata
+    header holds the model kind, the run's config.toml, the predcode version and the checkpoint's
+    format version.
+    """
+    from predcode.experiments.export import ExportError, export_run
+
+    def run_export():
+        try:
+            return export_run(run, out, format=format, trial=trial, force=force)
+        except ExportError as err:  # usage: the message names the option
+            from predcode.experiments.analyze import AnalyzeError
+
+            raise AnalyzeError(str(err)) from None
+
+    result = _analysis_errors(run_export)
+    console.print(
+        f"wrote {result['arrays']} tensors of the {result['model_kind']} model ({result['bytes']:,} bytes) "
+        f"to [bold]{Path(result['path']).resolve()}[/bold]"
+    )
+
+
 credit_app = typer.Typer(
     help="Credit assignment (backprop, FA, DFA, PC): the MNIST comparison, its report and the online demo.",
     no_args_is_help=True,

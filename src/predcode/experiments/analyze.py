@@ -56,7 +56,7 @@ from predcode.experiments.density import (
     settle_batches,
     stratified_is_log_likelihood,
 )
-from predcode.experiments.plots import image_grid
+from predcode.experiments.plots import curves_title, image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
 from predcode.models.gncn import GNCN, Params
 from predcode.threads import lapack_threads
@@ -412,7 +412,7 @@ def analyze(
     image_grid(
         samples,
         out / "samples.png",
-        title=f"{cfg.model.kind}: 100 samples from the {n_components}-component prior (mu_0)",
+        title=f"{curves_title(cfg, cfg.model.kind)}\n100 samples from the {n_components}-component prior (mu_0)",
     )
     k = min(10, n_test_used)
     shown_mask = np.where(mask > 0, test_x[:k], 0.5)
@@ -421,7 +421,8 @@ def analyze(
         grid,
         out / "reconstructions.png",
         ncols=k,
-        title="rows: test images, reconstructions (mu_0), bottom half hidden, completions",
+        title=f"{curves_title(cfg, cfg.model.kind)}\nrows: test images, reconstructions (mu_0), "
+        "bottom half hidden, completions",
     )
     lap("figures", t0)
 
@@ -541,6 +542,6 @@ def sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, trial
         images,
         path,
         ncols=min(n, math.ceil(math.sqrt(n))),
-        title=f"{loaded.config.model.kind}: {n} samples (seed {seed})",
+        title=f"{curves_title(loaded.config, loaded.config.model.kind)}\n{n} samples (seed {seed})",
     )
     return {"path": str(path), "prior": source}

@@ -19,7 +19,7 @@ from predcode.experiments.atomic import write_json
 from predcode.experiments.config import FitConfig, with_overrides
 from predcode.experiments.density import extract_latents, fit_prior, sample_images
 from predcode.experiments.fit import fit, load_fit_data
-from predcode.experiments.plots import image_grid
+from predcode.experiments.plots import curves_title, image_grid
 from predcode.experiments.train import EpochRecord, evaluate
 from predcode.learning.step import make_trainer
 from predcode.threads import lapack_threads
@@ -92,7 +92,8 @@ def run_demo(
     seed = cfg.train.seed
     prior = fit_prior(extract_latents(model, params, x_tr[:2000]), n_components=n_components, seed=seed)
     samples = sample_images(model, params, prior, 100, seed=seed)
-    image_grid(samples, out / "samples.png", title=f"{kind}: samples from a {n_components}-component GMM prior")
+    title = f"{curves_title(cfg, kind)}\nsamples from a {n_components}-component GMM prior"
+    image_grid(samples, out / "samples.png", title=title)
 
     trial = fitted["trials"][0]
     summary = {

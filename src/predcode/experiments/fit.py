@@ -38,7 +38,7 @@ from predcode.experiments.checkpoint import (
 )
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
 from predcode.experiments.loop import TrialGroup, run_epochs
-from predcode.experiments.plots import training_curves
+from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import epoch_scalars
 from predcode.experiments.tracking import LOGGERS, check_loggers, open_trackers
@@ -425,7 +425,9 @@ def write_metrics_csv(out: Path, rows: list[dict]) -> None:
 def _write_summary(out: Path, cfg: FitConfig, trials: list[dict], n_train: int, n_val: int, write: bool = True) -> dict:
     if write:
         write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
-        training_curves(trials[0]["history"], out / "curves.png")
+        training_curves(
+            trials[0]["history"], out / "curves.png", **curves_for(cfg, len(trials)), best_epoch=trials[0]["best_epoch"]
+        )
     bces = np.array([t["best_val_bce"] for t in trials])
     tods = np.array([t["best_val_tod"] for t in trials])
     summary = {

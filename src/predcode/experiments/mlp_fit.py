@@ -24,12 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from predcode.experiments.atomic import atomic_path, write_json
+from predcode.experiments.atomic import write_json
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import ConfigError, MLPFitConfig
 from predcode.experiments.config.mlp import MLPModelConfig
 from predcode.experiments.credit import RuleRun, load_mnist, save_rule_checkpoint
 from predcode.experiments.fit import check_split_batches, load_run_tree, resume_epoch, run_fit, write_metrics_csv
+from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 
 __all__ = ["MLPFamily", "MLPTrials", "mlp_config", "mlp_fit", "rule_options"]
@@ -308,7 +309,9 @@ class MLPTrials:
 def _write_summary(out: Path, cfg: MLPFitConfig, data, trials: list[dict], write: bool = True) -> dict:
     if write:
         write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["epochs"]])
-        _curves(trials[0]["epochs"], out / "curves.png")
+        training_curves(
+            trials[0]["epochs"], out / "curves.png", **curves_for(cfg, len(trials)), best_epoch=trials[0]["best_epoch"]
+        )
     tests = np.array([t["test_accuracy"] for t in trials])
     summary = {
         **provenance(),
@@ -327,20 +330,3 @@ def _write_summary(out: Path, cfg: MLPFitConfig, data, trials: list[dict], write
     if write:
         write_json(out / "summary.json", summary)
     return summary
-
-
-def _curves(epochs: list[dict], path: Path) -> None:
-    from predcode.experiments.plots import new_figure
-
-    x = [r["epoch"] for r in epochs]
-    fig = new_figure(figsize=(9, 3.5))
-    axes = fig.subplots(1, 2)
-    axes[0].plot(x, [r["train_loss"] for r in epochs])
-    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy)")
-    axes[1].plot(x, [100 * r["val_accuracy"] for r in epochs], label="validation")
-    axes[1].plot(x, [100 * r["test_accuracy"] for r in epochs], label="test")
-    axes[1].set(xlabel="epoch", ylabel="accuracy (%)")
-    axes[1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.experiments.analyze import AnalyzeError
-from predcode.experiments.atomic import atomic_path, write_json
+from predcode.experiments.atomic import write_json
 from predcode.experiments.checkpoint import load_tree
 from predcode.experiments.config import PCFitConfig, build_network, parse_toml
 from predcode.experiments.pc_fit import clamps_for, load_pc_data, make_pc_trainer, predict_labels
@@ -72,21 +72,16 @@ def pc_codes(
     return np.concatenate(out)
 
 
+def _run_name(cfg) -> str:
+    from predcode.experiments.plots import curves_title, pc_model_name
+
+    return curves_title(cfg, pc_model_name(cfg))
+
+
 def _pca_plot(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> dict:
-    from sklearn.decomposition import PCA
+    from predcode.experiments.plots import pca_scatter
 
-    from predcode.experiments.plots import new_figure
-
-    pca = PCA(n_components=2).fit(z)
-    p = pca.transform(z)
-    fig = new_figure(figsize=(6, 5), dpi=100)
-    ax = fig.subplots()
-    sc = ax.scatter(p[:, 0], p[:, 1], c=labels, cmap="tab10", s=3, alpha=0.6)
-    ax.legend(*sc.legend_elements(), title="class", fontsize=7, loc="best", markerscale=0.8)
-    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    _, pca = pca_scatter(z, labels, path, title=title)
     return {"explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio_]}
 
 
@@ -133,7 +128,12 @@ def pc_analyze(
         "dim": int(z_train.shape[1]),
         "linear_probe": {**probe, "accuracy_pct": 100 - probe["error_pct"]},
         "knn": {**knn, "accuracy_pct": 100 - knn["error_pct"]},
-        "pca": _pca_plot(z_test, y_test, out / "pca.png", f"test {what}s, first two principal components"),
+        "pca": _pca_plot(
+            z_test,
+            y_test,
+            out / "pca.png",
+            f"{_run_name(cfg)}\n{what} of the test images, first two principal components",
+        ),
     }
     if cfg.network.task == "supervised":
         report["test_accuracy_forward"] = float(np.mean(predict_labels(network, params, x_test) == y_test))
@@ -157,10 +157,10 @@ def _generative_figures(cfg, trainer, params, z_train, x_test, out: Path, seed: 
     image_grid(
         np.clip(rows, 0, 1),
         out / "reconstructions.png",
-        title="rows: test images, predictions at the inferred states, forward sweep from the code",
+        title=f"{_run_name(cfg)}\nrows: test images, predictions at the inferred states, forward sweep from the code",
     )
     samples = gaussian_code_samples(net, params, z_train, 50, seed)
-    image_grid(samples, out / "samples.png", title="codes from a Gaussian fitted to training codes")
+    image_grid(samples, out / "samples.png", title=f"{_run_name(cfg)}\ncodes from a Gaussian fitted to training codes")
     mse = float(np.mean(np.sum((through_code - shown) ** 2, axis=1)))
     return {
         "reconstruction_sse_forward_from_code_first30": mse,
@@ -196,6 +196,6 @@ def pc_sample(run: str | Path, *, n: int = 64, out: str | Path | None = None, tr
         gaussian_code_samples(network, params, z_train, n, seed),
         path,
         ncols=min(n, math.ceil(math.sqrt(n))),
-        title=f"PC network: {n} samples (seed {seed})",
+        title=f"{_run_name(cfg)}\n{n} samples (seed {seed})",
     )
     return {"path": str(path), "prior": f"Gaussian fitted to the codes of {len(x_train)} training images"}

@@ -21,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.data import load, to_float, train_val_split
-from predcode.experiments.atomic import atomic_path, write_json
+from predcode.experiments.atomic import write_json
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import PCFitConfig, build_network
 from predcode.experiments.fit import check_split_batches, load_run_tree, resume_epoch, run_fit, write_metrics_csv
+from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
@@ -388,7 +389,9 @@ def _write_summary(
 ) -> dict:
     if write:
         write_metrics_csv(out, [{"trial": t["trial"], **r} for t in trials for r in t["history"]])
-        _curves(trials[0]["history"], out / "curves.png", cfg.network.task)
+        training_curves(
+            trials[0]["history"], out / "curves.png", **curves_for(cfg, len(trials)), best_epoch=trials[0]["best_epoch"]
+        )
     summary = {
         **provenance(),
         "model": "pc_network",
@@ -406,21 +409,3 @@ def _write_summary(
     if write:
         write_json(out / "summary.json", summary)
     return summary
-
-
-def _curves(history: list[dict], path: Path, task: str) -> None:
-    from predcode.experiments.plots import new_figure
-
-    epochs = [r["epoch"] for r in history]
-    fig = new_figure(figsize=(9, 3.5))
-    axes = fig.subplots(1, 2)
-    axes[0].plot(epochs, [r["train_energy"] for r in history], label="train (last batch)")
-    axes[0].plot(epochs, [r["val_energy"] for r in history], label="validation")
-    axes[0].set(xlabel="epoch", ylabel="energy per sample (nats)")
-    axes[0].legend()
-    key, label = ("val_accuracy", "validation accuracy") if task == "supervised" else ("val_mse", "validation MSE")
-    axes[1].plot(epochs, [r[key] for r in history])
-    axes[1].set(xlabel="epoch", ylabel=label)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
