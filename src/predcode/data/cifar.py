@@ -101,6 +101,7 @@ class SafeUnpickler(pickle.Unpickler):
     global is refused: nothing named in the pickle is imported or called."""
 
     def find_class(self, module: str, name: str) -> Any:
+        """The inert stand-in of an allowed global; any other global is refused."""
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
@@ -110,6 +111,7 @@ class SafeUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
+        """Refuse every persistent id (the CIFAR-10 batches have none)."""
         raise pickle.UnpicklingError("refused a persistent id: not part of the CIFAR-10 format")
 
 
