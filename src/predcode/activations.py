@@ -30,12 +30,23 @@ def _sigmoid_deriv(z: Array) -> Array:
     return s * (1 - s)
 
 
+_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+
+
+def _gelu_deriv(z: Array) -> Array:
+    # d/dz of jax.nn.gelu's tanh form 0.5 z (1 + tanh(c (z + 0.044715 z^3))).
+    t = jnp.tanh(_GELU_C * (z + 0.044715 * z**3))
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z * z)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation("identity", lambda z: z, jnp.ones_like),
     "relu": Activation("relu", jax.nn.relu, _relu_deriv),
     "tanh": Activation("tanh", jnp.tanh, lambda z: 1 - jnp.tanh(z) ** 2),
     "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_deriv),
     "softplus": Activation("softplus", jax.nn.softplus, jax.nn.sigmoid),
+    # GELU in its tanh form (jax.nn.gelu's default; the activation of PCX's VGG benchmarks).
+    "gelu": Activation("gelu", jax.nn.gelu, _gelu_deriv),
 }
 
 

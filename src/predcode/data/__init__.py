@@ -1,5 +1,6 @@
-"""Dataset loading: MNIST, Fashion-MNIST and KMNIST from verified IDX files."""
+"""Dataset loading: MNIST, Fashion-MNIST and KMNIST from verified IDX files; CIFAR-10 from its verified archive."""
 
+from predcode.data.cifar import load_cifar10
 from predcode.data.datasets import (
     NAMES,
     SPLITS,
@@ -24,6 +25,7 @@ __all__ = [
     "flatten",
     "load",
     "load_binarized",
+    "load_cifar10",
     "locate",
     "read_idx_images",
     "read_idx_labels",

@@ -76,9 +76,11 @@ def clamps_for(cfg: PCFitConfig, network: PCNetwork, x: np.ndarray, y: np.ndarra
     """Clamps of a batch: supervised clamps the image at the first node and the one-hot label at the
     last (the label only when ``y`` is given); generative clamps the image at the last node."""
     names = network.names
+    image = network.nodes[-1 if cfg.network.task == "generative" else 0]
+    rows = jnp.reshape(jnp.asarray(x), (len(x), *image.shape))  # to the node's shape (an image for conv)
     if cfg.network.task == "generative":
-        return {names[-1]: jnp.asarray(x)}
-    clamps = {names[0]: jnp.asarray(x)}
+        return {names[-1]: rows}
+    clamps = {names[0]: rows}
     if y is not None:
         clamps[names[-1]] = jax.nn.one_hot(jnp.asarray(y), network.nodes[-1].dim)
     return clamps
@@ -109,7 +111,10 @@ def _forward_fn(network: PCNetwork) -> Callable:
     key = id(network)
     if key not in _FORWARD_CACHE:
         first, last = network.names[0], network.names[-1]
-        _FORWARD_CACHE[key] = jax.jit(lambda p, x: network.forward(p, {first: x})[last])
+        shape = network.nodes[0].shape
+        _FORWARD_CACHE[key] = jax.jit(
+            lambda p, x: network.forward(p, {first: jnp.reshape(x, (x.shape[0], *shape))})[last]
+        )
     return _FORWARD_CACHE[key]
 
 
@@ -135,7 +140,8 @@ def _evaluate(cfg: PCFitConfig, trainer: PCTrainer, params, x: np.ndarray, y: np
         energy += float(result.energy[-1])
         if cfg.network.task == "generative":
             image = net.names[-1]
-            sq += float(jnp.sum((net.prediction(params, result.states, image) - x[i : i + bs]) ** 2))
+            mu = net.prediction(params, result.states, image).reshape(len(x[i : i + bs]), -1)
+            sq += float(jnp.sum((mu - x[i : i + bs]) ** 2))
     out = {"val_energy": energy / len(x), "val_accuracy": None, "val_mse": None}
     if cfg.network.task == "supervised":
         out["val_accuracy"] = float(np.mean(predict_labels(net, params, x, batch_size=bs) == y))

@@ -30,7 +30,9 @@ Parameters are a nested dict::
                                      full {"tril": (n, n)} with Sigma = L L^T,
                                      L = tril(tril, -1) + diag(exp(diag(tril)))
 
-States, clamps and masks are dicts ``{node name: (batch, dim) array}``.
+States, clamps and masks are dicts ``{node name: (batch, dim) array}``; a node declared with a shape
+(``Node("h", (14, 14, 32), ...)``) holds an image-shaped state ``(batch, 14, 14, 32)`` (NHWC), fed
+by the convolutional transforms of :mod:`predcode.models.conv`.
 
 >>> net = PCNetwork.chain([784, 256, 10], names=["x", "h", "y"])
 >>> params = net.init(jax.random.key(0))
@@ -59,7 +61,17 @@ from predcode.core import ErrorCell, Term
 Array = jax.Array
 Cell = ErrorCell  # any error cell: the built-in ones of predcode.cells or your own
 
-__all__ = ["Dense", "Node", "PCNetwork", "NetworkError", "Sequential", "Transform", "aligned_matmul"]
+__all__ = [
+    "Dense",
+    "NetworkError",
+    "Node",
+    "PCNetwork",
+    "Sequential",
+    "Transform",
+    "aligned_matmul",
+    "describe_shape",
+    "shape_of",
+]
 
 
 class NetworkError(ValueError):
@@ -69,18 +81,20 @@ class NetworkError(ValueError):
 class Transform(Protocol):
     """What a node's input transform provides (any differentiable function of the parent state works).
 
-    ``in_dim``/``out_dim`` are checked against the nodes it joins; ``init(key)`` returns its parameter
-    pytree and ``__call__(params, x)`` maps ``x: (batch, in_dim)`` to ``(batch, out_dim)``.
+    ``in_dim``/``out_dim`` are checked against the nodes it joins: an int (a flat state) or a shape
+    such as ``(H, W, C)`` (an image-shaped state, NHWC; :mod:`predcode.models.conv`). ``init(key)``
+    returns its parameter pytree and ``__call__(params, x)`` maps ``x: (batch, *in_shape)`` to
+    ``(batch, *out_shape)``.
     """
 
     @property
-    def in_dim(self) -> int:
-        """Units taken from the parent."""
+    def in_dim(self) -> Any:
+        """Units (an int) or the shape taken from the parent."""
         ...
 
     @property
-    def out_dim(self) -> int:
-        """Units given to the child."""
+    def out_dim(self) -> Any:
+        """Units (an int) or the shape given to the child."""
         ...
 
     def init(self, key: Array) -> Any:
@@ -94,6 +108,25 @@ def _positive_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise NetworkError(f"{what}: expected an integer >= 1, got {value!r}")
     return int(value)
+
+
+def shape_of(dim: Any, what: str = "dim") -> tuple[int, ...]:
+    """A node's or transform's size as a shape: ``784 -> (784,)``, ``(28, 28, 1)`` stays as it is.
+
+    A state is ``(batch, *shape)``: a flat vector for an int, an ``(H, W, C)`` image (NHWC) for a
+    3-tuple. Anything but a positive int or a non-empty sequence of them is an error naming ``what``.
+    """
+    if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool):
+        return (_positive_int(dim, what),)
+    if isinstance(dim, (tuple, list)) and dim:
+        return tuple(_positive_int(d, what) for d in dim)
+    raise NetworkError(f"{what}: expected an integer >= 1 or a shape (a tuple of them, e.g. (28, 28, 1)), got {dim!r}")
+
+
+def describe_shape(dim: Any) -> str:
+    """``"784 units"`` for a flat size, ``"shape (28, 28, 1)"`` for an image-shaped one."""
+    shape = shape_of(dim)
+    return f"{shape[0]} units" if len(shape) == 1 else f"shape {shape}"
 
 
 @jax.custom_vjp
@@ -176,21 +209,21 @@ class Sequential:
         if not layers:
             raise NetworkError("Sequential.layers: expected at least one transform, got none")
         for i in range(1, len(layers)):
-            if layers[i].in_dim != layers[i - 1].out_dim:
+            if shape_of(layers[i].in_dim) != shape_of(layers[i - 1].out_dim):
                 raise NetworkError(
-                    f"Sequential.layers[{i}]: takes {layers[i].in_dim} units but layers[{i - 1}] "
-                    f"gives {layers[i - 1].out_dim}"
+                    f"Sequential.layers[{i}]: takes {describe_shape(layers[i].in_dim)} but layers[{i - 1}] "
+                    f"gives {describe_shape(layers[i - 1].out_dim)}"
                 )
         object.__setattr__(self, "layers", layers)
 
     @property
-    def in_dim(self) -> int:
-        """Units taken by the first transform."""
+    def in_dim(self) -> Any:
+        """Units (or the shape) taken by the first transform."""
         return self.layers[0].in_dim
 
     @property
-    def out_dim(self) -> int:
-        """Units given by the last transform."""
+    def out_dim(self) -> Any:
+        """Units (or the shape) given by the last transform."""
         return self.layers[-1].out_dim
 
     def init(self, key: Array) -> dict[str, Any]:
@@ -206,11 +239,13 @@ class Sequential:
 
 @dataclass(frozen=True)
 class Node:
-    """A value node: ``name``, ``dim`` units, its input transforms and its error cell.
+    """A value node: ``name``, ``dim`` units (or an image shape), its input transforms and its error cell.
 
     Args:
         name: unique name (states, clamps and parameters are keyed by it).
-        dim: number of units.
+        dim: number of units, or a shape such as ``(H, W, C)`` for an image-shaped state
+            ``(batch, H, W, C)`` (NHWC, fed by the transforms of :mod:`predcode.models.conv`). The
+            cell scores the state flattened to ``(batch, H * W * C)``.
         inputs: ``{parent name: transform}``; the prediction is the sum of the transforms' outputs.
             Empty for a root (an input or a top-most code).
         cell: the error cell scoring the state against its prediction. ``None`` means a Gaussian with
@@ -222,7 +257,7 @@ class Node:
     """
 
     name: str
-    dim: int
+    dim: Any
     inputs: Mapping[str, Transform] = field(default_factory=dict)
     cell: Cell | None = None
     sigma_init: Any = None
@@ -230,7 +265,8 @@ class Node:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise NetworkError(f"Node.name: expected a non-empty string, got {self.name!r}")
-        _positive_int(self.dim, f"node {self.name!r}: dim")
+        shape = shape_of(self.dim, f"node {self.name!r}: dim")
+        object.__setattr__(self, "dim", shape[0] if isinstance(self.dim, (int, np.integer)) else shape)
         if not isinstance(self.inputs, Mapping):
             raise NetworkError(
                 f"node {self.name!r}: inputs: expected a dict {{parent name: transform}}, "
@@ -252,6 +288,16 @@ class Node:
             self._check_sigma_init()
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """The state's shape without the batch axis: ``(dim,)`` or the image shape."""
+        return shape_of(self.dim)
+
+    @property
+    def size(self) -> int:
+        """The number of units: ``dim``, or the product of the shape."""
+        return math.prod(self.shape)
+
+    @property
     def learnable_covariance(self) -> bool:
         """True for a Gaussian cell whose covariance is a parameter (scalar, diagonal or full)."""
         return isinstance(self.cell, GaussianErrorCell) and self.cell.covariance != "fixed"
@@ -265,7 +311,7 @@ class Node:
 
     def _check_sigma_init(self) -> np.ndarray:
         assert isinstance(self.cell, GaussianErrorCell)  # called only for a learnable covariance
-        kind, n, where = self.cell.covariance, self.dim, f"node {self.name!r}: sigma_init"
+        kind, n, where = self.cell.covariance, self.size, f"node {self.name!r}: sigma_init"
         s = np.asarray(1.0 if self.sigma_init is None else self.sigma_init, np.float64)
         if kind == "scalar":
             if s.shape != () or not np.isfinite(s) or s <= 0:
@@ -308,8 +354,16 @@ class Node:
         return {"tril": jnp.asarray(tril)}
 
     def cell_energy(self, cell_params: Mapping[str, Array], target: Array, mu: Array, mask=None) -> Array:
-        """Per-sample energy ``(batch,)`` of ``target`` under this node's cell given ``mu``."""
+        """Per-sample energy ``(batch,)`` of ``target`` under this node's cell given ``mu``.
+
+        An image-shaped state is scored flattened: ``(batch, H, W, C)`` as ``(batch, H * W * C)``
+        (``mu`` and ``mask`` broadcast to the state's shape first)."""
         cell = self.effective_cell
+        if jnp.ndim(target) > 2:
+            full = jnp.shape(target)
+            flat = lambda a: jnp.broadcast_to(a, full).reshape(full[0], -1)
+            target, mu = flat(target), flat(mu)
+            mask = None if mask is None else flat(mask)
         if cell is None:
             raise NetworkError(
                 f"node {self.name!r}: a root without a cell has no energy; give it a cell "
@@ -359,15 +413,17 @@ class PCNetwork:
                             f"in_dim, out_dim, init and __call__ (e.g. Dense), got "
                             f"{type(transform).__name__}"
                         )
-                if transform.in_dim != seen[parent].dim:
+                if shape_of(transform.in_dim) != seen[parent].shape:
                     raise NetworkError(
                         f"node {node.name!r}: the transform from {parent!r} takes "
-                        f"{transform.in_dim} units but node {parent!r} has {seen[parent].dim}"
+                        f"{_size_words(transform.in_dim, seen[parent].dim)} but node {parent!r} has "
+                        f"{_size_words(seen[parent].dim, transform.in_dim, bare=True)}"
                     )
-                if transform.out_dim != node.dim:
+                if shape_of(transform.out_dim) != node.shape:
                     raise NetworkError(
                         f"node {node.name!r}: the transform from {parent!r} gives "
-                        f"{transform.out_dim} units but node {node.name!r} has {node.dim}"
+                        f"{_size_words(transform.out_dim, node.dim)} but node {node.name!r} has "
+                        f"{_size_words(node.dim, transform.out_dim, bare=True)}"
                     )
             seen[node.name] = node
         self.nodes: tuple[Node, ...] = nodes
@@ -422,7 +478,12 @@ class PCNetwork:
         return tuple(n.name for n in self.nodes)
 
     def __repr__(self) -> str:
-        parts = [f"{n.name}({n.dim}" + (" <- " + ", ".join(n.inputs) if n.inputs else "") + ")" for n in self.nodes]
+        parts = [
+            f"{n.name}({n.dim if isinstance(n.dim, int) else 'x'.join(map(str, n.dim))}"
+            + (" <- " + ", ".join(n.inputs) if n.inputs else "")
+            + ")"
+            for n in self.nodes
+        ]
         return "PCNetwork(" + ", ".join(parts) + ")"
 
     def init(self, key: Array) -> dict[str, dict]:
@@ -453,7 +514,7 @@ class PCNetwork:
             t = p["tril"]
             chol = jnp.tril(t, -1) + jnp.diag(jnp.exp(jnp.diagonal(t)))
             return chol @ chol.T
-        return jnp.exp(p["log_var"]) * jnp.eye(node.dim)
+        return jnp.exp(p["log_var"]) * jnp.eye(node.size)
 
     def node(self, name: str) -> Node:
         """The node called ``name``; a clear error naming the nodes that exist otherwise."""
@@ -535,7 +596,8 @@ class PCNetwork:
         return jnp.sum(self.energy_per_sample(params, states, masks))
 
     def check_clamps(self, clamps: Mapping[str, Array]) -> int:
-        """Validate clamps (known nodes, ``(batch, dim)`` shapes, one batch size); return the batch size."""
+        """Validate clamps (known nodes, ``(batch, dim)`` or ``(batch, *shape)`` shapes, one batch size);
+        return the batch size."""
         if not isinstance(clamps, Mapping) or not clamps:
             raise NetworkError(f"clamps: expected a non-empty dict {{node name: (batch, dim) array}}, got {clamps!r}")
         batch = None
@@ -546,10 +608,11 @@ class PCNetwork:
                     f"clamp on node {name!r}: no such node; the network has {list(self.names)}"
                     + (f" (did you mean {near[0]!r}?)" if near else "")
                 )
-            dim = self.by_name[name].dim
+            want = self.by_name[name].shape
             shape = tuple(jnp.shape(value))
-            if len(shape) != 2 or shape[1] != dim:
-                raise NetworkError(f"clamp on node {name!r}: expected shape (batch, {dim}), got {shape}")
+            if len(shape) != 1 + len(want) or shape[1:] != want:
+                expected = "(batch, " + ", ".join(map(str, want)) + ")"
+                raise NetworkError(f"clamp on node {name!r}: expected shape {expected}, got {shape}")
             if batch is not None and shape[0] != batch:
                 raise NetworkError(
                     f"clamp on node {name!r}: batch size {shape[0]} differs from {batch} of the other clamps"
@@ -576,8 +639,16 @@ class PCNetwork:
             elif node.inputs:
                 states[node.name] = self.prediction(params, states, node.name)
             else:
-                states[node.name] = jnp.zeros((batch, node.dim))
+                states[node.name] = jnp.zeros((batch, *node.shape))
         return states
+
+
+def _size_words(dim: Any, other: Any, *, bare: bool = False) -> str:
+    """``"784 units"``/``"784"`` when both sides are flat (the words of flat networks), else the shape."""
+    if len(shape_of(dim)) == 1 and len(shape_of(other)) == 1:
+        n = shape_of(dim)[0]
+        return str(n) if bare else f"{n} units"
+    return describe_shape(dim)
 
 
 def _network_batch(batch: Any) -> tuple[Mapping[str, Array], Mapping[str, Array] | None]:

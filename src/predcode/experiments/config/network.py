@@ -6,7 +6,9 @@ Keys (docs/config.md)::
     [network]    task ("supervised" | "generative"), dims, names, activation, output_activation,
                  bias, cell, covariance, sigma, output_cell, output_covariance, output_sigma,
                  root_cell, root_sigma, hidden ("nodes": inferred value nodes; "transform": the
-                 hidden layers are one transform from the first node to the last)
+                 hidden layers are one transform from the first node to the last),
+                 conv_channels, conv_kernel, conv_padding, pool, pool_size, image_shape
+                 (convolutional blocks between the image and dims[1], task = "supervised")
     [inference]  T, optimizer ("sgd" | "momentum" | "adam"), learning_rate, T_eval
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
     [data]       dataset, n_train, n_val, binarize
@@ -18,6 +20,13 @@ the first (the code). Cells are ``"gaussian"`` (``covariance`` fixed, scalar, di
 ``sigma`` the fixed variance or the learnable one's start), ``"laplacian"`` (``sigma`` is the
 scale b) or ``"bernoulli"``; ``root_cell`` ``"none"`` leaves the code without a prior. The shipped
 examples are ``configs/pc/mnist_supervised.toml`` and ``configs/pc/mnist_generative.toml``.
+
+``conv_channels = [32, 64]`` (supervised only) puts convolutional blocks between the image, clamped
+as an ``image_shape`` (default ``[28, 28, 1]``) state, and ``dims[1]``: block ``i`` is
+``pool(act(Conv2d(conv_kernel, conv_padding)))`` (``pool`` ``"max"``, ``"avg"`` or ``"none"``,
+window and stride ``pool_size``) into an image-shaped node ``c{i}`` (or, with ``hidden =
+"transform"``, part of the one transform); the last block is flattened into the Dense layers of
+``dims``, whose first size stays the image's (784). ``configs/pc/fashion_mnist_conv.toml``.
 """
 
 # ruff: noqa: RUF009 (sections.table returns a dataclasses.field, as setting does)
@@ -39,6 +48,7 @@ from predcode.experiments.config.sections import (
     run_folder,
     table,
 )
+from predcode.models.conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
 from predcode.schema import ConfigError, bad, setting, validate
 
@@ -93,10 +103,42 @@ class NetworkSection:
         choices=("nodes", "transform"),
         help='"nodes": inferred value nodes; "transform": the hidden layers are one transform',
     )
+    conv_channels: tuple[int, ...] | None = setting(
+        None,
+        "ints",
+        optional=True,
+        none_means="no convolutional blocks",
+        help="the channels of each convolutional block between the image and dims[1]",
+    )
+    conv_kernel: int = setting(3, "int", low=1, help="the blocks' square kernel size")
+    conv_padding: str = setting("same", "str", choices=("same", "valid"), help="the blocks' convolution padding")
+    pool: str = setting("max", "str", choices=("max", "avg", "none"), help="the pooling after each block's activation")
+    pool_size: int = setting(2, "int", low=1, help="the pooling window and stride")
+    image_shape: tuple[int, ...] = setting(
+        (28, 28, 1), "ints", min_len=3, help="the image as (height, width, channels) for the blocks"
+    )
 
     def __post_init__(self) -> None:
         validate(self)
-        n_nodes = 2 if self.hidden == "transform" else len(self.dims)
+        if len(self.image_shape) != 3:
+            raise bad("network.image_shape", "three sizes [height, width, channels]", list(self.image_shape))
+        if self.conv_channels is not None:
+            if self.task != "supervised":
+                raise bad(
+                    "network.conv_channels",
+                    'none for task = "generative" (convolutional blocks in a config are supervised; '
+                    "build a generative conv network in Python with predcode.models.conv)",
+                    list(self.conv_channels),
+                )
+            if self.dims[0] != self.image_shape[0] * self.image_shape[1] * self.image_shape[2]:
+                raise bad(
+                    "network.dims",
+                    f"the first size to be the image's {self.image_shape[0]}*{self.image_shape[1]}*"
+                    f"{self.image_shape[2]} units (network.image_shape)",
+                    self.dims[0],
+                )
+        n_conv = len(self.conv_channels or ())
+        n_nodes = 2 if self.hidden == "transform" else len(self.dims) + n_conv
         if self.names is not None and (len(self.names) != n_nodes or len(set(self.names)) != n_nodes):
             raise bad(
                 "network.names",
@@ -110,7 +152,24 @@ class NetworkSection:
         if self.names is not None:
             return self.names
         hidden = [] if self.hidden == "transform" else [f"h{i}" for i in range(1, len(self.dims) - 1)]
+        if self.hidden != "transform" and self.conv_channels:
+            hidden = [f"c{i}" for i in range(1, len(self.conv_channels) + 1)] + hidden
         return ("x", *hidden, "y") if self.task == "supervised" else ("z", *hidden, "x")
+
+    def conv_blocks(self) -> list[Any]:
+        """The convolutional blocks, one transform each (``Sequential(conv, pool)`` or the conv alone),
+        from the image shape on; empty without ``conv_channels``."""
+        blocks: list[Any] = []
+        shape: Any = tuple(self.image_shape)
+        for ch in self.conv_channels or ():
+            conv = Conv2d(shape, ch, self.conv_kernel, 1, self.conv_padding.upper(), self.activation, self.bias)
+            block: Any = conv
+            if self.pool != "none":
+                pool_cls = MaxPool2d if self.pool == "max" else AvgPool2d
+                block = Sequential((conv, pool_cls(conv.out_dim, self.pool_size)))
+            blocks.append(block)
+            shape = block.out_dim
+        return blocks
 
 
 @dataclass(frozen=True)
@@ -191,8 +250,14 @@ def _cell(kind: str, covariance: str, sigma: float):
 
 
 def build_network(cfg: PCFitConfig) -> PCNetwork:
-    """The :class:`PCNetwork` a config describes (a chain of Dense transforms)."""
+    """The :class:`PCNetwork` a config describes (a chain of Dense transforms, after the
+    convolutional blocks of ``conv_channels`` if any)."""
     n = cfg.network
+    if n.conv_channels:
+        try:
+            return _conv_network(n)
+        except NetworkError as err:
+            raise ConfigError(f"network: {err}", key="network") from None
     learn = lambda kind, cov, s: s if kind == "gaussian" and cov != "fixed" else None
     root_cell = None if n.root_cell == "none" else _cell(n.root_cell, "fixed", n.root_sigma)
     if n.hidden == "transform":
@@ -235,3 +300,43 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
         ]
         net = PCNetwork(nodes)
     return net
+
+
+def _conv_network(n: NetworkSection) -> PCNetwork:
+    """Image node ``(H, W, C)``, the convolutional blocks, then the Dense chain of ``dims[1:]``."""
+    blocks = n.conv_blocks()
+    last = blocks[-1].out_dim
+    flat = Flatten(last)
+    acts = [n.activation] * (len(n.dims) - 2) + [n.output_activation]
+    dense = [
+        Dense(a, b, act, n.bias) for a, b, act in zip((flat.out_dim, *n.dims[1:-1]), n.dims[1:], acts, strict=True)
+    ]
+    hidden_cell = _cell(n.cell, n.covariance, n.sigma)
+    out_cell = _cell(n.output_cell, n.output_covariance, n.output_sigma)
+    learn = lambda kind, cov, s: s if kind == "gaussian" and cov != "fixed" else None
+    root_cell = None if n.root_cell == "none" else _cell(n.root_cell, "fixed", n.root_sigma)
+    names = n.node_names
+    image = Node(names[0], tuple(n.image_shape), cell=root_cell)
+    out_sigma = learn(n.output_cell, n.output_covariance, n.output_sigma)
+    if n.hidden == "transform":
+        transform = Sequential((*blocks, flat, *dense))
+        return PCNetwork(
+            [image, Node(names[-1], n.dims[-1], {names[0]: transform}, cell=out_cell, sigma_init=out_sigma)]
+        )
+    hidden_sigma = learn(n.cell, n.covariance, n.sigma)
+    nodes = [image]
+    for name, block in zip(names[1 : 1 + len(blocks)], blocks, strict=True):
+        nodes.append(Node(name, block.out_dim, {nodes[-1].name: block}, cell=hidden_cell, sigma_init=hidden_sigma))
+    edges: list[Any] = [Sequential((flat, dense[0])), *dense[1:]]
+    for i, (name, edge) in enumerate(zip(names[1 + len(blocks) :], edges, strict=True)):
+        out = i == len(edges) - 1
+        nodes.append(
+            Node(
+                name,
+                n.dims[i + 1],
+                {nodes[-1].name: edge},
+                cell=out_cell if out else hidden_cell,
+                sigma_init=out_sigma if out else hidden_sigma,
+            )
+        )
+    return PCNetwork(nodes)
