@@ -39,7 +39,15 @@ from predcode.experiments.config.sections import (
     run_folder,
     table,
 )
-from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
+from predcode.models.network import (
+    PARAMETERISATIONS,
+    Dense,
+    NetworkError,
+    Node,
+    PCNetwork,
+    Sequential,
+    residual_mlp,
+)
 from predcode.schema import ConfigError, bad, setting, validate
 
 __all__ = ["InferenceSection", "NetworkSection", "PCFitConfig", "build_network"]
@@ -93,10 +101,38 @@ class NetworkSection:
         choices=("nodes", "transform"),
         help='"nodes": inferred value nodes; "transform": the hidden layers are one transform',
     )
+    residual: bool = setting(
+        False, "bool", help="identity skips around the hidden-to-hidden transforms (a residual MLP)"
+    )
+    param: str = setting(
+        "standard",
+        "str",
+        choices=PARAMETERISATIONS,
+        help='"mupc": muPC\'s width- and depth-dependent multipliers and N(0, 1) weights (residual_mlp)',
+    )
 
     def __post_init__(self) -> None:
         validate(self)
         n_nodes = 2 if self.hidden == "transform" else len(self.dims)
+        if self.residual or self.param != "standard":
+            if self.hidden != "nodes":
+                raise bad("network.hidden", '"nodes" for a residual or muPC network', self.hidden)
+            if len(self.dims) < 3 or len(set(self.dims[1:-1])) != 1:
+                raise bad(
+                    "network.dims",
+                    "hidden sizes all equal (the width) for a residual or muPC network",
+                    list(self.dims),
+                )
+            if self.output_activation != "identity" or self.covariance != "fixed" or self.output_covariance != "fixed":
+                raise bad(
+                    "network",
+                    "output_activation = identity and fixed covariances for a residual or muPC network",
+                    {
+                        "output_activation": self.output_activation,
+                        "covariance": self.covariance,
+                        "output_covariance": self.output_covariance,
+                    },
+                )
         if self.names is not None and (len(self.names) != n_nodes or len(set(self.names)) != n_nodes):
             raise bad(
                 "network.names",
@@ -213,6 +249,25 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
             )
         except NetworkError as err:
             raise ConfigError(f"network: {err}", key="network") from None
+    if n.residual or n.param != "standard":
+        try:
+            net = residual_mlp(
+                len(n.dims) - 1,
+                n.dims[1],
+                in_dim=n.dims[0],
+                out_dim=n.dims[-1],
+                activation=n.activation,
+                param=n.param,
+                residual=n.residual,
+                bias=n.bias,
+                names=n.node_names,
+                cell=_cell(n.cell, n.covariance, n.sigma),
+                output_cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
+                root_cell=root_cell,
+            )
+        except NetworkError as err:
+            raise ConfigError(f"network: {err}", key="network") from None
+        return net
     try:
         net = PCNetwork.chain(
             n.dims,
