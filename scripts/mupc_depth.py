@@ -43,13 +43,14 @@ def main() -> None:
         "train.seed": str(args.seed),
         "out_dir": out,
     }
-    command = [sys.executable, "-m", "predcode.cli", "fit", "--config", str(ROOT / "configs/pc/mnist_mupc.toml")]
+    cli = [sys.executable, "-c", "from predcode.cli import app; app()"]
+    command = [*cli, "fit", "--config", str(ROOT / "configs/pc/mnist_mupc.toml")]
     command += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] + ["--quiet"]
     start = time.time()
     proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.time() - start
     record: dict = dict(depth=args.depth, width=args.width, param=args.param, epochs=args.epochs, T=args.T)
-    record["command"] = " ".join(["python", "-m", "predcode.cli", "fit", "--config", "configs/pc/mnist_mupc.toml"])
+    record["command"] = "predcode fit --config configs/pc/mnist_mupc.toml"
     record["command"] += " " + " ".join(f"--set {k}={v}" for k, v in sets.items() if k != "out_dir")
     record["wall_seconds"] = seconds
     record["returncode"] = proc.returncode
@@ -67,7 +68,7 @@ def main() -> None:
             jax_version=summary["jax_version"],
         )
     else:
-        record["error"] = (proc.stdout + proc.stderr)[-2000:]
+        record["error"] = (proc.stdout + proc.stderr)[-2000:] or f"no {summary_path} written"
     print(json.dumps(record, indent=1), flush=True)
     path = Path(args.json)
     runs = json.loads(path.read_text()) if path.is_file() else []
