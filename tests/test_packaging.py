@@ -87,7 +87,7 @@ def test_dependencies_are_ranges_and_the_constraints_pin_every_one_inside_its_ra
             assert spec.operator == "==", line
             pins[req.name.lower().replace("_", "-")] = spec.version
     extras = project["optional-dependencies"]
-    for text in project["dependencies"] + extras["test"] + extras["dev"] + extras["docs"]:
+    for text in project["dependencies"] + extras["test"] + extras["dev"] + extras["docs"] + extras["adaptive"]:
         req = Requirement(text)
         if req.name == "predcode":
             continue
@@ -100,7 +100,8 @@ def test_dependencies_are_ranges_and_the_constraints_pin_every_one_inside_its_ra
     (jax,) = [Requirement(t) for t in project["dependencies"] if t.startswith("jax")]
     (cuda,) = [Requirement(t) for t in extras["cuda12"]]
     assert cuda.name == "jax" and cuda.extras == {"cuda12"} and cuda.specifier == jax.specifier
-    assert {"cuda12", "nengo", "track", "docs", "test", "dev"} <= set(extras)
+    assert {"cuda12", "nengo", "track", "docs", "test", "dev", "adaptive"} <= set(extras)
+    assert "predcode[adaptive]" in extras["test"]  # the tests of the adaptive solver run in CI
 
 
 def _build(outdir: Path) -> None:

@@ -6,8 +6,10 @@ Keys (docs/config.md)::
     [network]    task ("supervised" | "generative"), dims, names, activation, output_activation,
                  bias, cell, covariance, sigma, output_cell, output_covariance, output_sigma,
                  root_cell, root_sigma, hidden ("nodes": inferred value nodes; "transform": the
-                 hidden layers are one transform from the first node to the last)
-    [inference]  T, optimizer ("sgd" | "momentum" | "adam"), learning_rate, T_eval
+                 hidden layers are one transform from the first node to the last), residual,
+                 param ("standard" | "mupc": residual_mlp's muPC multipliers)
+    [inference]  T, optimizer ("sgd" | "momentum" | "adam" | "adaptive_heun"), learning_rate, T_eval,
+                 rtol, atol (of adaptive_heun)
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
     [data]       dataset, n_train, n_val, binarize
     [train]      batch_size, eval_batch_size, epochs, seed
@@ -31,6 +33,7 @@ import optax
 
 from predcode.activations import ACTIVATIONS
 from predcode.cells import COVARIANCE_KINDS, BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+from predcode.dynamics.adaptive import AdaptiveHeun
 from predcode.experiments.config.sections import (
     DataConfig,
     OptimizerConfig,
@@ -155,18 +158,29 @@ class InferenceSection:
 
     SECTION: ClassVar[str] = "inference"
 
-    T: int = setting(20, "int", low=0, help="inference steps per batch")
-    optimizer: str = setting("sgd", "str", choices=("sgd", "momentum", "adam"), help="the state optimizer")
-    learning_rate: float = setting(0.1, "float", low=0, open_low=True, help="the state optimizer's step")
+    T: int = setting(20, "int", low=0, help="inference steps per batch (adaptive_heun: the most solver steps)")
+    optimizer: str = setting(
+        "sgd",
+        "str",
+        choices=("sgd", "momentum", "adam", "adaptive_heun"),
+        help="the state optimizer, or adaptive_heun: diffrax's Heun with a PID step controller and a steady-state stop",
+    )
+    learning_rate: float = setting(
+        0.1, "float", low=0, open_low=True, help="the state optimizer's step (adaptive_heun: the first step)"
+    )
     T_eval: int | None = setting(
         None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
     )
+    rtol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's relative tolerance")
+    atol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's absolute tolerance")
 
     def __post_init__(self) -> None:
         validate(self)
 
-    def build(self) -> optax.GradientTransformation:
-        """The optax state optimizer (``optimizer_x``)."""
+    def build(self) -> Any:
+        """The state solver (``optimizer_x``): an optax optimizer, or an :class:`AdaptiveHeun`."""
+        if self.optimizer == "adaptive_heun":
+            return AdaptiveHeun(rtol=self.rtol, atol=self.atol, dt0=self.learning_rate)
         if self.optimizer == "sgd":
             return optax.sgd(self.learning_rate)
         if self.optimizer == "momentum":
