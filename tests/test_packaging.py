@@ -87,7 +87,14 @@ def test_dependencies_are_ranges_and_the_constraints_pin_every_one_inside_its_ra
             assert spec.operator == "==", line
             pins[req.name.lower().replace("_", "-")] = spec.version
     extras = project["optional-dependencies"]
-    for text in project["dependencies"] + extras["test"] + extras["dev"] + extras["docs"] + extras["export"]:
+    for text in (
+        project["dependencies"]
+        + extras["test"]
+        + extras["dev"]
+        + extras["docs"]
+        + extras["export"]
+        + extras["adaptive"]
+    ):
         req = Requirement(text)
         if req.name == "predcode":
             continue
@@ -100,7 +107,10 @@ def test_dependencies_are_ranges_and_the_constraints_pin_every_one_inside_its_ra
     (jax,) = [Requirement(t) for t in project["dependencies"] if t.startswith("jax")]
     (cuda,) = [Requirement(t) for t in extras["cuda12"]]
     assert cuda.name == "jax" and cuda.extras == {"cuda12"} and cuda.specifier == jax.specifier
-    assert {"cuda12", "nengo", "track", "docs", "test", "dev", "export"} <= set(extras)
+    assert {"cuda12", "nengo", "track", "docs", "test", "dev", "export", "adaptive"} <= set(extras)
+    assert (
+        "predcode[adaptive,docs,export,track]" in extras["test"]
+    )  # the adaptive solver's, export's, trackers' tests run in CI
 
 
 def _build(outdir: Path) -> None:

@@ -15,7 +15,16 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from predcode.cells import BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
     from predcode.core import CellOutput, ErrorCell, Rule, SettlingModel, Solver, Term
-    from predcode.dynamics import AbstractSolver, Euler, Heun, SettleResult, StateOptimizer, settle, settle_model
+    from predcode.dynamics import (
+        AbstractSolver,
+        AdaptiveHeun,
+        Euler,
+        Heun,
+        SettleResult,
+        StateOptimizer,
+        settle,
+        settle_model,
+    )
     from predcode.learning.optim import keras_adam
     from predcode.learning.pc import PCTrainer
     from predcode.learning.rules import BackProp, DirectFeedbackAlignment, FeedbackAlignment, PredictiveCoding
@@ -24,7 +33,7 @@ if TYPE_CHECKING:
     from predcode.learning.trainer import EnergyGradient, Hebbian, make_trainer
     from predcode.models.gncn import GNCN, MUSEUM, GNCNConfig, bce, total_discrepancy
     from predcode.models.mlp import MLP
-    from predcode.models.network import Dense, Node, PCNetwork
+    from predcode.models.network import Dense, Node, PCNetwork, residual_mlp
     from predcode.threads import lapack_threads
 
 # public name -> the module that defines it
@@ -40,6 +49,7 @@ _LAZY = {
     "Solver": "predcode.core",
     "Term": "predcode.core",
     "AbstractSolver": "predcode.dynamics",
+    "AdaptiveHeun": "predcode.dynamics",
     "Euler": "predcode.dynamics",
     "Heun": "predcode.dynamics",
     "SettleResult": "predcode.dynamics",
@@ -67,10 +77,12 @@ _LAZY = {
     "Dense": "predcode.models.network",
     "Node": "predcode.models.network",
     "PCNetwork": "predcode.models.network",
+    "residual_mlp": "predcode.models.network",
 }
 
 __all__ = [
     "AbstractSolver",
+    "AdaptiveHeun",
     "BackProp",
     "BernoulliErrorCell",
     "CellOutput",
@@ -106,6 +118,7 @@ __all__ = [
     "make_rule_trainer",
     "make_trainer",
     "pad_batch",
+    "residual_mlp",
     "settle",
     "settle_model",
     "total_discrepancy",

@@ -1,5 +1,6 @@
 """Dynamics: settling as an ODE solve, one ``lax.scan``/``while_loop`` over the steps of any solver."""
 
+from predcode.dynamics.adaptive import AdaptiveHeun
 from predcode.dynamics.clamped import LinearClamped
 from predcode.dynamics.settle import InferenceResult, SettleResult, infer, settle, settle_model
 from predcode.dynamics.solvers import (
@@ -16,6 +17,7 @@ from predcode.dynamics.solvers import (
 
 __all__ = [
     "AbstractSolver",
+    "AdaptiveHeun",
     "Euler",
     "Heun",
     "InferenceResult",

@@ -98,6 +98,11 @@ def settle(
     ``tol`` (None: always run ``steps`` steps) stops the settle once one step moves the states by
     at most ``tol`` relative to their size, ``||z_new - z|| <= tol * ||z_new||`` (Euclidean norm
     over all layers and rows), checked after each step; the settle then costs only the steps run.
+
+    A solver with a ``solve(term, init_states, steps=...)`` method integrates the whole settle
+    itself (:class:`~predcode.dynamics.AdaptiveHeun`: diffrax's Heun with a PID step-size
+    controller and a steady-state stop, at most ``steps - 1`` solver steps); it returns the same
+    result, and takes no ``tol`` (its ``rtol`` and ``atol`` decide when the states are at rest).
     """
     if isinstance(predict, Term):
         if energy is not None or init_states is not None:
@@ -113,6 +118,13 @@ def settle(
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected a positive relative tolerance or None, got {tol!r}")
+    if callable(getattr(solver, "solve", None)):  # an adaptive solver integrates the whole settle
+        if tol is not None:
+            raise ValueError(
+                f"tol: expected None with {type(solver).__name__}, which stops at its own steady state "
+                f"(rtol, atol), got {tol!r}"
+            )
+        return solver.solve(Term(predict, drive, energy), init_states, steps=steps)[0]
     preds, errs, sigs = predict(init_states)
     first = energy(init_states, errs)
 

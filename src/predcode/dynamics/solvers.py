@@ -16,7 +16,10 @@ StateOpt.   an optax optimizer on the descent direction ``-f(z)``       1
 ==========  ==========================================================  =====================
 
 Every solver derives from :class:`AbstractSolver` (``init`` and ``advance``), so a new solver is one
-class, and every model settles with every solver. :class:`StateOptimizer` turns an optax optimizer
+class, and every model settles with every solver. The adaptive solver,
+:class:`~predcode.dynamics.AdaptiveHeun` (``predcode.dynamics.adaptive``: diffrax's Heun with a PID
+step-size controller and a steady-state stop), is the exception: it integrates a whole settle
+(its ``solve``), which :func:`~predcode.dynamics.settle` hands it. :class:`StateOptimizer` turns an optax optimizer
 (``optax.sgd``, ``optax.adam``, ...) into a solver: for a drive that is minus an energy gradient,
 ``StateOptimizer(optax.sgd(dt))`` is ``Euler(dt)`` to the last bit.
 
@@ -34,7 +37,7 @@ from typing import Any
 import jax
 import optax
 
-SOLVERS = ("euler", "heun", "momentum", "nesterov")
+SOLVERS = ("euler", "heun", "momentum", "nesterov", "adaptive_heun")
 
 
 def _check_dt(dt: float) -> None:
@@ -187,8 +190,16 @@ def as_solver(solver: Any) -> AbstractSolver:
     )
 
 
-def make_solver(name: str, dt: float, mu: float = 0.5) -> AbstractSolver:
-    """The solver called ``name`` (one of :data:`SOLVERS`) with step ``dt`` (and momentum ``mu``)."""
+def make_solver(name: str, dt: float, mu: float = 0.5, *, rtol: float = 1e-3, atol: float = 1e-3) -> Any:
+    """The solver called ``name`` (one of :data:`SOLVERS`) with step ``dt`` (and momentum ``mu``).
+
+    ``"adaptive_heun"`` is :class:`~predcode.dynamics.AdaptiveHeun` (diffrax) with first step ``dt``
+    and tolerances ``rtol``, ``atol``.
+    """
+    if name == "adaptive_heun":
+        from predcode.dynamics.adaptive import AdaptiveHeun
+
+        return AdaptiveHeun(rtol=rtol, atol=atol, dt0=dt)
     if name == "euler":
         return Euler(dt)
     if name == "heun":

@@ -4,7 +4,7 @@ dense and convolutional transforms, and the MLP of the credit-assignment studies
 from predcode.models.conv import AvgPool2d, Conv2d, ConvTranspose2d, Flatten, MaxPool2d, Reshape
 from predcode.models.gncn import GNCN, MUSEUM, GNCNConfig, lateral_matrix
 from predcode.models.mlp import MLP
-from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
+from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Residual, Sequential, residual_mlp
 
 __all__ = [
     "AvgPool2d",
@@ -21,6 +21,8 @@ __all__ = [
     "Node",
     "PCNetwork",
     "Reshape",
+    "Residual",
     "Sequential",
     "lateral_matrix",
+    "residual_mlp",
 ]

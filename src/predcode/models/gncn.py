@@ -219,6 +219,8 @@ class GNCNConfig:
         optional=True,
         help="stop settling once a step moves the states by at most this fraction",
     )
+    rtol: float = setting(1e-3, "float", low=0, open_low=True, help='relative tolerance of the "adaptive_heun" solver')
+    atol: float = setting(1e-3, "float", low=0, open_low=True, help='absolute tolerance of the "adaptive_heun" solver')
     # Ablations: override one of the kind's structural switches (MUSEUM); None keeps the kind's.
     tied_feedback: bool | None = _switch()  # error feedback W^T (True) or a learned E (False)
     use_dfx: bool | None = _switch()  # phi'(z) on the bottom-up term of the drive
@@ -242,6 +244,13 @@ class GNCNConfig:
 
     def __post_init__(self) -> None:
         validate(self)  # every declared field: type, range, choices
+        if self.solver == "adaptive_heun" and self.settle_tol is not None:
+            raise bad(
+                "model.settle_tol",
+                'none with solver = "adaptive_heun"',
+                self.settle_tol,
+                "the adaptive solver stops at its own steady state: set rtol and atol instead",
+            )
         defaults = MUSEUM[self.kind]
         for name in ("lmbda", "phi", "g_hidden"):
             if getattr(self, name) is None:
@@ -587,7 +596,7 @@ class GNCN:
             self.term(params, (x, weights, mask)),
             self.init_states(params, x),
             steps=c.K if steps is None else steps,
-            solver=make_solver(c.solver, c.beta, c.momentum) if solver is None else solver,
+            solver=make_solver(c.solver, c.beta, c.momentum, rtol=c.rtol, atol=c.atol) if solver is None else solver,
             tol=c.settle_tol,
         )
 

@@ -62,14 +62,18 @@ Array = jax.Array
 Cell = ErrorCell  # any error cell: the built-in ones of predcode.cells or your own
 
 __all__ = [
+    "PARAMETERISATIONS",
     "Dense",
     "NetworkError",
     "Node",
     "PCNetwork",
+    "Residual",
     "Sequential",
     "Transform",
     "aligned_matmul",
     "describe_shape",
+    "mupc_scales",
+    "residual_mlp",
     "shape_of",
 ]
 
@@ -157,6 +161,11 @@ class Dense:
 
     Weights start at ``N(0, (gain / sqrt(in_dim))^2)`` with ``gain = sqrt(2)`` for ReLU and 1
     otherwise (``init_scale`` replaces ``gain / sqrt(in_dim)``); the bias starts at 0.
+
+    ``scale`` (default 1) multiplies the product before the bias: ``act(scale * (in_act(x) @ w) + b)``.
+    It is a fixed multiplier, not a parameter: muPC (:func:`residual_mlp`) draws ``w`` from
+    ``N(0, 1)`` (``init_scale = 1``) and puts its width- and depth-dependent factors here, so the
+    weights stay O(1) whatever the width and depth.
     """
 
     in_dim: int
@@ -165,6 +174,7 @@ class Dense:
     bias: bool = True
     init_scale: float | None = None
     input_activation: str = "identity"
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         get_activation(self.input_activation, parameter="Dense.input_activation")
@@ -173,6 +183,8 @@ class Dense:
         get_activation(self.activation, parameter="Dense.activation")
         if self.init_scale is not None and not self.init_scale > 0:
             raise NetworkError(f"Dense.init_scale: expected a number > 0 or None, got {self.init_scale!r}")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale > 0:
+            raise NetworkError(f"Dense.scale: expected a number > 0, got {self.scale!r}")
 
     def init(self, key: Array) -> dict[str, Array]:
         """``{"w": (in_dim, out_dim)}`` plus ``{"b": (out_dim,)}`` with a bias."""
@@ -188,6 +200,8 @@ class Dense:
             x = get_activation(self.input_activation).fn(x)
         # With a "feedback" matrix (feedback alignment), gradients reach x through it instead of w.
         z = aligned_matmul(x, params["w"], params["feedback"]) if "feedback" in params else x @ params["w"]
+        if self.scale != 1.0:
+            z = self.scale * z
         if self.bias:
             z = z + params["b"]
         return get_activation(self.activation).fn(z)
@@ -235,6 +249,124 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             x = layer(params[str(i)], x)
         return x
+
+
+@dataclass(frozen=True)
+class Residual:
+    """``x + branch(x)``: an identity skip around a transform that keeps the size (``in_dim == out_dim``).
+
+    The parameters are the branch's own (``{"w": ...}`` for a :class:`Dense` branch), so a residual
+    edge is checkpointed, and learned by every rule, like a plain one.
+    """
+
+    branch: Any
+
+    def __post_init__(self) -> None:
+        for attr in ("in_dim", "out_dim", "init"):
+            if not hasattr(self.branch, attr) or not callable(self.branch):
+                raise NetworkError(
+                    f"Residual.branch: expected a transform with in_dim, out_dim, init and __call__ "
+                    f"(e.g. Dense), got {type(self.branch).__name__}"
+                )
+        if self.branch.in_dim != self.branch.out_dim:
+            raise NetworkError(
+                f"Residual.branch: expected a transform that keeps the size for the identity skip, got "
+                f"{self.branch.in_dim} -> {self.branch.out_dim} units"
+            )
+
+    @property
+    def in_dim(self) -> int:
+        """Units taken (and given)."""
+        return int(self.branch.in_dim)
+
+    @property
+    def out_dim(self) -> int:
+        """Units given: as many as taken."""
+        return int(self.branch.out_dim)
+
+    def init(self, key: Array) -> Any:
+        """The branch's parameters."""
+        return self.branch.init(key)
+
+    def __call__(self, params: Any, x: Array) -> Array:
+        return x + self.branch(params, x)
+
+
+PARAMETERISATIONS = ("standard", "mupc")
+
+
+def mupc_scales(depth: int, width: int, in_dim: int, *, residual: bool = True) -> tuple[float, float, float]:
+    """muPC's fixed multipliers ``(input, hidden, output)`` of a ``depth``-layer MLP of ``width`` units.
+
+    Innocenti et al. 2025 ("muPC: scaling predictive coding to 100+ layer networks"), as JPC
+    implements it: ``1 / sqrt(in_dim)`` on the input layer, ``1 / sqrt(width * depth)`` on every
+    residual branch (``1 / sqrt(width)`` without skips), ``1 / width`` on the output layer, with
+    every weight drawn from ``N(0, 1)``. ``depth`` counts the weight matrices.
+    """
+    hidden = 1.0 / math.sqrt(width * depth) if residual else 1.0 / math.sqrt(width)
+    return 1.0 / math.sqrt(in_dim), hidden, 1.0 / width
+
+
+def residual_mlp(
+    depth: int,
+    width: int,
+    *,
+    in_dim: int = 784,
+    out_dim: int = 10,
+    activation: str = "relu",
+    param: str = "mupc",
+    residual: bool = True,
+    bias: bool = False,
+    names: Sequence[str] | None = None,
+    cell: Cell | None = None,
+    output_cell: Cell | None = None,
+    root_cell: Cell | None = None,
+) -> PCNetwork:
+    """A chain of ``depth`` weight layers, ``in_dim -> width -> ... -> width -> out_dim``, with a value
+    node after each (``depth - 1`` hidden nodes of ``width`` units), as muPC's residual networks.
+
+    Node ``h1`` predicts ``a_1 W_1 x`` (no activation on the input); every later hidden node predicts
+    ``h_{l-1} + a_l W_l act(h_{l-1})`` (a :class:`Residual` edge; a plain ``a_l W_l act(h_{l-1})``
+    with ``residual=False``); the output ``a_L W_L act(h_{L-1})``. The skips skip neither the input
+    layer nor the output layer, as in JPC's ``make_skip_model``.
+
+    ``param="mupc"`` is muPC (:func:`mupc_scales`): weights ``N(0, 1)``, multipliers
+    ``a_1 = 1/sqrt(in_dim)``, ``a_l = 1/sqrt(width * depth)``, ``a_L = 1/width``; with them the
+    hidden states stay O(1) at initialisation whatever the depth (in expectation a residual branch
+    adds ``1/(2 depth)`` of a symmetric state's variance through the ReLU, so the last hidden node's
+    variance is at most ``e^(1/2)`` times the first's, up to finite-width fluctuations).
+    ``param="standard"`` is the same network without the parameterisation: multipliers 1 and the
+    :class:`Dense` default initialisation ``N(0, 1/fan_in)``.
+
+    muPC also prescribes the learning rates that transfer across width and depth; JPC's MNIST
+    example uses Adam (lr 0.1) on the weights and gradient descent on the states with step 0.5 on
+    the *batch-mean* energy, i.e. ``dt = 0.5 / batch`` on predcode's batch-summed energy
+    (``configs/pc/mnist_mupc.toml``).
+    """
+    depth = _positive_int(depth, "depth")
+    width = _positive_int(width, "width")
+    if depth < 2:
+        raise NetworkError(f"depth: expected at least 2 weight layers (one hidden node), got {depth}")
+    if param not in PARAMETERISATIONS:
+        raise NetworkError(f"param: expected one of {PARAMETERISATIONS}, got {param!r}")
+    get_activation(activation, parameter="activation")
+    names = ["x", *[f"h{i}" for i in range(1, depth)], "y"] if names is None else list(names)
+    if len(names) != depth + 1:
+        raise NetworkError(f"names: expected {depth + 1} names (one per node), got {len(names)}")
+    if param == "mupc":
+        a_in, a_hidden, a_out = mupc_scales(depth, width, in_dim, residual=residual)
+        init: float | None = 1.0
+    else:
+        a_in = a_hidden = a_out = 1.0
+        init = None
+    nodes = [Node(names[0], in_dim, cell=root_cell)]
+    nodes.append(Node(names[1], width, {names[0]: Dense(in_dim, width, bias=bias, init_scale=init, scale=a_in)}, cell))
+    for i in range(2, depth):
+        branch = Dense(width, width, bias=bias, init_scale=init, input_activation=activation, scale=a_hidden)
+        nodes.append(Node(names[i], width, {names[i - 1]: Residual(branch) if residual else branch}, cell=cell))
+    last = Dense(width, out_dim, bias=bias, init_scale=init, input_activation=activation, scale=a_out)
+    nodes.append(Node(names[-1], out_dim, {names[-2]: last}, cell=output_cell if output_cell is not None else cell))
+    return PCNetwork(nodes)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ Keys (docs/config.md)::
                  root_cell, root_sigma, hidden ("nodes": inferred value nodes; "transform": the
                  hidden layers are one transform from the first node to the last),
                  conv_channels, conv_kernel, conv_padding, pool, pool_size, image_shape
-                 (convolutional blocks between the image and dims[1], task = "supervised")
-    [inference]  T, optimizer ("sgd" | "momentum" | "adam"), learning_rate, T_eval
+                 (convolutional blocks between the image and dims[1], task = "supervised"),
+                 residual, param ("standard" | "mupc": residual_mlp's muPC multipliers)
+    [inference]  T, optimizer ("sgd" | "momentum" | "adam" | "adaptive_heun"), learning_rate, T_eval,
+                 rtol, atol (of adaptive_heun)
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
     [data]       dataset, n_train, n_val, binarize
     [train]      batch_size, eval_batch_size, epochs, seed
@@ -40,6 +42,7 @@ import optax
 
 from predcode.activations import ACTIVATIONS
 from predcode.cells import COVARIANCE_KINDS, BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+from predcode.dynamics.adaptive import AdaptiveHeun
 from predcode.experiments.config.sections import (
     DataConfig,
     OptimizerConfig,
@@ -49,7 +52,15 @@ from predcode.experiments.config.sections import (
     table,
 )
 from predcode.models.conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
-from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
+from predcode.models.network import (
+    PARAMETERISATIONS,
+    Dense,
+    NetworkError,
+    Node,
+    PCNetwork,
+    Sequential,
+    residual_mlp,
+)
 from predcode.schema import ConfigError, bad, setting, validate
 
 __all__ = ["InferenceSection", "NetworkSection", "PCFitConfig", "build_network"]
@@ -117,6 +128,15 @@ class NetworkSection:
     image_shape: tuple[int, ...] = setting(
         (28, 28, 1), "ints", min_len=3, help="the image as (height, width, channels) for the blocks"
     )
+    residual: bool = setting(
+        False, "bool", help="identity skips around the hidden-to-hidden transforms (a residual MLP)"
+    )
+    param: str = setting(
+        "standard",
+        "str",
+        choices=PARAMETERISATIONS,
+        help='"mupc": muPC\'s width- and depth-dependent multipliers and N(0, 1) weights (residual_mlp)',
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -139,6 +159,31 @@ class NetworkSection:
                 )
         n_conv = len(self.conv_channels or ())
         n_nodes = 2 if self.hidden == "transform" else len(self.dims) + n_conv
+        if self.residual or self.param != "standard":
+            if self.conv_channels is not None:
+                raise bad(
+                    "network.conv_channels",
+                    "none for a residual or muPC network (residual_mlp is dense)",
+                    list(self.conv_channels),
+                )
+            if self.hidden != "nodes":
+                raise bad("network.hidden", '"nodes" for a residual or muPC network', self.hidden)
+            if len(self.dims) < 3 or len(set(self.dims[1:-1])) != 1:
+                raise bad(
+                    "network.dims",
+                    "hidden sizes all equal (the width) for a residual or muPC network",
+                    list(self.dims),
+                )
+            if self.output_activation != "identity" or self.covariance != "fixed" or self.output_covariance != "fixed":
+                raise bad(
+                    "network",
+                    "output_activation = identity and fixed covariances for a residual or muPC network",
+                    {
+                        "output_activation": self.output_activation,
+                        "covariance": self.covariance,
+                        "output_covariance": self.output_covariance,
+                    },
+                )
         if self.names is not None and (len(self.names) != n_nodes or len(set(self.names)) != n_nodes):
             raise bad(
                 "network.names",
@@ -178,18 +223,29 @@ class InferenceSection:
 
     SECTION: ClassVar[str] = "inference"
 
-    T: int = setting(20, "int", low=0, help="inference steps per batch")
-    optimizer: str = setting("sgd", "str", choices=("sgd", "momentum", "adam"), help="the state optimizer")
-    learning_rate: float = setting(0.1, "float", low=0, open_low=True, help="the state optimizer's step")
+    T: int = setting(20, "int", low=0, help="inference steps per batch (adaptive_heun: the most solver steps)")
+    optimizer: str = setting(
+        "sgd",
+        "str",
+        choices=("sgd", "momentum", "adam", "adaptive_heun"),
+        help="the state optimizer, or adaptive_heun: diffrax's Heun with a PID step controller and a steady-state stop",
+    )
+    learning_rate: float = setting(
+        0.1, "float", low=0, open_low=True, help="the state optimizer's step (adaptive_heun: the first step)"
+    )
     T_eval: int | None = setting(
         None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
     )
+    rtol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's relative tolerance")
+    atol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's absolute tolerance")
 
     def __post_init__(self) -> None:
         validate(self)
 
-    def build(self) -> optax.GradientTransformation:
-        """The optax state optimizer (``optimizer_x``)."""
+    def build(self) -> Any:
+        """The state solver (``optimizer_x``): an optax optimizer, or an :class:`AdaptiveHeun`."""
+        if self.optimizer == "adaptive_heun":
+            return AdaptiveHeun(rtol=self.rtol, atol=self.atol, dt0=self.learning_rate)
         if self.optimizer == "sgd":
             return optax.sgd(self.learning_rate)
         if self.optimizer == "momentum":
@@ -279,6 +335,25 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
             )
         except NetworkError as err:
             raise ConfigError(f"network: {err}", key="network") from None
+    if n.residual or n.param != "standard":
+        try:
+            net = residual_mlp(
+                len(n.dims) - 1,
+                n.dims[1],
+                in_dim=n.dims[0],
+                out_dim=n.dims[-1],
+                activation=n.activation,
+                param=n.param,
+                residual=n.residual,
+                bias=n.bias,
+                names=n.node_names,
+                cell=_cell(n.cell, n.covariance, n.sigma),
+                output_cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
+                root_cell=root_cell,
+            )
+        except NetworkError as err:
+            raise ConfigError(f"network: {err}", key="network") from None
+        return net
     try:
         net = PCNetwork.chain(
             n.dims,
