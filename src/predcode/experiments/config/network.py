@@ -40,7 +40,7 @@ from predcode.experiments.config.sections import (
     table,
 )
 from predcode.models.network import Dense, NetworkError, Node, PCNetwork, Sequential
-from predcode.schema import ConfigError, bad, setting, validate
+from predcode.schema import MAX_DIM, MAX_STEPS, ConfigError, bad, setting, validate
 
 __all__ = ["InferenceSection", "NetworkSection", "PCFitConfig", "build_network"]
 
@@ -71,7 +71,7 @@ class NetworkSection:
         help="clamp image and label, or infer a code for the image",
     )
     dims: tuple[int, ...] = setting(
-        (784, 256, 256, 10), "ints", min_len=2, help="node sizes from the first to the last"
+        (784, 256, 256, 10), "ints", min_len=2, high=MAX_DIM, help="node sizes from the first to the last"
     )
     names: tuple[str, ...] | None = setting(None, "strs", optional=True, help="one distinct name per node")
     activation: str = setting("relu", "str", choices=_ACTS, help="the hidden transforms' activation")
@@ -119,11 +119,11 @@ class InferenceSection:
 
     SECTION: ClassVar[str] = "inference"
 
-    T: int = setting(20, "int", low=0, help="inference steps per batch")
+    T: int = setting(20, "int", low=0, high=MAX_STEPS, help="inference steps per batch")
     optimizer: str = setting("sgd", "str", choices=("sgd", "momentum", "adam"), help="the state optimizer")
     learning_rate: float = setting(0.1, "float", low=0, open_low=True, help="the state optimizer's step")
     T_eval: int | None = setting(
-        None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
+        None, "int", low=0, high=MAX_STEPS, optional=True, none_means="T", help="inference steps to infer codes"
     )
 
     def __post_init__(self) -> None:
