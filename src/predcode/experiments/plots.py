@@ -17,6 +17,30 @@ from matplotlib.figure import Figure
 from predcode.experiments.atomic import atomic_path
 
 
+def figure_format(path: str | Path) -> str:
+    """The file format a figure's name asks for (its suffix: ``.png``, ``.jpg``, ``.pdf``, ``.svg``, ...).
+
+    Raises ``ValueError`` naming the path and the suffixes matplotlib's Agg canvas writes (JPEG,
+    TIFF and WebP through Pillow, a dependency of matplotlib).
+    """
+    suffix = Path(path).suffix.lower()
+    formats = sorted(new_figure().canvas.get_supported_filetypes())
+    if suffix[1:] not in formats:
+        raise ValueError(
+            f"{path}: expected a file name ending in one of {', '.join('.' + f for f in formats)} (the "
+            f"suffix chooses the image format), got {('suffix ' + repr(Path(path).suffix)) if suffix else 'no suffix'}"
+        )
+    return suffix[1:]
+
+
+def save_figure(fig: Figure, path: str | Path, **kwargs: Any) -> Path:
+    """Write ``fig`` atomically in the format its suffix names (:func:`figure_format`); return the path."""
+    fmt = figure_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+    return Path(path)
+
+
 def new_figure(**kwargs: Any) -> Figure:
     """A figure on its own Agg canvas (``Figure(**kwargs)``), outside pyplot and its backend."""
     fig = Figure(**kwargs)
@@ -27,7 +51,7 @@ def new_figure(**kwargs: Any) -> Figure:
 def image_grid(
     images: np.ndarray, path: str | Path, *, ncols: int = 10, side: int = 28, title: str | None = None
 ) -> Path:
-    """Write ``images`` (n, side*side) in [0, 1] as a grey-scale grid PNG at ``path``."""
+    """Write ``images`` (n, side*side) in [0, 1] as a grey-scale grid at ``path`` (format from its suffix)."""
     images = np.asarray(images, np.float32).reshape(-1, side, side)
     n = len(images)
     nrows = -(-n // ncols)
@@ -41,9 +65,7 @@ def image_grid(
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return Path(path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def training_curves(history: list[dict], path: str | Path) -> Path:
@@ -58,6 +80,4 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
         ax.set_ylabel(label)
         ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return save_figure(fig, path)
