@@ -110,7 +110,7 @@ def check_museum_metadata(meta: dict, source: str | Path, expected: GNCNConfig |
             "checkpoint again (or restore it)"
         )
     if expected is not None:
-        check_metadata(meta, GNCNConfig, source=source, expected=expected, build=False)
+        check_metadata(meta, GNCNConfig, source=source, expected=expected)
 
 
 def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
