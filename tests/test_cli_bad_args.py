@@ -72,7 +72,9 @@ def _cases():
                 for value in ("abc", "nan", "inf", "-1e999"):
                     yield f"{name}:{flag}={value}", [*path, *rest, flag, value], 2, [flag]
             elif flag in INPUTS:
-                yield f"{name}:{flag}-missing", [*path, *rest, flag, MISSING], 2, [flag, MISSING]
+                # a config is named by its path ("config file not found: <path>"), the others by the option
+                named = [MISSING] if flag == "--config" else [flag, MISSING]
+                yield f"{name}:{flag}-missing", [*path, *rest, flag, MISSING], 2, named
         if any(o.opts[0] == "--set" for o in _options(command)):
             config = {"fit": "mnist/gncn_pdh", "credit mnist": "credit/mnist_fa"}.get(name)
             for value, fragment in (
