@@ -72,9 +72,13 @@ def _cases():
                 for value in ("abc", "nan", "inf", "-1e999"):
                     yield f"{name}:{flag}={value}", [*path, *rest, flag, value], 2, [flag]
             elif flag in INPUTS:
-                # a config is named by its path ("config file not found: <path>"), the others by the option
+                # a config is named by its path ("config file not found: <path>"), the others by the option;
+                # a results folder that does not exist holds no results: a failure (1), as an empty one
                 named = [MISSING] if flag == "--config" else [flag, MISSING]
-                yield f"{name}:{flag}-missing", [*path, *rest, flag, MISSING], 2, named
+                if flag == "--folder":
+                    yield f"{name}:{flag}-missing", [*path, *rest, flag, MISSING], 1, ["no per-rule results", MISSING]
+                else:
+                    yield f"{name}:{flag}-missing", [*path, *rest, flag, MISSING], 2, named
         if any(o.opts[0] == "--set" for o in _options(command)):
             config = {"fit": "mnist/gncn_pdh", "credit mnist": "credit/mnist_fa"}.get(name)
             for value, fragment in (

@@ -617,8 +617,7 @@ def credit_report(
     for option, path, is_folder in (
         *(("--extra", e, True) for e in extra),
         *((("--notes", notes, False),) if notes is not None else ()),
-        ("--folder", folder, True),
-    ):
+    ):  # a --folder without results is write_report's "no per-rule results" (exit 1)
         if not (path.is_dir() if is_folder else path.is_file()):
             fail(f"{option}: expected an existing {'folder' if is_folder else 'file'}, got {path}", 2)
     try:
