@@ -156,7 +156,7 @@ def test_first_step_leaves_states_at_zero_and_predicts_one_half():
 def test_bad_configuration_is_refused_with_the_parameter_named():
     with pytest.raises(ValueError, match="kind"):
         GNCNConfig(kind="gncn_t3")
-    with pytest.raises(ValueError, match="K: expected an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"K: expected an integer in \[1, 100000\], got 0"):
         GNCNConfig(K=0)
     with pytest.raises(ValueError, match="beta"):
         GNCNConfig(beta=0)

@@ -87,7 +87,7 @@ def test_shipped_pc_configs_load():
             "[network]\n[inference]\nsteps = 3\n",
             r"unknown key 'inference.steps' in <config>, line 3; \[inference\] takes T, T_eval",
         ),
-        ("[network]\n[inference]\nT = -1\n", r"inference.T: expected an integer >= 0, got -1"),
+        ("[network]\n[inference]\nT = -1\n", r"inference.T: expected an integer in \[0, 100000\], got -1"),
     ],
 )
 def test_bad_pc_configs_name_the_key(text, match):

@@ -6,17 +6,20 @@ its function, so ``predcode --version``, ``--help`` and shell completion stay fa
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 import predcode
+from predcode.limits import MAX_BATCH, MAX_EPOCHS, MAX_ROWS, MAX_STEPS, MAX_TRIALS, SEED_MAX
 
 app = typer.Typer(
     help="predcode: predictive-coding networks in JAX.",
@@ -28,9 +31,25 @@ _FLAG = ""  # typer would print <bool> beside a flag, which takes no value
 console = Console(soft_wrap=True)  # log lines stay whole when the output is a file
 
 
+def say(*parts: Any) -> None:
+    """Print user text exactly as it is: every message of every command goes through here.
+
+    Each part is a value (printed as ``str(value)``) or a ``(value, style)`` pair. Nothing is read
+    as rich markup or highlighted, so a config key such as ``[model]``, a path with brackets or a
+    value in a message reaches the terminal unchanged.
+    """
+    console.print(Text.assemble(*((str(p[0]), p[1]) if isinstance(p, tuple) else str(p) for p in parts)))
+
+
+def fail(message: Any, code: int) -> NoReturn:
+    """Print ``error: <message>`` (the message as plain text) and exit with ``code`` (2 usage, 1 failure)."""
+    say(("error:", "red"), " ", message)
+    raise typer.Exit(code)
+
+
 def _version(value: bool) -> None:
     if value:
-        console.print(f"predcode {predcode.__version__}")
+        say(f"predcode {predcode.__version__}")
         raise typer.Exit()
 
 
@@ -43,11 +62,31 @@ def main(
     """predcode: predictive-coding networks in JAX."""
 
 
-def _at_least_1(value: int) -> int:
-    """Option check whose message gives the value got (typer's ``min=1`` does not)."""
-    if value is not None and value < 1:
-        raise typer.BadParameter(f"expected an integer >= 1, got {value}")
+def _int_in(low: int, high: int):
+    """Option check of an integer in ``[low, high]`` whose message gives the range and the value got.
+
+    Every integer option has one (the bounds of :mod:`predcode.limits`, as the config's settings), so
+    no value passes the command line only to overflow later; typer's own ``min=`` does not say the value.
+    """
+
+    def check(value: int | None) -> int | None:
+        if value is not None and not low <= value <= high:
+            raise typer.BadParameter(f"expected an integer in [{low}, {high}], got {value}")
+        return value
+
+    return check
+
+
+def _positive(value: float | None) -> float | None:
+    """Option check of a finite number > 0 (a step size, a learning rate, a duration)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"expected a finite number > 0, got {value}")
     return value
+
+
+_COUNT = _int_in(1, MAX_ROWS)  # images, samples
+_SEED = _int_in(0, SEED_MAX)
+_TRIAL = _int_in(0, MAX_TRIALS - 1)
 
 
 class _Throughput:
@@ -78,10 +117,10 @@ class _Throughput:
 
 def _progress(quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         TimeElapsedColumn(),
         console=console,
         disable=quiet,
@@ -105,7 +144,7 @@ def fit(
     ),
     out: Path = typer.Option(None, help="Run folder (default: the config's out_dir, else runs/<config name>)."),
     n_trials: int = typer.Option(
-        1, "--n-trials", callback=_at_least_1, help="Independent trials (seeds seed, seed+1, ...)."
+        1, "--n-trials", callback=_int_in(1, MAX_TRIALS), help="Independent trials (seeds seed, seed+1, ...)."
     ),
     resume: bool = typer.Option(
         False, "--resume/--no-resume", metavar=_FLAG, help="Continue the interrupted run in --out."
@@ -144,7 +183,6 @@ def fit(
     ),
 ) -> None:
     """Train a museum model, a PC network or an MLP with its rule from a config file; keep the best model, resume."""
-    from rich.markup import escape
 
     from predcode.experiments.config import ConfigError, load_config, parse_override, with_overrides
     from predcode.experiments.tracking import TrackerError, check_loggers
@@ -152,16 +190,14 @@ def fit(
     try:
         check_loggers(log)  # a name, and its package installed (the track extra)
     except TrackerError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")  # [track] is text, not markup
-        raise typer.Exit(2) from None
+        fail(str(err), 2)
 
     try:
         cfg = load_config(config)
         if overrides:
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
-        raise typer.Exit(2) from None
+        fail(err, 2)
     folder = out or Path(cfg.out_dir or Path("runs") / config.stem)
     if distributed:
         from predcode.experiments.distributed import initialize
@@ -205,12 +241,12 @@ def _fit_museum(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: b
             cfg, folder, on_batch=on_batch, on_epoch=on_epoch, data_parallel=data_parallel, **common
         ),
     )
-    console.print(
+    say(
         f"best validation BCE {summary['best_val_bce_mean']:.2f} +- {summary['best_val_bce_std']:.2f}, "
         f"ToD {summary['best_val_tod_mean']:.2f} over {n_trials} trial(s); "
         f"{summary['seconds_per_epoch']:.1f} s per epoch"
     )
-    console.print(f"wrote the run to [bold]{folder.resolve()}[/bold]")
+    say("wrote the run to ", (folder.resolve(), "bold"))
     return summary
 
 
@@ -218,7 +254,6 @@ def _fit_museum(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: b
 def _fit_errors(folder: Path, resume_hint: str | None = None) -> Iterator[None]:
     """A fit's errors as one line and an exit code: 2 for usage (config, run folder), 1 for failures,
     130 after Ctrl-C (the last finished epoch is on disk)."""
-    from rich.markup import escape
 
     from predcode.data import DatasetError
     from predcode.experiments.checkpoint import CheckpointError
@@ -228,13 +263,11 @@ def _fit_errors(folder: Path, resume_hint: str | None = None) -> Iterator[None]:
     try:
         yield
     except (ConfigError, RunFolderError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
-        raise typer.Exit(2) from None
+        fail(err, 2)
     except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+        fail(err, 1)
     except KeyboardInterrupt:
-        console.print(
+        say(
             f"interrupted: the last finished epoch is saved in {folder}; "
             + (resume_hint or f"continue with --resume --out {folder}")
         )
@@ -268,7 +301,7 @@ def _train_with_progress(
 
         def on_epoch(trial, record, *rest):
             text, epoch = epoch_line(trial, record, *rest)
-            console.print(text)
+            say(text)
             info = compiling if epoch == 0 else ""
             progress.update(task, description=f"trial {trial} epoch {epoch + 1}", completed=0, info=info)
 
@@ -304,13 +337,11 @@ def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: bool 
         catch=catch,
     )
     if "test_accuracy_forward_mean" in summary:
-        console.print(
+        say(
             f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) "
             f"over {common['n_trials']} trial(s)"
         )
-    console.print(
-        f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to [bold]{folder.resolve()}[/bold]"
-    )
+    say(f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to ", (folder.resolve(), "bold"))
     return summary
 
 
@@ -329,10 +360,11 @@ def _fit_mlp(cfg, folder: Path, *, quiet: bool, data_parallel: bool = False, cat
         ),
         catch=catch,
     )
-    console.print(
+    say(
         f"rule {summary['rule']}: test accuracy {100 * summary['test_accuracy_mean']:.2f}% (last epoch) over "
         f"{common['n_trials']} trial(s); trained in {summary['train_seconds_total']:.0f} s; "
-        f"wrote the run to [bold]{folder.resolve()}[/bold]"
+        "wrote the run to ",
+        (folder.resolve(), "bold"),
     )
     return summary
 
@@ -362,7 +394,7 @@ def sweep(
         "test_accuracy (MLP), or a key of summary.json (default: the family's validation metric).",
     ),
     goal: str = typer.Option(None, "--goal", help="min or max: which end is best (default: from the metric)."),
-    n_trials: int = typer.Option(1, "--n-trials", callback=_at_least_1, help="Trials per point."),
+    n_trials: int = typer.Option(1, "--n-trials", callback=_int_in(1, MAX_TRIALS), help="Trials per point."),
     log: list[str] = typer.Option([], "--log", help="Trackers for every point, as for `predcode fit`."),
     force: bool = typer.Option(
         False, "--force/--no-force", metavar=_FLAG, help="Rerun every point (finished ones too)."
@@ -375,7 +407,6 @@ def sweep(
 
     Running it again skips finished points and resumes interrupted ones.
     """
-    from rich.markup import escape
     from rich.table import Table
 
     from predcode.experiments.config import ConfigError, load_config, parse_override
@@ -394,8 +425,7 @@ def sweep(
             fixed[key] = value
         points = plan_sweep(load_config(config), grid=parse_grid(grid), points=parse_points(listed), fixed=fixed)
     except ValueError as err:  # ConfigError, SweepError, TrackerError: usage
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(2) from None
+        fail(err, 2)
 
     def on_point(i, n, point, status):
         what = {
@@ -404,7 +434,7 @@ def sweep(
             "resume": "resuming",
             "new": "training",
         }
-        console.print(f"[bold]point {i + 1}/{n} {escape(point.name)}[/bold]: {what[status]}")
+        say((f"point {i + 1}/{n} {point.name}", "bold"), f": {what[status]}")
 
     def fit_point(cfg, point_folder, *, resume, force):
         common: dict[str, Any] = dict(n_trials=n_trials, resume=resume, force=force, log=tuple(log))
@@ -418,11 +448,11 @@ def sweep(
     for row in result.rows:
         value = row[result.metric]
         cells = [row["point"], *(str(row[k]) for k in result.keys), "-" if value is None else f"{value:.6g}"]
-        table.add_row(*map(escape, [*cells, row["status"]]), style="bold green" if row["best"] else None)
-    console.print(table)
+        table.add_row(*(Text(c) for c in [*cells, row["status"]]), style="bold green" if row["best"] else None)
+    console.print(table)  # the cells are Text: shown as they are, not read as markup
     if result.best is not None:
-        console.print(f"best: {escape(result.best['point'])} ({result.metric} = {result.best[result.metric]:.6g})")
-    console.print(f"wrote {', '.join(result.files)} to [bold]{folder.resolve()}[/bold]")
+        say(f"best: {result.best['point']} ({result.metric} = {result.best[result.metric]:.6g})")
+    say(f"wrote {', '.join(result.files)} to ", (folder.resolve(), "bold"))
 
 
 @app.command()
@@ -430,17 +460,16 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run folder (a run already in it is overwritten)."),
     kind: str = typer.Option("gncn_pdh", help="Museum model: gncn_t1, gncn_t1_sigma, gncn_t2_lsigma, gncn_pdh."),
     dataset: str = typer.Option("mnist", help="mnist, fashion-mnist or kmnist."),
-    n_train: int = typer.Option(5000, callback=_at_least_1, help="Training images."),
-    n_val: int = typer.Option(1000, callback=_at_least_1, help="Validation images."),
-    epochs: int = typer.Option(5, callback=_at_least_1),
-    batch_size: int = typer.Option(200, callback=_at_least_1),
-    seed: int = typer.Option(69),
+    n_train: int = typer.Option(5000, callback=_COUNT, help="Training images."),
+    n_val: int = typer.Option(1000, callback=_COUNT, help="Validation images."),
+    epochs: int = typer.Option(5, callback=_int_in(1, MAX_EPOCHS)),
+    batch_size: int = typer.Option(200, callback=_int_in(1, MAX_BATCH)),
+    seed: int = typer.Option(69, callback=_SEED),
 ) -> None:
     """Train a GNCN briefly (a `predcode fit` run folder), then write samples.png and the test BCE.
 
     `predcode analyze --run` and `predcode sample --run` work on the folder it writes.
     """
-    from rich.markup import escape
 
     from predcode.data import NAMES, DatasetError
     from predcode.experiments.checkpoint import CheckpointError
@@ -451,8 +480,7 @@ def demo(
 
     for option, value, allowed in (("--kind", kind, tuple(MUSEUM)), ("--dataset", dataset, NAMES)):
         if value not in allowed:
-            console.print(f"[red]error:[/red] {option}: expected one of {', '.join(allowed)}, got {value!r}")
-            raise typer.Exit(2)
+            fail(f"{option}: expected one of {', '.join(allowed)}, got {value!r}", 2)
     with _progress(False) as progress:
         task = progress.add_task("epoch 1", total=None, info="compiling, then evaluating the untrained model ...")
         rate = _Throughput(batch_size)
@@ -461,7 +489,7 @@ def demo(
             progress.update(task, completed=b, total=n, info=f"BCE {bce:7.2f}  ToD {tod:7.2f}" + rate(b, n))
 
         def on_epoch(r):
-            console.print(_epoch_line(r))
+            say(_epoch_line(r))
             info = "compiling the training step ..." if r.epoch == 0 else ""
             progress.update(task, description=f"epoch {r.epoch + 1}", completed=0, info=info)
 
@@ -478,21 +506,18 @@ def demo(
             summary = run_demo(out, cfg, on_batch=on_batch, on_epoch=on_epoch)
             progress.remove_task(task)
         except (ConfigError, RunFolderError) as err:  # e.g. --out is a file
-            console.print(f"[red]error:[/red] {escape(str(err))}")
-            raise typer.Exit(2) from None
+            fail(err, 2)
         except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(1) from None
-    console.print(
+            fail(err, 1)
+    say(
         f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "
         f"(best epoch {summary['best_epoch']}); test BCE {summary['test_bce_first_2000']:.2f}"
     )
-    console.print(f"wrote {', '.join(summary['files'])} to [bold]{out.resolve()}[/bold]")
+    say(f"wrote {', '.join(summary['files'])} to ", (out.resolve(), "bold"))
 
 
 def _analysis_errors(run):
     """Run ``run()``; print a one-line message and exit 2 (bad folder or option) or 1 (bad data) on errors."""
-    from rich.markup import escape
 
     from predcode.data import DatasetError
     from predcode.experiments.analyze import AnalyzeError
@@ -503,34 +528,42 @@ def _analysis_errors(run):
     try:
         return run()
     except (AnalyzeError, ConfigError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")  # a key such as [train] is text, not markup
-        raise typer.Exit(2) from None
+        fail(err, 2)
     except (CheckpointError, PriorFileError, DatasetError, FloatingPointError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+        fail(err, 1)
 
 
 @app.command()
 def analyze(
     run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit` or `predcode demo`."),
-    trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
-    n_components: int = typer.Option(75, "--n-components", help="Gaussian-mixture components of the prior."),
+    trial: int = typer.Option(0, "--trial", callback=_TRIAL, help="Which trial's best model (best{trial})."),
+    n_components: int = typer.Option(
+        75, "--n-components", callback=_int_in(1, 10_000), help="Gaussian-mixture components of the prior."
+    ),
     n_latents: int = typer.Option(
         None,
         "--n-latents",
+        callback=_COUNT,
         help="Class-balanced training latents for the prior and probes (default: 18000 for a museum "
         "model, every training image for a general PC network).",
     ),
-    n_samples: int = typer.Option(5000, "--n-samples", help="Prior samples per test image (naive Monte Carlo)."),
+    n_samples: int = typer.Option(
+        5000, "--n-samples", callback=_COUNT, help="Prior samples per test image (naive Monte Carlo)."
+    ),
     n_is_samples: int = typer.Option(
         None,
         "--n-is-samples",
+        callback=_int_in(0, MAX_ROWS),
         help="Importance samples in each searched mixture component of a test image (default 64; "
         "0 skips the estimate).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seeds the latent sample, the mixture fit and the estimators."),
-    n_test: int = typer.Option(None, "--n-test", help="First N test images (default: all)."),
-    batch_size: int = typer.Option(500, "--batch-size", help="Images per settle / estimator batch."),
+    seed: int = typer.Option(
+        0, "--seed", callback=_SEED, help="Seeds the latent sample, the mixture fit and the estimators."
+    ),
+    n_test: int = typer.Option(None, "--n-test", callback=_COUNT, help="First N test images (default: all)."),
+    batch_size: int = typer.Option(
+        500, "--batch-size", callback=_int_in(1, MAX_BATCH), help="Images per settle / estimator batch."
+    ),
     out: Path = typer.Option(None, "--out", help="Output folder (default: <run>/analysis<trial>)."),
 ) -> None:
     """Density (log p(x)), BCE, ToD, masked MSE, probes and figures of a trained run.
@@ -551,21 +584,25 @@ def analyze(
         n_test=n_test,
         batch_size=batch_size,
         out=out,
-        on_stage=lambda msg: console.print(msg),
+        on_stage=say,
     )
     report, lines = _analysis_errors(lambda: analyze_run(run, options))
     for line in lines:
-        console.print(line)
-    console.print(f"wrote the analysis to [bold]{Path(report['out']).resolve()}[/bold]")
+        say(line)
+    say("wrote the analysis to ", (Path(report["out"]).resolve(), "bold"))
 
 
 @app.command()
 def sample(
     run: Path = typer.Option(..., "--run", help="Run folder written by `predcode fit` or `predcode demo`."),
-    n: int = typer.Option(64, "-n", help="Number of samples."),
-    out: Path = typer.Option(None, "--out", help="PNG file (default: <run>/samples<trial>.png)."),
-    trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
-    seed: int = typer.Option(0, "--seed"),
+    n: int = typer.Option(64, "-n", callback=_int_in(1, 100_000), help="Number of samples."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="Image file, its format from the suffix: .png, .jpg, .pdf, .svg, ... (default: <run>/samples<trial>.png).",
+    ),
+    trial: int = typer.Option(0, "--trial", callback=_TRIAL, help="Which trial's best model (best{trial})."),
+    seed: int = typer.Option(0, "--seed", callback=_SEED),
 ) -> None:
     """Ancestral samples from the run's prior (analysis<trial>/prior.npz, else a quick 10-component fit).
 
@@ -574,7 +611,7 @@ def sample(
     from predcode.experiments.registry import sample_run
 
     result = _analysis_errors(lambda: sample_run(run, n=n, out=out, trial=trial, seed=seed))
-    console.print(f"wrote {result['path']} (prior: {result['prior']})")
+    say(f"wrote {result['path']} (prior: {result['prior']})")
 
 
 @app.command()
@@ -602,9 +639,9 @@ def export(
             raise AnalyzeError(str(err)) from None
 
     result = _analysis_errors(run_export)
-    console.print(
-        f"wrote {result['arrays']} tensors of the {result['model_kind']} model ({result['bytes']:,} bytes) "
-        f"to [bold]{Path(result['path']).resolve()}[/bold]"
+    say(
+        f"wrote {result['arrays']} tensors of the {result['model_kind']} model ({result['bytes']:,} bytes) to ",
+        (Path(result["path"]).resolve(), "bold"),
     )
 
 
@@ -621,15 +658,11 @@ def _listed(option: str, values: list[str], cast=str, choices: tuple[str, ...] |
     out = []
     for item in items:
         if choices is not None and item not in choices:
-            console.print(
-                f"[red]error:[/red] {option}: invalid choice: {item!r} (choose from {', '.join(map(repr, choices))})"
-            )
-            raise typer.Exit(2)
+            fail(f"{option}: invalid choice: {item!r} (choose from {', '.join(map(repr, choices))})", 2)
         try:
             out.append(cast(item))
         except ValueError:
-            console.print(f"[red]error:[/red] {option}: expected integers, got {item!r}")
-            raise typer.Exit(2) from None
+            fail(f"{option}: expected integers, got {item!r}", 2)
     return out
 
 
@@ -641,18 +674,22 @@ def credit_mnist(
     rules: list[str] = typer.Option(
         [], "--rules", help="Rules to train: backprop, fa, dfa, pc (repeat or comma-separate; default all)."
     ),
-    epochs: int = typer.Option(20, "--epochs", callback=_at_least_1, help="Epochs per rule (cosine-decayed Adam)."),
+    epochs: int = typer.Option(
+        20, "--epochs", callback=_int_in(1, MAX_EPOCHS), help="Epochs per rule (cosine-decayed Adam)."
+    ),
     sizes: list[str] = typer.Option(
         [], "--sizes", help="Layer widths, e.g. --sizes 784,256,256,10 (default 784,256,256,10)."
     ),
     activation: str = typer.Option("relu", "--activation", help="Hidden nonlinearity."),
-    batch_size: int = typer.Option(128, "--batch-size", callback=_at_least_1),
-    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam peak learning rate."),
-    pc_steps: int = typer.Option(20, "--pc-steps", help="PC inference steps T."),
-    pc_rate: float = typer.Option(0.1, "--pc-rate", help="PC inference step size."),
-    seed: int = typer.Option(0, "--seed"),
-    init_scale: float = typer.Option(1.0, "--init-scale", help="Multiplies the initial forward weights."),
-    n_train: int = typer.Option(None, "--n-train", callback=_at_least_1, help="First N training images (default all)."),
+    batch_size: int = typer.Option(128, "--batch-size", callback=_int_in(1, MAX_BATCH)),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", callback=_positive, help="Adam peak learning rate."),
+    pc_steps: int = typer.Option(20, "--pc-steps", callback=_int_in(1, MAX_STEPS), help="PC inference steps T."),
+    pc_rate: float = typer.Option(0.1, "--pc-rate", callback=_positive, help="PC inference step size."),
+    seed: int = typer.Option(0, "--seed", callback=_SEED),
+    init_scale: float = typer.Option(
+        1.0, "--init-scale", callback=_positive, help="Multiplies the initial forward weights."
+    ),
+    n_train: int = typer.Option(None, "--n-train", callback=_COUNT, help="First N training images (default all)."),
     checkpoints: Path = typer.Option(
         Path("runs/credit"), "--checkpoints", help="Parent of the run folders <rule>/ (a `predcode fit` run each)."
     ),
@@ -664,7 +701,6 @@ def credit_mnist(
     force: bool = typer.Option(False, "--force/--no-force", metavar=_FLAG, help="Overwrite earlier runs."),
 ) -> None:
     """Train the MLP with each rule: `predcode fit` on an MLP config per rule, then `<out>/<rule>.json`."""
-    from rich.markup import escape
 
     from predcode.experiments import credit
     from predcode.experiments.config import (
@@ -692,8 +728,7 @@ def credit_mnist(
         n_train=n_train,
     )
     if config is None and overrides:
-        console.print("[red]error:[/red] --set: needs --config")
-        raise typer.Exit(2)
+        fail("--set: needs --config", 2)
     if config is not None:
         try:
             cfg = load_config(config)
@@ -703,8 +738,7 @@ def credit_mnist(
                 )
             cfg = with_overrides(cfg, **dict(parse_override(text) for text in overrides))
         except ConfigError as err:
-            console.print(f"[red]error:[/red] {escape(str(err))}")
-            raise typer.Exit(2) from None
+            fail(err, 2)
         options = dict(
             rules=[cfg.model.rule],
             checkpoints=Path(cfg.out_dir) if cfg.out_dir is not None else checkpoints,
@@ -715,7 +749,7 @@ def credit_mnist(
         )
     parent: Path = options["checkpoints"]
     with _fit_errors(parent):
-        credit.run_mnist(out, log=lambda s: console.print(s), resume=resume, force=force, **options)
+        credit.run_mnist(out, log=say, resume=resume, force=force, **options)
 
 
 @credit_app.command("report")
@@ -728,34 +762,37 @@ def credit_report(
     """Join the per-rule results into markdown + JSON."""
     from predcode.experiments.credit import write_report
 
+    for option, path, is_folder in (
+        *(("--extra", e, True) for e in extra),
+        *((("--notes", notes, False),) if notes is not None else ()),
+    ):  # a --folder without results is write_report's "no per-rule results" (exit 1)
+        if not (path.is_dir() if is_folder else path.is_file()):
+            fail(f"{option}: expected an existing {'folder' if is_folder else 'file'}, got {path}", 2)
     try:
         write_report(folder, out.with_suffix(".md"), out.with_suffix(".json"), extra=tuple(extra), notes=notes)
     except (FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
-    console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+        fail(err, 1)
+    say(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
 
 
 @credit_app.command("online")
 def credit_online(
     out: Path = typer.Option(Path("results/online.png"), "--out", help="Figure (JSON beside it)."),
-    seconds: float = typer.Option(60.0, "--seconds", help="Simulated seconds at 1 ms steps."),
-    learning_rate: float = typer.Option(3e-5, "--learning-rate", help="SGD learning rate per step."),
-    seed: int = typer.Option(0, "--seed"),
+    seconds: float = typer.Option(60.0, "--seconds", callback=_positive, help="Simulated seconds at 1 ms steps."),
+    learning_rate: float = typer.Option(
+        3e-5, "--learning-rate", callback=_positive, help="SGD learning rate per step."
+    ),
+    seed: int = typer.Option(0, "--seed", callback=_SEED),
 ) -> None:
     """The seed-004 online product demo (FA and backprop, one update a 1 ms step); writes the figure and JSON."""
     from predcode.experiments.credit import write_online
 
-    if not seconds > 0:
-        console.print(f"[red]error:[/red] --seconds: expected a positive number, got {seconds}")
-        raise typer.Exit(2)
     try:
         record = write_online(out, seconds=seconds, learning_rate=learning_rate, seed=seed)
     except (FloatingPointError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+        fail(err, 1)
     for name, r in record["runs"].items():
-        console.print(
+        say(
             f"{name}: MSE over the last 10 s {r['mse_last_10s']:.3e} = "
             f"{100 * r['relative_mse']:.2f}% of the target variance (final weights frozen: "
             f"{100 * r['frozen_relative_mse']:.2f}%)"

@@ -8,7 +8,7 @@ expected, what was got and a hint::
     @dataclass(frozen=True)
     class TrainConfig:
         SECTION: ClassVar[str] = "train"
-        epochs: int = setting(100, "int", low=1, help="passes over the training set")
+        epochs: int = setting(100, "int", low=1, high=10**6, help="passes over the training set")
 
         def __post_init__(self) -> None:
             validate(self)
@@ -30,7 +30,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfigError", "Spec", "bad", "closest", "coerce", "setting", "spec_of", "specs", "validate"]
+from predcode.limits import MAX_BATCH, MAX_DIM, MAX_EPOCHS, MAX_LAYERS, MAX_ROWS, MAX_STEPS, MAX_TRIALS
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_DIM",
+    "MAX_EPOCHS",
+    "MAX_LAYERS",
+    "MAX_ROWS",
+    "MAX_STEPS",
+    "MAX_TRIALS",
+    "ConfigError",
+    "Spec",
+    "bad",
+    "check_int",
+    "closest",
+    "coerce",
+    "setting",
+    "spec_of",
+    "specs",
+    "validate",
+]
 
 
 class ConfigError(ValueError):
@@ -91,8 +111,10 @@ class Spec:
     """What one field takes: ``kind`` of value, a range or choices, whether ``None`` is allowed, and help.
 
     ``kind`` is ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"path"``, ``"ints"`` (a list of
-    integers >= 1, at least ``min_len``) or ``"strs"`` (a list of names). ``low``/``high`` bound
-    numbers (``open_low``/``open_high``: strictly). ``optional`` allows ``None``, written in a file
+    ``min_len`` to ``max_len`` integers in ``[1, high]``) or ``"strs"`` (a list of names).
+    ``low``/``high`` bound numbers (``open_low``/``open_high``: strictly); every integer setting
+    must declare ``high`` (the ``MAX_*`` bounds of this module), so no value passes the check
+    only to overflow a shape or loop counter later. ``optional`` allows ``None``, written in a file
     as the first of ``none_words``; ``none_means`` says what it means. ``expected`` replaces the
     generated description of the valid values.
     """
@@ -108,7 +130,12 @@ class Spec:
     none_words: tuple[str, ...] = ("none",)
     none_means: str = ""
     min_len: int = 1
+    max_len: int = MAX_LAYERS
     expected: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind in ("int", "ints") and self.high is None:
+            raise TypeError(f"an integer setting needs an upper bound (high=...), got kind {self.kind!r} without one")
 
     def describe(self, *, words: bool = True) -> str:
         """The valid values in words: ``an integer >= 1 or "none"`` (``or None`` when ``words`` is false)."""
@@ -129,9 +156,12 @@ class Spec:
                 "bool": "true or false",
                 "str": "a string",
                 "path": "a path",
-                "ints": "a non-empty list of integers >= 1"
-                if self.min_len <= 1
-                else f"a list of at least {self.min_len} integers >= 1",
+                "ints": (
+                    f"a non-empty list of at most {self.max_len}"
+                    if self.min_len <= 1
+                    else f"a list of {self.min_len} to {self.max_len}"
+                )
+                + f" integers in [1, {_num(self.high if self.high is not None else 1)}]",
                 "strs": "a list of names",
             }[self.kind]
         if self.low is not None and self.high is not None:
@@ -232,8 +262,8 @@ def coerce(key: str, spec: Spec, value: Any, *, words: bool = True) -> Any:
     elif spec.kind == "ints":
         if (
             not isinstance(value, (list, tuple))
-            or len(value) < spec.min_len
-            or not all(_is_int(d) and d >= 1 for d in value)
+            or not spec.min_len <= len(value) <= spec.max_len
+            or not all(_is_int(d) and 1 <= d <= (spec.high if spec.high is not None else d) for d in value)
         ):
             raise bad(key, expected, value, spec.help)
         return tuple(int(d) for d in value)
@@ -244,6 +274,24 @@ def coerce(key: str, spec: Spec, value: Any, *, words: bool = True) -> Any:
     if not spec.in_range(value):
         raise bad(key, expected, value, spec.help)
     return value
+
+
+def check_int(
+    name: str, value: Any, low: int, high: int, hint: str = "", *, optional: bool = False, error: type = ValueError
+) -> Any:
+    """An integer argument of the API checked against ``[low, high]`` (the bounds of the config's settings).
+
+    Returns ``int(value)`` (``None`` too when ``optional``) or raises ``error`` (``ValueError`` or
+    a subclass) with the message a config setting gives: ``name: expected an integer in [low,
+    high], got value (hint)``.
+    """
+    spec = Spec("int", help=hint, low=low, high=high, optional=optional)
+    try:
+        return coerce(name, spec, value, words=False)
+    except ConfigError as err:
+        if error is ConfigError:
+            raise
+        raise error(str(err)) from None
 
 
 def validate(obj: Any) -> None:

@@ -10,14 +10,41 @@ message names the parameter, what was expected, what was got, and how to fix it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_array", "describe_shape", "is_traced"]
+__all__ = [
+    "CheckedFunction",
+    "check_array",
+    "check_batch",
+    "check_key",
+    "check_opt_state",
+    "describe_shape",
+    "is_traced",
+]
+
+
+class CheckedFunction:
+    """A jitted function behind input checks (``ValueError`` on bad arrays, see predcode.validation).
+
+    Calling it runs ``check(*args)`` and then the compiled function; ``.unchecked`` is the compiled
+    function itself, for loops whose data were checked once. Other attributes (``lower``, ``trace``)
+    are the compiled function's.
+    """
+
+    def __init__(self, check: Callable, jitted: Callable):
+        self.check, self.unchecked = check, jitted
+
+    def __call__(self, *args):
+        self.check(*args)
+        return self.unchecked(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.unchecked, name)
 
 
 def is_traced(value: Any) -> bool:
@@ -84,9 +111,14 @@ def check_array(
     suffix = f". {fix}" if fix else ""
     dt = getattr(value, "dtype", None)
     if dt is None or not hasattr(value, "shape"):
-        if isinstance(value, (list, tuple, int, float, np.number)):
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
             value = np.asarray(value)
             dt = value.dtype
+        elif isinstance(value, (list, tuple)):  # a caller would go on with the list, not the array
+            raise ValueError(
+                f"{name}: expected an array, got a Python {type(value).__name__} of {len(value)} item(s). "
+                f"Convert it first: np.asarray({name}, np.float32){suffix}"
+            )
         else:
             raise ValueError(f"{name}: expected an array, got {type(value).__name__} {_short(value)}{suffix}")
     if dtype == "floating":
@@ -120,6 +152,50 @@ def check_array(
             + f", got values from {lo:g} to {hi:g}{suffix}"
         )
     return value
+
+
+def check_batch(n_rows: int, name: str, *, weights: Any = None, weights_name: str = "weights", fix: str = "") -> None:
+    """Refuse a degenerate batch: 0 rows, or (``weights`` given) every row weighted 0 (all padding).
+
+    Such a batch has no sample to average over, so a step on it would divide by zero and return
+    NaN weights. The row count is static (a shape), so this costs nothing under ``jit``; the
+    weights' values are read only when they are concrete (not a tracer).
+    """
+    suffix = f". {fix}" if fix else ""
+    if n_rows < 1:
+        raise ValueError(f"{name}: expected a batch of at least 1 row, got {n_rows} rows{suffix}")
+    if weights is None or is_traced(weights):
+        return
+    w = np.asarray(weights)
+    if w.size and not np.any(w > 0):
+        raise ValueError(
+            f"{weights_name}: expected at least one real row (weight > 0) in the batch of {name}, got all "
+            f"{w.size} rows weighted 0 (padding only){suffix or '. Drop the empty batch instead of padding it'}"
+        )
+
+
+def check_key(key: Any, name: str = "key") -> Any:
+    """Refuse anything but a JAX random key (``jax.random.key(seed)``, or a legacy ``PRNGKey``: uint32 (2,)).
+
+    Static (dtype and shape), so it also runs on a traced key under ``jit``.
+    """
+    dt, shape = getattr(key, "dtype", None), tuple(getattr(key, "shape", (None,)))
+    if dt is not None and (
+        (jnp.issubdtype(dt, jax.dtypes.prng_key) and shape == ()) or (dt == np.uint32 and shape == (2,))
+    ):
+        return key
+    got = f"{type(key).__name__} {_short(key)}" if dt is None else f"an array of dtype {dt} and shape {shape}"
+    raise ValueError(f"{name}: expected a JAX random key, got {got}. Pass jax.random.key(seed), e.g. jax.random.key(0)")
+
+
+def check_opt_state(opt_state: Any, name: str = "opt_state") -> Any:
+    """Refuse a missing optimizer state (``None``): a trainer step needs the state of ``trainer.init``."""
+    if opt_state is None:
+        raise ValueError(
+            f"{name}: expected the optimizer state that trainer.init(params) returns, got None. "
+            "Call trainer.init(params) once and pass its result to every step"
+        )
+    return opt_state
 
 
 def _short(value: Any) -> str:

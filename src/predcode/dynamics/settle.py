@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from predcode.core import SettleResult, Term
 from predcode.dynamics.solvers import Euler, as_solver
+from predcode.schema import MAX_STEPS, check_int
 
 Array = jax.Array
 STATUS_OK = 0
@@ -114,8 +115,7 @@ def settle(
             "settle: expected settle(term, init_states, ...) or settle(predict, drive, energy, init_states, ...)"
         )
     solver = as_solver(solver)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
+    steps = check_int("steps", steps, 1, MAX_STEPS, "settling steps")
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected a positive relative tolerance or None, got {tol!r}")
     if callable(getattr(solver, "solve", None)):  # an adaptive solver integrates the whole settle
@@ -241,8 +241,7 @@ def infer(
             (:meth:`PCNetwork.forward`), free roots at zero.
         masks: ``{node: 0/1 mask}`` hiding units from their cell's error and energy.
     """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 0:
-        raise ValueError(f"T: expected an integer >= 0 (inference steps), got {T!r}")
+    T = check_int("T", T, 0, MAX_STEPS, "inference steps")
     batch = (dict(clamps), masks)
     solver = Euler(0.1) if optimizer is None else optimizer
     free0 = network.init_states(params, batch, init=init)

@@ -42,7 +42,7 @@ import numpy as np
 import predcode
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json
-from predcode.experiments.checkpoint import CheckpointMismatch, load_tree
+from predcode.experiments.checkpoint import CheckpointMismatch, check_finite, load_tree
 from predcode.experiments.config import FitConfig, load_config
 from predcode.experiments.density import (
     PROB_CLIP,
@@ -56,6 +56,7 @@ from predcode.experiments.density import (
     settle_batches,
     stratified_is_log_likelihood,
 )
+from predcode.experiments.fit import check_museum_metadata
 from predcode.experiments.plots import curves_title, image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
 from predcode.models.gncn import GNCN, Params
@@ -144,6 +145,8 @@ def load_run(run: str | Path, trial: int = 0) -> LoadedRun:
         tree, meta = load_tree(run / f"best{trial}", {"params": jax.eval_shape(model.init, jax.random.key(0))})
     except CheckpointMismatch as err:
         raise AnalyzeError(f"{err} (the model in config.toml); the checkpoint belongs to another config") from None
+    check_museum_metadata(meta, run / f"best{trial}.json", cfg.model)
+    check_finite({"params": tree["params"]}, run / f"best{trial}.npz")
     return LoadedRun(cfg, model, tree["params"], meta)
 
 

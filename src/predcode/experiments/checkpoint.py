@@ -41,17 +41,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.experiments.atomic import _umask
+from predcode.schema import ConfigError, coerce, specs
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "CheckpointError",
     "CheckpointMismatch",
+    "check_finite",
+    "check_metadata",
     "checkpoint_paths",
     "key_path_name",
     "load_checkpoint",
     "load_tree",
     "save_checkpoint",
+    "strict_json",
     "tree_arrays",
     "tree_from_arrays",
     "upgrade_arrays",
@@ -186,7 +190,7 @@ def _finish_interrupted_save(npz_path: Path, json_path: Path) -> None:
     backup = npz_path.with_name(npz_path.name + _BACKUP_SUFFIX)
     if backup.is_file():
         try:
-            recorded = json.loads(json_path.read_text(encoding="utf-8")).get("npz_sha256")
+            recorded = strict_json(json_path.read_text(encoding="utf-8")).get("npz_sha256")
         except (OSError, ValueError, AttributeError):
             recorded = None
         current = _sha256_file(npz_path) if npz_path.is_file() else None
@@ -575,6 +579,96 @@ def upgrade_arrays(
     return {rename.get(name, name): a for name, a in arrays.items()}
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"the non-standard constant {name}, which strict JSON does not have")
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` of strict JSON: a literal ``NaN``, ``Infinity`` or ``-Infinity`` raises ``ValueError``.
+
+    Python's ``json`` reads those constants by default although JSON has none; predcode writes its
+    files with ``allow_nan=False`` and reads them back with this.
+    """
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def check_metadata(
+    metadata: Mapping[str, Any],
+    schema: type,
+    *,
+    source: str | Path,
+    names: Mapping[str, str] | None = None,
+    expected: Any = None,
+    expected_source: str = "the run's config.toml",
+    build: bool = True,
+) -> Any:
+    """Validate a checkpoint's description of its model with the config schema it was written from.
+
+    ``schema`` is a config dataclass declared through :func:`predcode.schema.setting` (``GNCNConfig``,
+    ``MLPModelConfig``, ``NetworkSection``); ``names`` maps its fields to the metadata keys (default:
+    the same names). Each field the metadata records is checked as a config value is (type, range,
+    choices); with ``build`` the schema object is built from them (its cross-field checks run too)
+    and returned. With ``expected`` (the run's config object of that schema) every recorded field
+    must equal the config's. Fields a checkpoint of an older predcode does not record are skipped.
+    Raises :class:`CheckpointError` naming ``source``, the key, what was expected and what was found.
+    """
+    names = dict(names) if names is not None else {f: f for f in specs(schema)}
+    fields = specs(schema)
+    values: dict[str, Any] = {}
+    for field, key in names.items():
+        if key not in metadata:
+            continue
+        try:
+            values[field] = coerce(key, fields[field], metadata[key], words=False)
+        except ConfigError as err:
+            raise CheckpointError(
+                f"{source}: the recorded model is invalid: {err}; the metadata is damaged or edited, "
+                "save the checkpoint again (or restore it)"
+            ) from None
+    built = None
+    if build:
+        try:
+            built = schema(**values)
+        except (ConfigError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{source}: the recorded model is invalid: {err}; the metadata is damaged or edited, "
+                "save the checkpoint again (or restore it)"
+            ) from None
+    if expected is not None:
+        for field, value in values.items():
+            if built is not None:  # compare what the values mean: an unset phi is the kind's own
+                value = getattr(built, field)
+            want = getattr(expected, field)
+            if value != want:
+                raise CheckpointError(
+                    f"{source}: {names[field]} is {_plain(value)} in the checkpoint, but {_plain(want)} in "
+                    f"{expected_source}; the checkpoint belongs to another model (restore the run's own "
+                    "checkpoint, or analyze it with the config it was trained with)"
+                )
+    return built
+
+
+def check_finite(arrays: Mapping[str, Any], source: str | Path) -> None:
+    """Refuse a loaded checkpoint whose floating arrays hold NaN or infinity, naming the array (CheckpointError).
+
+    ``save_checkpoint`` writes such arrays only with ``allow_nonfinite=True``; a model built from
+    them would only pass the NaN on to a later stage (a mixture fit, an image).
+    """
+    for name, a in tree_arrays(arrays).items():
+        a = np.asarray(a)
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            raise CheckpointError(
+                f"{source}: array {name!r} expected finite values, found {n_nan} NaN and {n_inf} infinite "
+                "value(s); the model diverged before it was saved (or the file was edited): use an earlier "
+                "checkpoint or train again"
+            )
+
+
+def _plain(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
 def _read_metadata(json_path: Path) -> dict[str, Any]:
     try:
         text = json_path.read_text(encoding="utf-8")
@@ -586,12 +680,17 @@ def _read_metadata(json_path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{json_path}: cannot be read as UTF-8 text ({exc}).") from exc
     try:
-        metadata = json.loads(text)
+        metadata = strict_json(text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(
             f"{json_path}: expected JSON, found a parse error ({exc}). The file is damaged or "
             "truncated: restore it or save the checkpoint again."
         ) from exc
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{json_path}: expected strict JSON, found {exc}. The file was edited or written by "
+            "another tool: restore it or save the checkpoint again."
+        ) from None
     if not isinstance(metadata, dict):
         raise CheckpointError(
             f"{json_path}: expected a JSON object, found {type(metadata).__name__}; this is not a "
@@ -719,7 +818,7 @@ def _hash_mismatch_message(npz_path: Path, json_path: Path, expected: str, found
         )
     for pending in sorted(json_path.parent.glob(json_path.name + ".tmp-*")):
         try:
-            if json.loads(pending.read_text(encoding="utf-8")).get("npz_sha256") == found:
+            if strict_json(pending.read_text(encoding="utf-8")).get("npz_sha256") == found:
                 hints.append(
                     f"{pending.name} describes the current {npz_path.name} (the interrupted save "
                     f"had written it): rename it to {json_path.name} to keep the new checkpoint"

@@ -22,13 +22,16 @@ import optax
 
 from predcode.experiments.checkpoint import (
     CheckpointError,
+    check_finite,
+    check_metadata,
     load_checkpoint,
     save_checkpoint,
     tree_arrays,
     tree_from_arrays,
     upgrade_arrays,
 )
-from predcode.experiments.config import RULES
+from predcode.experiments.config import RULES, MLPModelConfig
+from predcode.experiments.data_files import check_split
 from predcode.experiments.loop import epoch_order
 from predcode.learning.rules import (
     BackProp,
@@ -95,6 +98,7 @@ def load_rule_checkpoint(path, rule=None):
         raise CheckpointError(
             f"{path}: expected a credit-assignment MLP checkpoint (kind 'credit-mlp'), found kind {meta.get('kind')!r}"
         )
+    check_metadata(meta, MLPModelConfig, source=path, names={f: f for f in ("sizes", "activation", "loss", "rule")})
     try:
         model = MLP(tuple(meta["sizes"]), activation=meta["activation"], loss=meta["loss"])
     except (KeyError, TypeError, ValueError) as err:
@@ -119,6 +123,7 @@ def load_rule_checkpoint(path, rule=None):
         raise
     except ValueError as err:
         raise CheckpointError(str(err)) from None
+    check_finite(tree, path)
     state = tree["rule_state"] if "rule_state" in tree else rule.init(model, params)
     return model, rule, params, state, meta
 
@@ -133,6 +138,7 @@ def load_mnist(n_val: int = 5000, seed: int = 0, n_train: int | None = None):
 
     xtr, ytr = load("mnist", "train")
     xte, yte = load("mnist", "test")
+    check_split(len(xtr), n_val, "the mnist training set")
     xtr, xte = flatten(to_float(xtr)), flatten(to_float(xte))
     mean, std = xtr.mean(), xtr.std()
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
@@ -573,8 +579,7 @@ def run_online(
 
 def plot_online(result: dict, path: Path) -> Path:
     """Target and output over time for each rule (full run and the last 5 s)."""
-    from predcode.experiments.atomic import atomic_path
-    from predcode.experiments.plots import new_figure
+    from predcode.experiments.plots import new_figure, save_figure
 
     t, target = result["t"], result["target"]
     names = list(result["runs"])
@@ -603,10 +608,7 @@ def plot_online(result: dict, path: Path) -> Path:
         )
         row[1].legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    return path
+    return save_figure(fig, Path(path), dpi=110)
 
 
 def write_online(out: Path, *, seconds: float = 60.0, learning_rate: float = 3e-5, seed: int = 0) -> dict:

@@ -29,7 +29,9 @@ import numpy as np
 from predcode.data import load_binarized, train_val_split
 from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import (
+    CheckpointError,
     CheckpointMismatch,
+    check_metadata,
     load_checkpoint,
     load_tree,
     save_checkpoint,
@@ -37,6 +39,7 @@ from predcode.experiments.checkpoint import (
     upgrade_arrays,
 )
 from predcode.experiments.config import ConfigError, FitConfig, dump_toml
+from predcode.experiments.data_files import check_split, read_data_file
 from predcode.experiments.loop import TrialGroup, run_epochs
 from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
@@ -45,7 +48,7 @@ from predcode.experiments.tracking import LOGGERS, check_loggers, open_trackers
 from predcode.experiments.train import EpochRecord, MuseumTrials, TrainState
 from predcode.experiments.trials import parallel_trials
 from predcode.learning.step import make_trainer
-from predcode.models.gncn import GNCN
+from predcode.models.gncn import GNCN, GNCNConfig
 from predcode.threads import lapack_threads
 
 
@@ -54,23 +57,7 @@ class RunFolderError(ValueError):
 
 
 def _read_design_matrix(path: str, x_dim: int, what: str) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ConfigError(f"{what}: file {path} does not exist; fix the path in the config") from None
-    except (ValueError, OSError) as err:
-        raise ConfigError(f"{what}: {path} is not a readable .npy array without pickles ({err})") from None
-    if x.ndim != 2 or x.shape[1] != x_dim:
-        raise ConfigError(
-            f"{what}: expected a design matrix of shape (n, {x_dim}) (one image a row, "
-            f"model.x_dim = {x_dim}), got shape {x.shape} in {path}"
-        )
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
-        raise ConfigError(
-            f"{what}: expected finite values in [0, 1] in {path}, got range [{np.nanmin(x)}, {np.nanmax(x)}]"
-        )
-    return x
+    return read_data_file(path, what, width=x_dim)
 
 
 def load_fit_data(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +68,13 @@ def load_fit_data(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
         if d.val_file:
             x_val = _read_design_matrix(d.val_file, x_dim, "data.val_file")
         else:
+            check_split(len(x_tr), d.n_val, f"data.train_file {d.train_file}")
             x_tr, _, x_val, _ = train_val_split(x_tr, np.zeros(len(x_tr)), d.n_val, seed=cfg.train.seed)
         if d.binarize:
             x_tr, x_val = (x_tr >= 0.5).astype(np.float32), (x_val >= 0.5).astype(np.float32)
     else:
         images, labels = load_binarized(d.dataset, "train")
+        check_split(len(images), d.n_val, f"the {d.dataset} training set")
         x_tr, _, x_val, _ = train_val_split(images, labels, d.n_val, seed=cfg.train.seed)
     if d.n_train is not None:
         x_tr = x_tr[: d.n_train]
@@ -110,9 +99,24 @@ def _save_state(path: Path, model: GNCN, state: TrainState, trial: int) -> None:
     save_checkpoint(path, arrays, meta)
 
 
+def check_museum_metadata(meta: dict, source: str | Path, expected: GNCNConfig | None = None) -> None:
+    """Validate a museum checkpoint's metadata as a ``[model]`` table (and against ``expected``): CheckpointError."""
+    check_metadata(meta, GNCNConfig, source=source)
+    if "model" in meta and "kind" in meta and meta["model"] != meta["kind"]:
+        raise CheckpointError(
+            f'{source}: expected "model" to equal "kind" (both name the museum model), found model '
+            f"{meta['model']!r} and kind {meta['kind']!r}; the metadata is damaged or edited, save the "
+            "checkpoint again (or restore it)"
+        )
+    if expected is not None:
+        check_metadata(meta, GNCNConfig, source=source, expected=expected)
+
+
 def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
     arrays, meta = load_checkpoint(folder / f"state{trial}")
     best, best_meta = load_checkpoint(folder / f"best{trial}")
+    for name, m in (("state", meta), ("best", best_meta)):
+        check_museum_metadata(m, folder / f"{name}{trial}.json")
     if meta.get("kind") != model.config.kind:
         raise RunFolderError(
             f"state{trial}: it was written for model {meta.get('kind')!r}, "

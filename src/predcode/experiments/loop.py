@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from predcode.limits import MAX_EPOCHS
+
 __all__ = ["TrialGroup", "TrialProgress", "epoch_order", "run_epochs"]
 
 
@@ -84,11 +86,11 @@ def run_epochs(
     ``on_epoch(i, record)`` after each finished epoch of the group's trial ``i`` (where a caller
     saves checkpoints and logs), and first for every record of :meth:`TrialGroup.start`.
     """
-    for name, value, low in (("epochs", epochs, 1), ("patience", patience, 1)):
+    for name, value in (("epochs", epochs), ("patience", patience)):
         if name == "patience" and value is None:
             continue
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            expected = f"an integer >= {low}" + (" or None" if name == "patience" else "")
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 1 <= value <= MAX_EPOCHS:
+            expected = f"an integer in [1, {MAX_EPOCHS}]" + (" or None" if name == "patience" else "")
             raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
     for i, record in group.start():

@@ -26,8 +26,8 @@ import numpy as np
 
 from predcode.experiments.analyze import AnalyzeError
 from predcode.experiments.atomic import write_json
-from predcode.experiments.checkpoint import load_tree
-from predcode.experiments.config import PCFitConfig, build_network, parse_toml
+from predcode.experiments.checkpoint import CheckpointError, check_finite, check_metadata, load_tree
+from predcode.experiments.config import NetworkSection, PCFitConfig, build_network, parse_toml
 from predcode.experiments.pc_fit import clamps_for, load_pc_data, make_pc_trainer, predict_labels
 from predcode.experiments.plots import image_grid
 from predcode.experiments.probes import knn_probe, linear_probe
@@ -41,7 +41,15 @@ def load_pc_run(run: str | Path, trial: int = 0):
     run = Path(run)
     cfg = parse_toml((run / "config.toml").read_text(), str(run / "config.toml"))
     network = build_network(cfg)
-    tree, _ = load_tree(run / f"best{trial}", {"params": jax.eval_shape(network.init, jax.random.key(0))})
+    tree, meta = load_tree(run / f"best{trial}", {"params": jax.eval_shape(network.init, jax.random.key(0))})
+    recorded = meta.get("network")
+    if not isinstance(recorded, dict):
+        raise CheckpointError(
+            f'{run / f"best{trial}.json"}: expected the recorded network (a JSON object under "network"), '
+            f"found {recorded!r}; the metadata is damaged or edited, save the checkpoint again (or restore it)"
+        )
+    check_metadata(recorded, NetworkSection, source=run / f"best{trial}.json", expected=cfg.network)
+    check_finite({"params": tree["params"]}, run / f"best{trial}.npz")
     params = tree["params"]
     return cfg, network, params
 

@@ -24,6 +24,7 @@ from predcode.data import load, to_float, train_val_split
 from predcode.experiments.atomic import write_json
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import PCFitConfig, build_network
+from predcode.experiments.data_files import check_split
 from predcode.experiments.fit import check_split_batches, load_run_tree, resume_epoch, run_fit, write_metrics_csv
 from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
@@ -64,6 +65,7 @@ def load_pc_data(cfg: PCFitConfig) -> PCData:
 
     images, labels = load(cfg.data.dataset, "train")
     test_images, test_labels = load(cfg.data.dataset, "test")
+    check_split(len(images), cfg.data.n_val, f"the {cfg.data.dataset} training set")
     x_tr, y_tr, x_val, y_val = train_val_split(
         prepare(images), labels.astype(np.int32), cfg.data.n_val, seed=cfg.train.seed
     )

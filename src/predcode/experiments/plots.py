@@ -21,6 +21,30 @@ from matplotlib.ticker import MaxNLocator
 from predcode.experiments.atomic import atomic_path
 
 
+def figure_format(path: str | Path) -> str:
+    """The file format a figure's name asks for (its suffix: ``.png``, ``.jpg``, ``.pdf``, ``.svg``, ...).
+
+    Raises ``ValueError`` naming the path and the suffixes matplotlib's Agg canvas writes (JPEG,
+    TIFF and WebP through Pillow, a dependency of matplotlib).
+    """
+    suffix = Path(path).suffix.lower()
+    formats = sorted(new_figure().canvas.get_supported_filetypes())
+    if suffix[1:] not in formats:
+        raise ValueError(
+            f"{path}: expected a file name ending in one of {', '.join('.' + f for f in formats)} (the "
+            f"suffix chooses the image format), got {('suffix ' + repr(Path(path).suffix)) if suffix else 'no suffix'}"
+        )
+    return suffix[1:]
+
+
+def save_figure(fig: Figure, path: str | Path, **kwargs: Any) -> Path:
+    """Write ``fig`` atomically in the format its suffix names (:func:`figure_format`); return the path."""
+    fmt = figure_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
+    return Path(path)
+
+
 def new_figure(**kwargs: Any) -> Figure:
     """A figure on its own Agg canvas (``Figure(**kwargs)``), outside pyplot and its backend."""
     fig = Figure(**kwargs)
@@ -31,7 +55,7 @@ def new_figure(**kwargs: Any) -> Figure:
 def image_grid(
     images: np.ndarray, path: str | Path, *, ncols: int = 10, side: int = 28, title: str | None = None
 ) -> Path:
-    """Write ``images`` (n, side*side) in [0, 1] as a grey-scale grid PNG at ``path``."""
+    """Write ``images`` (n, side*side) in [0, 1] as a grey-scale grid at ``path`` (format from its suffix)."""
     images = np.asarray(images, np.float32).reshape(-1, side, side)
     n = len(images)
     nrows = -(-n // ncols)
@@ -45,9 +69,7 @@ def image_grid(
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return Path(path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 @dataclass(frozen=True)
@@ -216,8 +238,7 @@ def training_curves(
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     if path is not None:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_figure(fig, path)
     return fig
 
 
@@ -294,6 +315,5 @@ def pca_scatter(
     ax.set_title(f"{title}\n{len(shown)} of {len(z)} points shown", fontsize=10)
     fig.tight_layout()
     if path is not None:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_figure(fig, path)
     return fig, pca

@@ -178,7 +178,19 @@ def analyze_run(run: str | Path, options: AnalyzeOptions) -> tuple[dict, list[st
 
 
 def sample_run(run: str | Path, **kwargs: Any) -> dict:
-    """Samples of a run folder of any served family (``n``, ``out``, ``trial``, ``seed``): ``{"path", "prior"}``."""
+    """Samples of a run folder of any served family (``n``, ``out``, ``trial``, ``seed``): ``{"path", "prior"}``.
+
+    ``out`` must name an image format by its suffix (``.png``, ``.jpg``, ``.pdf``, ...); that
+    format is written (:func:`predcode.experiments.plots.figure_format`).
+    """
+    from predcode.experiments.analyze import AnalyzeError
+    from predcode.experiments.plots import figure_format
+
+    if kwargs.get("out") is not None:
+        try:
+            figure_format(kwargs["out"])
+        except ValueError as err:
+            raise AnalyzeError(f"--out: {err}") from None
     return analysis_of(run, "sample").sample(Path(run), **kwargs)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from predcode.learning.trainer import EnergyGradient, training_step, weight_gradient
+from predcode.validation import check_opt_state
 
 Array = jax.Array
 
@@ -97,6 +98,7 @@ class PCTrainer:
 
     def step(self, params, opt_state, clamps, masks=None, init=None):
         """One training step on a batch: infer the free states (``T`` steps), then update the weights."""
+        check_opt_state(opt_state)
         self.network.check_clamps(clamps)
         params, self.rule_state, opt_state, metrics = self._step(
             params, self._state_for(params), opt_state, dict(clamps), masks, init

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -13,7 +12,8 @@ import optax
 from predcode.learning.optim import keras_adam
 from predcode.learning.trainer import make_trainer, training_step
 from predcode.models.gncn import GNCN, Params, bce, total_discrepancy
-from predcode.validation import check_array
+from predcode.schema import MAX_BATCH, check_int
+from predcode.validation import CheckedFunction, check_array, check_batch, check_opt_state
 
 __all__ = ["CheckedFunction", "GNCNTrainer", "StepMetrics", "make_gncn_trainer", "make_trainer", "pad_batch"]
 
@@ -27,25 +27,6 @@ class StepMetrics(NamedTuple):
     bce: Array
     status: Array  # 0 ok, 1 non-finite energy, states or updated weights
     finite_states: Array  # (L,) bool, one per latent layer
-
-
-class CheckedFunction:
-    """A jitted function behind input checks (``ValueError`` on bad arrays, see predcode.validation).
-
-    Calling it runs ``check(*args)`` and then the compiled function; ``.unchecked`` is the compiled
-    function itself, for loops whose data were checked once. Other attributes (``lower``, ``trace``)
-    are the compiled function's.
-    """
-
-    def __init__(self, check: Callable, jitted: Callable):
-        self.check, self.unchecked = check, jitted
-
-    def __call__(self, *args):
-        self.check(*args)
-        return self.unchecked(*args)
-
-    def __getattr__(self, name: str):
-        return getattr(self.unchecked, name)
 
 
 class TrainerFunction(Protocol):
@@ -118,7 +99,7 @@ def make_gncn_trainer(model: GNCN, optimizer: optax.GradientTransformation | Non
     def init(params):
         return optimizer.init({k: params[k] for k in learned})
 
-    def check_batch(params, x, weights):
+    def check_args(params, x, weights):
         # The params' values are not read here (a device-to-host copy per step): a step that makes
         # them non-finite reports it in its status, and settle/train check the values they are given.
         model.check_params(params, values=False)
@@ -129,20 +110,20 @@ def make_gncn_trainer(model: GNCN, optimizer: optax.GradientTransformation | Non
         model,
         optimizer,
         init,
-        CheckedFunction(lambda p, o, x, w: check_batch(p, x, w), jax.jit(step)),
-        CheckedFunction(check_batch, jax.jit(evaluate)),
+        CheckedFunction(lambda p, o, x, w: (check_opt_state(o), check_args(p, x, w)), jax.jit(step)),
+        CheckedFunction(check_args, jax.jit(evaluate)),
         rule,
     )
 
 
 def pad_batch(x: Array, batch_size: int) -> tuple[Array, Array]:
     """Pad ``x`` (n <= batch_size rows) with zero rows to ``batch_size``; return it and the 0/1 weights."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1, MAX_BATCH, "rows of the padded batch")
     x = check_array(x, "x", dtype="any", finite=False)
     if x.ndim < 1:
         raise ValueError(f"x: expected an array of rows (batch, ...), got shape {tuple(x.shape)}")
     n = x.shape[0]
+    check_batch(n, "x", fix="A batch needs real rows: skip an empty slice instead of padding it")
     if n > batch_size:
         raise ValueError(f"x: expected at most batch_size={batch_size} rows, got {n}")
     weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(batch_size - n, jnp.float32)])

@@ -11,6 +11,7 @@ import optax
 
 from predcode.learning.trainer import training_step
 from predcode.models.mlp import MLP, MLPParams
+from predcode.validation import CheckedFunction, check_opt_state
 
 Array = jax.Array
 
@@ -20,7 +21,9 @@ class RuleTrainer(NamedTuple):
 
     ``init(params) -> (rule_state, opt_state)``;
     ``step(params, rule_state, opt_state, x, y) -> (params, rule_state, opt_state, loss)`` (jitted;
-    ``loss`` is the batch loss before the update).
+    ``loss`` is the batch loss before the update). ``step`` checks its arguments first
+    (``ValueError`` naming the argument: shapes, labels, a missing state); ``step.unchecked`` is the
+    compiled step alone.
     """
 
     model: MLP
@@ -54,7 +57,15 @@ def make_rule_trainer(model: MLP, rule: Any, optimizer: optax.GradientTransforma
         params, rule_state, opt_state, _ = core(params, rule_state, opt_state, x, y)
         return params, rule_state, opt_state, loss
 
-    return RuleTrainer(model, rule, optimizer, init, jax.jit(step))
+    def check(params, rule_state, opt_state, x, y):
+        model.check_params(params)
+        check_state = getattr(rule, "check_state", None)
+        if check_state is not None:
+            check_state(model, rule_state, parameter="rule_state")
+        check_opt_state(opt_state)
+        model.check_data(x, y)
+
+    return RuleTrainer(model, rule, optimizer, init, CheckedFunction(check, jax.jit(step)))
 
 
 class OnlineResult(NamedTuple):

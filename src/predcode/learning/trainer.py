@@ -33,6 +33,7 @@ import optax
 from predcode.core import SettleResult
 from predcode.dynamics.settle import infer
 from predcode.dynamics.solvers import as_solver
+from predcode.schema import MAX_STEPS, check_int
 
 Array = jax.Array
 
@@ -139,8 +140,7 @@ class EnergyGradient:
     solver: Any = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 0:
-            raise ValueError(f"T: expected an integer >= 0 (inference steps per batch), got {self.T!r}")
+        object.__setattr__(self, "T", check_int("T", self.T, 0, MAX_STEPS, "inference steps per batch"))
         object.__setattr__(self, "solver", as_solver(optax.sgd(0.1) if self.solver is None else self.solver))
 
     def init(self, model: Any, params: Any) -> tuple:

@@ -38,8 +38,8 @@ from predcode.learning.covariance import (
     legacy_sigma_update,
 )
 from predcode.learning.hebbian import hebbian
-from predcode.schema import bad, setting, validate
-from predcode.validation import check_array
+from predcode.schema import MAX_DIM, MAX_STEPS, bad, setting, validate
+from predcode.validation import check_array, check_batch, check_key
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -139,11 +139,14 @@ class GNCNConfig:
     SECTION: ClassVar[str] = "model"
 
     kind: str = setting("gncn_pdh", "str", choices=tuple(MUSEUM), help="which museum model (GNCN.md)")
-    x_dim: int = setting(784, "int", low=1, help="pixels per image: 784 for 28 x 28 images")
+    x_dim: int = setting(784, "int", low=1, high=MAX_DIM, help="pixels per image: 784 for 28 x 28 images")
     z_dims: tuple[int, ...] = setting(
-        (360, 360, 360), "ints", help="latent layer sizes from z1 (bottom) to the top, e.g. [360, 360, 360]"
+        (360, 360, 360),
+        "ints",
+        high=MAX_DIM,
+        help="latent layer sizes from z1 (bottom) to the top, e.g. [360, 360, 360]",
     )
-    K: int = setting(50, "int", low=1, help="settling steps per batch; the museum uses 50")
+    K: int = setting(50, "int", low=1, high=MAX_STEPS, help="settling steps per batch; the museum uses 50")
     beta: float = setting(
         0.1, "float", low=0, open_low=True, help="the Euler step of the settling; the museum uses 0.1"
     )
@@ -168,8 +171,12 @@ class GNCNConfig:
         help="the activation of the latent predictions",
     )
     g_out: str = setting("sigmoid", "str", choices=_ACTS, help="the activation of the image prediction (legacy out_fx)")
-    n_group: int = setting(12, "int", low=1, help="units per lateral competition group of the lower latent layers")
-    n_top_group: int = setting(18, "int", low=1, help="units per lateral competition group of the top latent layer")
+    n_group: int = setting(
+        12, "int", low=1, high=MAX_DIM, help="units per lateral competition group of the lower latent layers"
+    )
+    n_top_group: int = setting(
+        18, "int", low=1, high=MAX_DIM, help="units per lateral competition group of the top latent layer"
+    )
     alpha_scale: float = setting(
         0.15, "float", help="self-excitation of each unit; a negative value makes it self-inhibition"
     )
@@ -365,6 +372,7 @@ class GNCN:
         (before the constraints, which clip ``E``'s and ``W``'s columns separately).
         """
         c = self.config
+        check_key(key)
         params: Params = {}
         for i, (name, shape) in enumerate(sorted(self.param_shapes().items())):
             k = jax.random.fold_in(key, i)
@@ -453,8 +461,8 @@ class GNCN:
         )
 
     def check_weights(self, weights: _Data, x: _Data) -> _Data:
-        """Check per-row weights for the batch ``x``: shape (batch,), finite, >= 0 (returned unchanged)."""
-        return check_array(
+        """Check per-row weights for the batch ``x``: shape (batch,), finite, >= 0, not all 0 (returned unchanged)."""
+        weights = check_array(
             weights,
             "weights",
             shape=(x.shape[0],),
@@ -462,6 +470,8 @@ class GNCN:
             why="1 for a real row, 0 for padding",
             fix="pad_batch(x, batch_size) returns x and matching weights",
         )
+        check_batch(x.shape[0], "x", weights=weights)
+        return weights
 
     # ----- dynamics ---------------------------------------------------------------------------
     def image_cell(self) -> Any:

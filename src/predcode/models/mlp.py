@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from predcode.activations import Activation, get_activation
+from predcode.schema import MAX_DIM, MAX_LAYERS
+from predcode.validation import check_array, check_batch, check_key, is_traced
 
 Array = jax.Array
 
@@ -72,12 +75,12 @@ class MLP:
         sizes = tuple(self.sizes) if isinstance(self.sizes, (list, tuple)) else self.sizes
         if (
             not isinstance(sizes, tuple)
-            or len(sizes) < 2
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+            or not 2 <= len(sizes) <= MAX_LAYERS
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_DIM for n in sizes)
         ):
             raise ValueError(
-                f"sizes: expected at least two positive integer layer widths (input, ..., output), "
-                f"e.g. (784, 256, 10); got {self.sizes!r}"
+                f"sizes: expected at least two positive integer layer widths (input, ..., output; at most "
+                f"{MAX_LAYERS} widths, each <= {MAX_DIM}), e.g. (784, 256, 10); got {self.sizes!r}"
             )
         object.__setattr__(self, "sizes", sizes)
         get_activation(self.activation, parameter="activation")
@@ -96,6 +99,7 @@ class MLP:
 
     def init(self, key: Array, *, bias: float = 0.0) -> MLPParams:
         """He (ReLU) or Glorot (other activations) uniform weights, biases ``bias``."""
+        check_key(key)
         keys = jax.random.split(key, self.n_layers)
         layers = []
         for k, n_in, n_out in zip(keys, self.sizes[:-1], self.sizes[1:]):
@@ -118,6 +122,59 @@ class MLP:
                     f"{self.sizes}, got W {tuple(W.shape)} and b {tuple(b.shape)}"
                 )
 
+    def check_data(self, x: Any, y: Any) -> None:
+        """Raise ValueError unless ``(x, y)`` is a batch this network trains on.
+
+        ``x``: ``(batch, sizes[0])`` floats, at least one row, finite. ``y``: one target per row,
+        for cross-entropy integer class labels in ``[0, sizes[-1])`` (``(batch,)``) or rows of
+        ``sizes[-1]`` class probabilities, for the squared error ``(batch, sizes[-1])`` numbers.
+        Shapes are checked always (also under ``jit``), values only for concrete arrays.
+        """
+        n_out = self.sizes[-1]
+        x = check_array(x, "x", shape=(None, self.sizes[0]), fix=f"Pass one input of {self.sizes[0]} values a row")
+        n = x.shape[0]
+        check_batch(n, "x")
+        dt = getattr(y, "dtype", None)
+        if dt is None or not hasattr(y, "shape"):
+            if not isinstance(y, (list, tuple)):
+                raise ValueError(f"y: expected an array of {n} targets (one per row of x), got {type(y).__name__}")
+            y = np.asarray(y)
+            dt = y.dtype
+        shape = tuple(y.shape)
+        labels = self.loss == "cross_entropy" and len(shape) == 1
+        want = f"({n},) class labels or ({n}, {n_out}) rows" if self.loss == "cross_entropy" else f"({n}, {n_out})"
+        if (
+            (len(shape) not in (1, 2))
+            or shape[0] != n
+            or (len(shape) == 2 and shape[1] != n_out)
+            or (len(shape) == 1 and not labels)
+        ):
+            raise ValueError(f"y: expected shape {want} (one target per row of x), got shape {shape}")
+        if labels:
+            if not (jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.floating)):
+                raise ValueError(f"y: expected integer class labels in [0, {n_out - 1}], got dtype {dt}")
+            if is_traced(y):
+                if not jnp.issubdtype(dt, jnp.integer):
+                    raise ValueError(f"y: expected integer class labels in [0, {n_out - 1}], got dtype {dt}")
+                return
+            v = np.asarray(y)
+            bad = ~np.isfinite(v) | (v != np.round(v)) if v.dtype.kind == "f" else np.zeros(v.shape, bool)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"y: expected integer class labels in [0, {n_out - 1}], got {v[i].item()!r} at index {i} "
+                    f"({int(bad.sum())} non-integer label(s)). Pass the class indices as integers"
+                )
+            out = (v < 0) | (v >= n_out)
+            if out.any():
+                i = int(np.argmax(out))
+                raise ValueError(
+                    f"y: expected class labels in [0, {n_out - 1}] for {n_out} outputs (sizes[-1]), got "
+                    f"{v[i].item()!r} at index {i} ({int(out.sum())} label(s) out of range)"
+                )
+            return
+        check_array(y, "y", shape=(n, n_out), fix=f"Pass one target row of {n_out} values per row of x")
+
     def forward(self, params: MLPParams, x: Array) -> Forward:
         """Run ``x: (batch, sizes[0])`` through the network, keeping every ``z`` and ``h``."""
         f = self.act.fn
@@ -135,6 +192,7 @@ class MLP:
     def targets(self, y: Array) -> Array:
         """Integer labels ``(batch,)`` to one-hot rows for cross-entropy; other targets unchanged."""
         if self.loss == "cross_entropy" and y.ndim == 1:
+            y = y if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(jnp.int32)  # 2.0: class 2
             return jax.nn.one_hot(y, self.sizes[-1], dtype=jnp.float32)
         return y
 

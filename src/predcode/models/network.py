@@ -57,6 +57,8 @@ import numpy as np
 from predcode.activations import get_activation
 from predcode.cells import GaussianErrorCell
 from predcode.core import ErrorCell, Term
+from predcode.schema import MAX_DIM, check_int
+from predcode.validation import check_key
 
 Array = jax.Array
 Cell = ErrorCell  # any error cell: the built-in ones of predcode.cells or your own
@@ -109,9 +111,7 @@ class Transform(Protocol):
 
 
 def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise NetworkError(f"{what}: expected an integer >= 1, got {value!r}")
-    return int(value)
+    return check_int(what, value, 1, MAX_DIM, error=NetworkError)
 
 
 def shape_of(dim: Any, what: str = "dim") -> tuple[int, ...]:
@@ -620,6 +620,7 @@ class PCNetwork:
 
     def init(self, key: Array) -> dict[str, dict]:
         """Fresh parameters: ``{"edges": {child: {parent: ...}}, "cells": {node: ...}}``."""
+        check_key(key)
         edges: dict[str, dict[str, Any]] = {}
         cells: dict[str, dict[str, Array]] = {}
         keys = jax.random.split(key, max(1, sum(len(n.inputs) for n in self.nodes)))
@@ -751,6 +752,8 @@ class PCNetwork:
                 )
             batch = shape[0]
         assert batch is not None  # clamps is not empty
+        if batch < 1:
+            raise NetworkError(f"clamps: expected a batch of at least 1 row, got {batch} rows (shape {shape})")
         return batch
 
     def forward(

@@ -289,7 +289,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, eq, value = text.partition("=")
     key, value = key.strip(), value.strip()
     if not eq or not key:
-        raise ConfigError(f"expected `section.key=value`, got {text!r} (e.g. train.epochs=2)")
+        raise ConfigError(f"--set: expected `section.key=value`, got {text!r} (e.g. train.epochs=2)")
     if not any(key in family_specs(cls) for cls in FAMILIES.values()):
         raise _unknown(key, FitConfig, "overrides", None)
     try:

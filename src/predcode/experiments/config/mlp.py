@@ -22,7 +22,7 @@ from predcode.experiments.config.sections import (
     table,
 )
 from predcode.models.mlp import LOSSES
-from predcode.schema import bad, setting, validate
+from predcode.schema import MAX_DIM, MAX_STEPS, bad, setting, validate
 
 __all__ = ["MLPFitConfig", "MLPModelConfig", "RULES"]
 
@@ -45,6 +45,7 @@ class MLPModelConfig:
         (784, 256, 256, 10),
         "ints",
         min_len=2,
+        high=MAX_DIM,
         help="layer widths from the input (784 pixels) to the output (10 classes)",
     )
     activation: str = setting("relu", "str", choices=tuple(ACTIVATIONS), help="the hidden nonlinearity")
@@ -55,7 +56,7 @@ class MLPModelConfig:
         help="softmax cross-entropy on the integer labels (the credit study's)",
     )
     rule: str = setting("backprop", "str", choices=RULES, help="backprop, feedback alignment, direct FA or PC")
-    pc_steps: int = setting(20, "int", low=1, help="inference steps T of the pc rule")
+    pc_steps: int = setting(20, "int", low=1, high=MAX_STEPS, help="inference steps T of the pc rule")
     pc_rate: float = setting(0.1, "float", low=0, open_low=True, help="inference step size of the pc rule")
     init_scale: float = setting(1.0, "float", low=0, open_low=True, help="multiplies the initial forward weights")
 

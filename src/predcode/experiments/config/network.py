@@ -61,7 +61,7 @@ from predcode.models.network import (
     Sequential,
     residual_mlp,
 )
-from predcode.schema import ConfigError, bad, setting, validate
+from predcode.schema import MAX_DIM, MAX_STEPS, ConfigError, bad, setting, validate
 
 __all__ = ["InferenceSection", "NetworkSection", "PCFitConfig", "build_network"]
 
@@ -92,7 +92,7 @@ class NetworkSection:
         help="clamp image and label, or infer a code for the image",
     )
     dims: tuple[int, ...] = setting(
-        (784, 256, 256, 10), "ints", min_len=2, help="node sizes from the first to the last"
+        (784, 256, 256, 10), "ints", min_len=2, high=MAX_DIM, help="node sizes from the first to the last"
     )
     names: tuple[str, ...] | None = setting(None, "strs", optional=True, help="one distinct name per node")
     activation: str = setting("relu", "str", choices=_ACTS, help="the hidden transforms' activation")
@@ -118,15 +118,16 @@ class NetworkSection:
         None,
         "ints",
         optional=True,
+        high=MAX_DIM,
         none_means="no convolutional blocks",
         help="the channels of each convolutional block between the image and dims[1]",
     )
-    conv_kernel: int = setting(3, "int", low=1, help="the blocks' square kernel size")
+    conv_kernel: int = setting(3, "int", low=1, high=MAX_DIM, help="the blocks' square kernel size")
     conv_padding: str = setting("same", "str", choices=("same", "valid"), help="the blocks' convolution padding")
     pool: str = setting("max", "str", choices=("max", "avg", "none"), help="the pooling after each block's activation")
-    pool_size: int = setting(2, "int", low=1, help="the pooling window and stride")
+    pool_size: int = setting(2, "int", low=1, high=MAX_DIM, help="the pooling window and stride")
     image_shape: tuple[int, ...] = setting(
-        (28, 28, 1), "ints", min_len=3, help="the image as (height, width, channels) for the blocks"
+        (28, 28, 1), "ints", min_len=3, high=MAX_DIM, help="the image as (height, width, channels) for the blocks"
     )
     residual: bool = setting(
         False, "bool", help="identity skips around the hidden-to-hidden transforms (a residual MLP)"
@@ -223,7 +224,9 @@ class InferenceSection:
 
     SECTION: ClassVar[str] = "inference"
 
-    T: int = setting(20, "int", low=0, help="inference steps per batch (adaptive_heun: the most solver steps)")
+    T: int = setting(
+        20, "int", low=0, high=MAX_STEPS, help="inference steps per batch (adaptive_heun: the most solver steps)"
+    )
     optimizer: str = setting(
         "sgd",
         "str",
@@ -234,7 +237,7 @@ class InferenceSection:
         0.1, "float", low=0, open_low=True, help="the state optimizer's step (adaptive_heun: the first step)"
     )
     T_eval: int | None = setting(
-        None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
+        None, "int", low=0, high=MAX_STEPS, optional=True, none_means="T", help="inference steps to infer codes"
     )
     rtol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's relative tolerance")
     atol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's absolute tolerance")

@@ -16,7 +16,20 @@ import optax
 
 from predcode.data import NAMES
 from predcode.learning.optim import keras_adam
-from predcode.schema import Spec, bad, closest, coerce, setting, specs, validate
+from predcode.limits import SEED_MAX
+from predcode.schema import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_ROWS,
+    MAX_TRIALS,
+    Spec,
+    bad,
+    closest,
+    coerce,
+    setting,
+    specs,
+    validate,
+)
 
 __all__ = [
     "DataConfig",
@@ -30,8 +43,6 @@ __all__ = [
     "tables",
 ]
 
-SEED_MAX = 2**32 - 1
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -41,9 +52,15 @@ class DataConfig:
 
     dataset: str = setting("mnist", "str", expected="a dataset name", help="one of " + ", ".join(map(repr, NAMES)))
     n_train: int | None = setting(
-        None, "int", low=1, optional=True, none_words=("all", "none"), help="training images; all: every one left"
+        None,
+        "int",
+        low=1,
+        high=MAX_ROWS,
+        optional=True,
+        none_words=("all", "none"),
+        help="training images; all: every one left",
     )
-    n_val: int = setting(2000, "int", low=1, help="validation images split from the training set")
+    n_val: int = setting(2000, "int", low=1, high=MAX_ROWS, help="validation images split from the training set")
     train_file: str | None = setting(
         None, "path", optional=True, expected="a path to a .npy file", help="a (n, 784) design matrix in [0, 1]"
     )
@@ -70,13 +87,16 @@ class TrainConfig:
 
     SECTION: ClassVar[str] = "train"
 
-    batch_size: int = setting(512, "int", low=1, help="images per update; the walkthrough uses 512, the paper 200")
-    eval_batch_size: int = setting(512, "int", low=1, help="images per evaluation batch")
-    epochs: int = setting(100, "int", low=1, help="passes over the training set")
+    batch_size: int = setting(
+        512, "int", low=1, high=MAX_BATCH, help="images per update; the walkthrough uses 512, the paper 200"
+    )
+    eval_batch_size: int = setting(512, "int", low=1, high=MAX_BATCH, help="images per evaluation batch")
+    epochs: int = setting(100, "int", low=1, high=MAX_EPOCHS, help="passes over the training set")
     patience: int | None = setting(
         10,
         "int",
         low=1,
+        high=MAX_EPOCHS,
         optional=True,
         help=(
             "epochs without a better validation score (museum: BCE; PC network: accuracy, or energy "
@@ -88,6 +108,7 @@ class TrainConfig:
         None,
         "int",
         low=1,
+        high=MAX_TRIALS,
         optional=True,
         none_words=("auto", "none"),
         help="trials vmapped together in one step; auto: all that fit in memory",
