@@ -36,6 +36,9 @@ class _Scripted:
             s.epoch = s.best_epoch = e
         self.calls: list[tuple[int, list[bool]]] = []
 
+    def start(self):
+        return []
+
     def begin_epoch(self, epoch, active):
         self.epoch, self.active = epoch, list(map(bool, active))
         self.calls.append((epoch, self.active))

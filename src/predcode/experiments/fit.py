@@ -297,7 +297,7 @@ def run_fit(
     return summary
 
 
-class MuseumFamily:
+class MuseumFamily(Family):
     """The GNCN museum in :func:`run_fit`: trials vmapped as memory allows, the best model by validation BCE."""
 
     def load_data(self, cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:

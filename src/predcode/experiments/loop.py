@@ -33,10 +33,14 @@ class TrialProgress(Protocol):
     """What the loop reads of a trial: epochs finished and the epoch of its best model (0: none yet)."""
 
     @property
-    def epoch(self) -> int: ...
+    def epoch(self) -> int:
+        """Epochs finished."""
+        ...
 
     @property
-    def best_epoch(self) -> int: ...
+    def best_epoch(self) -> int:
+        """The epoch of the best model so far (0: the untrained model, or none yet)."""
+        ...
 
 
 class TrialGroup(Protocol):
@@ -47,10 +51,7 @@ class TrialGroup(Protocol):
         """One progress per trial of the group, in order."""
         ...
 
-    @property
-    def n_batches(self) -> int:
-        """Training batches per epoch."""
-        ...
+    n_batches: int  # training batches per epoch
 
     def start(self) -> list[tuple[int, Any]]:
         """Records of trials that start fresh with an evaluation of their untrained model (epoch 0)."""

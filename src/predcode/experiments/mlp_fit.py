@@ -29,7 +29,15 @@ from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import ConfigError, MLPFitConfig
 from predcode.experiments.config.mlp import MLPModelConfig
 from predcode.experiments.credit import RuleRun, load_mnist, save_rule_checkpoint
-from predcode.experiments.fit import check_split_batches, load_run_tree, resume_epoch, run_fit, write_metrics_csv
+from predcode.experiments.fit import (
+    Family,
+    check_split_batches,
+    load_run_tree,
+    resume_epoch,
+    run_fit,
+    write_metrics_csv,
+)
+from predcode.experiments.loop import TrialGroup
 from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 
@@ -110,7 +118,7 @@ def mlp_fit(cfg: MLPFitConfig, out: Path, *, angle_batch: int = 1000, **options:
     return run_fit(family, cfg, out, **options)
 
 
-class MLPFamily:
+class MLPFamily(Family):
     """MLPs trained by a credit-assignment rule in :func:`~predcode.experiments.fit.run_fit`: the best
     model by validation accuracy; ``angle_batch`` training rows probe the angle to backprop."""
 
@@ -174,7 +182,7 @@ class _MLPTrial:
         return self.run.epoch
 
 
-class MLPTrials:
+class MLPTrials(TrialGroup):
     """The MLP family's :class:`~predcode.experiments.loop.TrialGroup`: rule runs trained together.
 
     One run trains with its trainer's step (or that step split over all devices); several in one
@@ -293,6 +301,7 @@ class MLPTrials:
         )
 
     def result(self, i: int) -> dict:
+        """The finished trial ``i``'s entry of the summary: the rule run's results and its best model."""
         s = self._states[i]
         run = s.run
         return {

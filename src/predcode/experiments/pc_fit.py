@@ -25,7 +25,14 @@ from predcode.experiments.atomic import write_json
 from predcode.experiments.checkpoint import save_checkpoint
 from predcode.experiments.config import PCFitConfig, build_network
 from predcode.experiments.data_files import check_split
-from predcode.experiments.fit import check_split_batches, load_run_tree, resume_epoch, run_fit, write_metrics_csv
+from predcode.experiments.fit import (
+    Family,
+    check_split_batches,
+    load_run_tree,
+    resume_epoch,
+    run_fit,
+    write_metrics_csv,
+)
 from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
@@ -171,7 +178,7 @@ def _metadata(cfg: PCFitConfig, **extra) -> dict:
     return {"model": "pc_network", "task": cfg.network.task, "network": asdict(cfg.network), **extra}
 
 
-class NetworkFamily:
+class NetworkFamily(Family):
     """General PC networks in :func:`~predcode.experiments.fit.run_fit`: the best model by validation
     accuracy (supervised) or energy (generative). ``parallel_trials`` overrides ``train.parallel_trials``."""
 

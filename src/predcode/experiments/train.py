@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from predcode.experiments.loop import epoch_order, run_epochs
+from predcode.experiments.loop import TrialGroup, epoch_order, run_epochs
 from predcode.learning.step import GNCNTrainer, make_trainer, pad_batch
 from predcode.models.gncn import GNCN, Params
 
@@ -143,7 +143,7 @@ def train(
     return group.states[0]
 
 
-class MuseumTrials:
+class MuseumTrials(TrialGroup):
     """The museum's :class:`~predcode.experiments.loop.TrialGroup`: one trial, or several vmapped together.
 
     One trial trains with the trainer's own step (``trainer.step``: plain, or data-parallel);
