@@ -8,7 +8,7 @@ expected, what was got and a hint::
     @dataclass(frozen=True)
     class TrainConfig:
         SECTION: ClassVar[str] = "train"
-        epochs: int = setting(100, "int", low=1, help="passes over the training set")
+        epochs: int = setting(100, "int", low=1, resume="safe", help="passes over the training set")
 
         def __post_init__(self) -> None:
             validate(self)
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ConfigError", "Spec", "bad", "closest", "coerce", "setting", "spec_of", "specs", "validate"]
+__all__ = ["RESUME", "ConfigError", "Spec", "bad", "closest", "coerce", "setting", "spec_of", "specs", "validate"]
 
 
 class ConfigError(ValueError):
@@ -86,18 +86,27 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
+RESUME = ("safe", "history", "schedule")  # what changing a key does to a resumed run (Spec.resume)
+
+
 @dataclass(frozen=True)
 class Spec:
     """What one field takes: ``kind`` of value, a range or choices, whether ``None`` is allowed, and help.
 
     ``kind`` is ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"path"``, ``"ints"`` (a list of
-    integers >= 1, at least ``min_len``) or ``"strs"`` (a list of names). ``low``/``high`` bound
+    integers >= 1, at least ``min_len``) or ``"strs"`` (a list of names). ``resume`` says what a
+    change of the value does to a run that is resumed with it (:data:`RESUME`): ``"safe"`` (the
+    epochs already trained stay what they were: ``train.epochs``, ``train.patience``),
+    ``"history"`` (they would become meaningless: data, model, optimizer, seed; ``--resume``
+    refuses the change) or ``"schedule"`` (safe unless ``optimizer.schedule`` is ``"cosine"``,
+    whose decay spans the whole training). ``low``/``high`` bound
     numbers (``open_low``/``open_high``: strictly). ``optional`` allows ``None``, written in a file
     as the first of ``none_words``; ``none_means`` says what it means. ``expected`` replaces the
     generated description of the valid values.
     """
 
     kind: str
+    resume: str = ""
     help: str = ""
     low: float | None = None
     high: float | None = None
@@ -109,6 +118,10 @@ class Spec:
     none_means: str = ""
     min_len: int = 1
     expected: str = ""
+
+    def __post_init__(self) -> None:
+        if self.resume not in RESUME:
+            raise TypeError(f"Spec.resume: expected one of {', '.join(map(repr, RESUME))}, got {self.resume!r}")
 
     def describe(self, *, words: bool = True) -> str:
         """The valid values in words: ``an integer >= 1 or "none"`` (``or None`` when ``words`` is false)."""
@@ -154,9 +167,13 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-def setting(default: Any, kind: str, **spec: Any) -> Any:
-    """A dataclass field with its :class:`Spec` (``help``, ``low``, ``choices``, ...) in its metadata."""
-    return dataclasses.field(default=default, metadata={"spec": Spec(kind, **spec)})
+def setting(default: Any, kind: str, *, resume: str, **spec: Any) -> Any:
+    """A dataclass field with its :class:`Spec` (``help``, ``low``, ``choices``, ...) in its metadata.
+
+    ``resume`` (required, so that no key goes unclassified) is ``"safe"``, ``"history"`` or
+    ``"schedule"``: what changing the key on ``--resume`` does (:class:`Spec`).
+    """
+    return dataclasses.field(default=default, metadata={"spec": Spec(kind, resume=resume, **spec)})
 
 
 def spec_of(f: dataclasses.Field) -> Spec | None:

@@ -49,13 +49,13 @@ _ACTS = tuple(ACTIVATIONS)
 
 
 def _cell_kind(default: str, help: str, *, root: bool = False) -> Any:
-    return setting(default, "str", choices=CELLS + (("none",) if root else ()), help=help)
+    return setting(default, "str", choices=CELLS + (("none",) if root else ()), help=help, resume="history")
 
 
 def _sigma(
     help: str = "the fixed variance of a Gaussian cell, the start of a learned one, or a Laplacian's scale",
 ) -> Any:
-    return setting(1.0, "float", low=0, open_low=True, help=help)
+    return setting(1.0, "float", low=0, open_low=True, help=help, resume="history")
 
 
 @dataclass(frozen=True)
@@ -69,20 +69,27 @@ class NetworkSection:
         "str",
         choices=("supervised", "generative"),
         help="clamp image and label, or infer a code for the image",
+        resume="history",
     )
     dims: tuple[int, ...] = setting(
-        (784, 256, 256, 10), "ints", min_len=2, help="node sizes from the first to the last"
+        (784, 256, 256, 10), "ints", min_len=2, help="node sizes from the first to the last", resume="history"
     )
-    names: tuple[str, ...] | None = setting(None, "strs", optional=True, help="one distinct name per node")
-    activation: str = setting("relu", "str", choices=_ACTS, help="the hidden transforms' activation")
-    output_activation: str = setting("identity", "str", choices=_ACTS, help="the last transform's activation")
-    bias: bool = setting(True, "bool", help="Dense transforms with a bias")
+    names: tuple[str, ...] | None = setting(
+        None, "strs", optional=True, help="one distinct name per node", resume="history"
+    )
+    activation: str = setting("relu", "str", choices=_ACTS, help="the hidden transforms' activation", resume="history")
+    output_activation: str = setting(
+        "identity", "str", choices=_ACTS, help="the last transform's activation", resume="history"
+    )
+    bias: bool = setting(True, "bool", help="Dense transforms with a bias", resume="history")
     cell: str = _cell_kind("gaussian", "the hidden nodes' error cell")
-    covariance: str = setting("fixed", "str", choices=COVARIANCE_KINDS, help="a Gaussian cell's covariance")
+    covariance: str = setting(
+        "fixed", "str", choices=COVARIANCE_KINDS, help="a Gaussian cell's covariance", resume="history"
+    )
     sigma: float = _sigma()
     output_cell: str = _cell_kind("gaussian", "the last node's error cell")
     output_covariance: str = setting(
-        "fixed", "str", choices=COVARIANCE_KINDS, help="the last node's Gaussian covariance"
+        "fixed", "str", choices=COVARIANCE_KINDS, help="the last node's Gaussian covariance", resume="history"
     )
     output_sigma: float = _sigma()
     root_cell: str = _cell_kind("none", "the first node's prior; none: no prior", root=True)
@@ -92,6 +99,7 @@ class NetworkSection:
         "str",
         choices=("nodes", "transform"),
         help='"nodes": inferred value nodes; "transform": the hidden layers are one transform',
+        resume="history",
     )
 
     def __post_init__(self) -> None:
@@ -119,11 +127,15 @@ class InferenceSection:
 
     SECTION: ClassVar[str] = "inference"
 
-    T: int = setting(20, "int", low=0, help="inference steps per batch")
-    optimizer: str = setting("sgd", "str", choices=("sgd", "momentum", "adam"), help="the state optimizer")
-    learning_rate: float = setting(0.1, "float", low=0, open_low=True, help="the state optimizer's step")
+    T: int = setting(20, "int", low=0, help="inference steps per batch", resume="history")
+    optimizer: str = setting(
+        "sgd", "str", choices=("sgd", "momentum", "adam"), help="the state optimizer", resume="history"
+    )
+    learning_rate: float = setting(
+        0.1, "float", low=0, open_low=True, help="the state optimizer's step", resume="history"
+    )
     T_eval: int | None = setting(
-        None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
+        None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes", resume="history"
     )
 
     def __post_init__(self) -> None:
