@@ -174,6 +174,17 @@ def fit(
 
         initialize()
     common: dict[str, Any] = dict(n_trials=n_trials, resume=resume, force=force, log=tuple(log))
+    if resume and (folder / "config.toml").exists():
+        from predcode.experiments.fit import RESUMES, resume_changes
+
+        with _fit_errors(folder):
+            accepted, refused = resume_changes(folder, cfg)  # the fit refuses what it must, naming each key
+        for key, change in ({} if refused else accepted).items():
+            console.print(
+                escape(f"resume: {key} {change['old']!r} -> {change['new']!r}")
+                + (escape(f" ({change['note']})") if "note" in change else "")
+                + f" (recorded in config.toml and {RESUMES})"
+            )
     if isinstance(cfg, PCFitConfig):  # a [network] table: a general PC network
         return _fit_pc(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
     if isinstance(cfg, MLPFitConfig):  # [model] family = "mlp": an MLP trained by its rule
@@ -366,6 +377,9 @@ def demo(
         except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print(f"interrupted: the demo's run folder {out} holds the last finished epoch")
+            raise typer.Exit(130) from None
     console.print(
         f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "
         f"(best epoch {summary['best_epoch']}); test BCE {summary['test_bce_first_2000']:.2f}"

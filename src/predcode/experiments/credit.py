@@ -29,6 +29,7 @@ from predcode.experiments.checkpoint import (
     upgrade_arrays,
 )
 from predcode.experiments.config import RULES
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.learning.rules import (
     BackProp,
     DirectFeedbackAlignment,
@@ -254,6 +255,7 @@ class RuleRun:
         for i in range(n):
             idx = order[i * bs : (i + 1) * bs]
             params, rule_state, opt_state, loss = self.trainer.step(params, rule_state, opt_state, xtr[idx], ytr[idx])
+            stop_if_interrupted()  # Ctrl-C: here, between steps (predcode.experiments.interrupt)
             losses.append(loss)
             self.step += 1
             if self.step in self.EARLY and self.step < n:

@@ -22,18 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from predcode.experiments.atomic import atomic_path, write_json, write_text
+from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import save_checkpoint
-from predcode.experiments.config import ConfigError, MLPFitConfig, dump_toml
+from predcode.experiments.config import ConfigError, MLPFitConfig
 from predcode.experiments.config.mlp import MLPModelConfig
 from predcode.experiments.credit import RuleRun, load_mnist, save_rule_checkpoint
 from predcode.experiments.fit import (
     check_fit_options,
+    fit_session,
     load_run_tree,
     prepare_run_folder,
     resume_epoch,
     write_metrics_csv,
 )
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter
 
@@ -92,6 +94,7 @@ def _metadata(cfg: MLPFitConfig, **extra) -> dict:
     return {"model": "mlp", "rule": m.rule, "sizes": list(m.sizes), "activation": m.activation, **extra}
 
 
+@fit_session  # Ctrl-C stops at a safe point; the run folder stays locked until the fit returns
 def mlp_fit(
     cfg: MLPFitConfig,
     out: Path,
@@ -120,9 +123,7 @@ def mlp_fit(
         raise ConfigError(
             f"train.batch_size: expected at most the {len(data[0])} training images, got {cfg.train.batch_size}"
         )
-    prepare_run_folder(out, resume, force)
-    if not resume:
-        write_text(out / "config.toml", dump_toml(cfg))
+    prepare_run_folder(out, resume, force, cfg)
     results = []
     for t in range(n_trials):
         writer = EventWriter(out / "tb" / f"trial{t}") if "tensorboard" in log else None
@@ -142,6 +143,7 @@ def _train_trial(cfg, data, out, t, resume, writer, on_batch, on_epoch, angle_ba
         run.restore(state, meta["history"])
         best_score, best_epoch, best_test = meta["best_val_accuracy"], meta["best_epoch"], meta["best_test_accuracy"]
     while run.epoch < run.epochs:
+        stop_if_interrupted()  # Ctrl-C: after the last epoch's saves (predcode.experiments.interrupt)
         record = run.train_epoch(on_batch)
         if best_score is None or record["val_accuracy"] > best_score:
             best_score, best_epoch, best_test = record["val_accuracy"], record["epoch"], record["test_accuracy"]

@@ -21,16 +21,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.data import load, to_float, train_val_split
-from predcode.experiments.atomic import atomic_path, write_json, write_text
+from predcode.experiments.atomic import atomic_path, write_json
 from predcode.experiments.checkpoint import save_checkpoint
-from predcode.experiments.config import ConfigError, PCFitConfig, build_network, dump_toml
+from predcode.experiments.config import ConfigError, PCFitConfig, build_network
 from predcode.experiments.fit import (
     check_fit_options,
+    fit_session,
     load_run_tree,
     prepare_run_folder,
     resume_epoch,
     write_metrics_csv,
 )
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.experiments.provenance import provenance
 from predcode.experiments.tensorboard import EventWriter
 from predcode.learning.pc import PCTrainer
@@ -168,6 +170,7 @@ def _metadata(cfg: PCFitConfig, **extra) -> dict:
     return {"model": "pc_network", "task": cfg.network.task, "network": asdict(cfg.network), **extra}
 
 
+@fit_session  # Ctrl-C stops at a safe point; the run folder stays locked until the fit returns
 @lapack_threads()  # jaxlib's CPU Cholesky (full-covariance cells) on one OpenBLAS thread for this call only
 def pc_fit(
     cfg: PCFitConfig,
@@ -205,9 +208,7 @@ def pc_fit(
                 )
     writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
     if writes:
-        prepare_run_folder(out, resume, force)
-        if not resume:
-            write_text(out / "config.toml", dump_toml(cfg))
+        prepare_run_folder(out, resume, force, cfg)
     network = build_network(cfg)
     trainer = make_pc_trainer(cfg, network, n_train=len(data.x_train))
     start = [resume_epoch(out, t) if resume else 0 for t in range(n_trials)]
@@ -281,6 +282,7 @@ class _TrialGroup:
                     for perm in perms
                 ]
                 params, opt, metrics = self._step(params, opt, clamps)
+                stop_if_interrupted()  # Ctrl-C: here, between steps (predcode.experiments.interrupt)
                 if b % 50 == 0 or b == n_batches - 1:
                     energies = np.asarray(metrics.energy, np.float64)
                     status = np.asarray(metrics.status)
@@ -297,6 +299,7 @@ class _TrialGroup:
             seconds = (time.perf_counter() - started) / len(self.trials)
             for i, t in enumerate(self.trials):
                 self._end_epoch(i, t, epoch, float(energies[i]), seconds, on_epoch)
+            stop_if_interrupted()  # after the epoch's saves
         return {t: self._result(i, t) for i, t in enumerate(self.trials)}
 
     def _end_epoch(self, i: int, t: int, epoch: int, train_energy: float, seconds: float, on_epoch) -> None:

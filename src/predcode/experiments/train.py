@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.learning.step import GNCNTrainer, make_trainer, pad_batch
 from predcode.models.gncn import GNCN, Params
 
@@ -139,6 +140,7 @@ def train(
             on_epoch(initial, state)
     n_batches = -(-len(x_train) // batch_size)
     while state.epoch < epochs and not (patience is not None and state.epoch - state.best_epoch >= patience):
+        stop_if_interrupted()  # Ctrl-C: after the last epoch's saves (predcode.experiments.interrupt)
         epoch = state.epoch + 1
         params, opt_state = state.params, state.opt_state
         start = time.perf_counter()
@@ -153,6 +155,7 @@ def train(
                     "Lower the learning rate or the settling step beta."
                 )
             sums += np.array([float(m.bce), float(m.tod)]) * len(rows)
+            stop_if_interrupted()  # between steps
             if on_batch:
                 on_batch(b + 1, n_batches, float(m.bce), float(m.tod))
         val_bce, val_tod = evaluate(trainer, params, x_val, eval_batch_size, name=f"x_val (after epoch {epoch})")

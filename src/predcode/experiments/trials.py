@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.experiments.train import EpochRecord, TrainState, describe_nonfinite, epoch_order
 from predcode.learning.step import GNCNTrainer, all_finite, gncn_metrics, make_trainer, pad_batch
 from predcode.learning.trainer import Hebbian, training_step
@@ -223,6 +224,7 @@ def train_trials(
 
     n_batches = -(-len(x_train) // batch_size)
     while any(wants_more(s) for s in trained):
+        stop_if_interrupted()  # Ctrl-C: after the last epoch's saves (predcode.experiments.interrupt)
         epoch = min(s.epoch for s in trained if wants_more(s)) + 1
         running = np.array([wants_more(s) and s.epoch + 1 == epoch for s in trained])
         orders = [epoch_order(len(x_train), int(seed), epoch) for seed in seeds]
@@ -245,6 +247,7 @@ def train_trials(
                 )
             batch = np.stack([np.asarray(m.bce, np.float64), np.asarray(m.tod, np.float64)], axis=1)
             sums += batch * len(rows[0])
+            stop_if_interrupted()  # between steps
             if on_batch:
                 mean = batch[running].mean(axis=0)
                 on_batch(b + 1, n_batches, float(mean[0]), float(mean[1]))
