@@ -6,6 +6,7 @@ its function, so ``predcode --version``, ``--help`` and shell completion stay fa
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,7 +96,23 @@ def _epoch_line(r) -> str:
     )
 
 
+def _interruptible(command):
+    """Ctrl-C before a fit's own handling starts (while the command imports the library or reads the
+    config) exits 130 too, not click's "Aborted!" with 1."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return run
+
+
 @app.command()
+@_interruptible
 def fit(
     config: Path = typer.Option(
         ...,
@@ -320,6 +337,7 @@ def _fit_mlp(cfg, folder: Path, *, quiet: bool, **common) -> None:
 
 
 @app.command()
+@_interruptible
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run folder (a run already in it is overwritten)."),
     kind: str = typer.Option("gncn_pdh", help="Museum model: gncn_t1, gncn_t1_sigma, gncn_t2_lsigma, gncn_pdh."),
@@ -500,6 +518,7 @@ def _listed(option: str, values: list[str], cast=str, choices: tuple[str, ...] |
 
 
 @credit_app.command("mnist")
+@_interruptible
 def credit_mnist(
     out: Path = typer.Option(
         Path("results/credit"), "--out", help="Folder for <rule>.json (what `credit report` joins)."

@@ -48,6 +48,7 @@ class RunFolderLock:
         self.folder, self.fd = folder, fd
 
     def release(self) -> None:
+        """Free the lock (closing the file; the file itself stays). A second call does nothing."""
         if self.fd is not None:
             os.close(self.fd)  # closing the file releases the flock
             self.fd = None
