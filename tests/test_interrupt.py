@@ -67,6 +67,9 @@ def _start(tmp_path: Path, args: list[str], moment: str = "none", cache: Path | 
         [sys.executable, str(DRIVER), moment, *args, *(["--quiet"] if args[0] == "fit" else [])],
         cwd=tmp_path,
         env=env,
+        # As a terminal would: a test run in the background (nohup, `&`) inherits SIGINT ignored,
+        # and a process that starts with SIGINT ignored rightly keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
