@@ -27,7 +27,7 @@ from predcode.cli import app
 from predcode.data import DatasetError, load, read_idx_images, read_idx_labels, read_idx_pair
 from predcode.data import datasets as ds
 from predcode.experiments.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from predcode.experiments.config import ConfigError, load_config, parse_legacy, parse_toml
+from predcode.experiments.config import ConfigError, dump_toml, load_config, parse_legacy, parse_toml
 from predcode.experiments.fit import RunFolderError, fit
 from predcode.experiments.train import evaluate, train
 from predcode.models.gncn import lateral_matrix
@@ -977,7 +977,7 @@ def _(tmp, small):
     params = _params(other)
     run = tmp / "run"
     run.mkdir()
-    (run / "config.toml").write_text("# the earlier run\n")
+    (run / "config.toml").write_text(dump_toml(cfg))  # the run's config agrees; its checkpoints do not
     meta = {"kind": "gncn_pdh", "epoch": 1, "best_epoch": 1, "best_val_bce": 1.0}
     save_checkpoint(run / "state0", {"params": params}, meta)
     save_checkpoint(run / "best0", {"params": params}, meta)

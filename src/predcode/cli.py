@@ -6,6 +6,7 @@ its function, so ``predcode --version``, ``--help`` and shell completion stay fa
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterator
@@ -134,7 +135,23 @@ def _epoch_line(r) -> str:
     )
 
 
+def _interruptible(command):
+    """Ctrl-C before a fit's own handling starts (while the command imports the library or reads the
+    config) exits 130 too, not click's "Aborted!" with 1."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            say("interrupted")
+            raise typer.Exit(130) from None
+
+    return run
+
+
 @app.command()
+@_interruptible
 def fit(
     config: Path = typer.Option(
         ...,
@@ -204,6 +221,17 @@ def fit(
 
         initialize()
     common: dict[str, Any] = dict(n_trials=n_trials, resume=resume, force=force, log=tuple(log))
+    if resume and (folder / "config.toml").exists():
+        from predcode.experiments.fit import RESUMES, resume_changes
+
+        with _fit_errors(folder):
+            accepted, refused = resume_changes(folder, cfg)  # the fit refuses what it must, naming each key
+        for key, change in ({} if refused else accepted).items():
+            say(
+                f"resume: {key} {change['old']!r} -> {change['new']!r}"
+                + (f" ({change['note']})" if "note" in change else "")
+                + f" (recorded in config.toml and {RESUMES})"
+            )
     _fit_family(cfg, folder, quiet=quiet, data_parallel=data_parallel or distributed, **common)
 
 
@@ -456,6 +484,7 @@ def sweep(
 
 
 @app.command()
+@_interruptible
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Run folder (a run already in it is overwritten)."),
     kind: str = typer.Option("gncn_pdh", help="Museum model: gncn_t1, gncn_t1_sigma, gncn_t2_lsigma, gncn_pdh."),
@@ -509,6 +538,9 @@ def demo(
             fail(err, 2)
         except (DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as err:
             fail(err, 1)
+        except KeyboardInterrupt:
+            say(f"interrupted: the demo's run folder {out} holds the last finished epoch")
+            raise typer.Exit(130) from None
     say(
         f"validation BCE {summary['initial_val_bce']:.2f} -> {summary['best_val_bce']:.2f} "
         f"(best epoch {summary['best_epoch']}); test BCE {summary['test_bce_first_2000']:.2f}"
@@ -667,6 +699,7 @@ def _listed(option: str, values: list[str], cast=str, choices: tuple[str, ...] |
 
 
 @credit_app.command("mnist")
+@_interruptible
 def credit_mnist(
     out: Path = typer.Option(
         Path("results/credit"), "--out", help="Folder for <rule>.json (what `credit report` joins)."

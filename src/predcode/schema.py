@@ -8,7 +8,7 @@ expected, what was got and a hint::
     @dataclass(frozen=True)
     class TrainConfig:
         SECTION: ClassVar[str] = "train"
-        epochs: int = setting(100, "int", low=1, high=10**6, help="passes over the training set")
+        epochs: int = setting(100, "int", low=1, high=10**6, resume="safe", help="passes over the training set")
 
         def __post_init__(self) -> None:
             validate(self)
@@ -40,6 +40,7 @@ __all__ = [
     "MAX_ROWS",
     "MAX_STEPS",
     "MAX_TRIALS",
+    "RESUME",
     "ConfigError",
     "Spec",
     "bad",
@@ -106,12 +107,20 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
+RESUME = ("safe", "history", "schedule")  # what changing a key does to a resumed run (Spec.resume)
+
+
 @dataclass(frozen=True)
 class Spec:
     """What one field takes: ``kind`` of value, a range or choices, whether ``None`` is allowed, and help.
 
     ``kind`` is ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"path"``, ``"ints"`` (a list of
-    ``min_len`` to ``max_len`` integers in ``[1, high]``) or ``"strs"`` (a list of names).
+    ``min_len`` to ``max_len`` integers in ``[1, high]``) or ``"strs"`` (a list of names). ``resume`` says what a
+    change of the value does to a run that is resumed with it (:data:`RESUME`): ``"safe"`` (the
+    epochs already trained stay what they were: ``train.epochs``, ``train.patience``),
+    ``"history"`` (they would become meaningless: data, model, optimizer, seed; ``--resume``
+    refuses the change) or ``"schedule"`` (safe unless ``optimizer.schedule`` is ``"cosine"``,
+    whose decay spans the whole training).
     ``low``/``high`` bound numbers (``open_low``/``open_high``: strictly); every integer setting
     must declare ``high`` (the ``MAX_*`` bounds of this module), so no value passes the check
     only to overflow a shape or loop counter later. ``optional`` allows ``None``, written in a file
@@ -120,6 +129,7 @@ class Spec:
     """
 
     kind: str
+    resume: str = ""
     help: str = ""
     low: float | None = None
     high: float | None = None
@@ -136,6 +146,8 @@ class Spec:
     def __post_init__(self) -> None:
         if self.kind in ("int", "ints") and self.high is None:
             raise TypeError(f"an integer setting needs an upper bound (high=...), got kind {self.kind!r} without one")
+        if self.resume not in RESUME:
+            raise TypeError(f"Spec.resume: expected one of {', '.join(map(repr, RESUME))}, got {self.resume!r}")
 
     def describe(self, *, words: bool = True) -> str:
         """The valid values in words: ``an integer >= 1 or "none"`` (``or None`` when ``words`` is false)."""
@@ -184,9 +196,13 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-def setting(default: Any, kind: str, **spec: Any) -> Any:
-    """A dataclass field with its :class:`Spec` (``help``, ``low``, ``choices``, ...) in its metadata."""
-    return dataclasses.field(default=default, metadata={"spec": Spec(kind, **spec)})
+def setting(default: Any, kind: str, *, resume: str, **spec: Any) -> Any:
+    """A dataclass field with its :class:`Spec` (``help``, ``low``, ``choices``, ...) in its metadata.
+
+    ``resume`` (required, so that no key goes unclassified) is ``"safe"``, ``"history"`` or
+    ``"schedule"``: what changing the key on ``--resume`` does (:class:`Spec`).
+    """
+    return dataclasses.field(default=default, metadata={"spec": Spec(kind, resume=resume, **spec)})
 
 
 def spec_of(f: dataclasses.Field) -> Spec | None:

@@ -32,6 +32,7 @@ from predcode.experiments.checkpoint import (
 )
 from predcode.experiments.config import RULES, MLPModelConfig
 from predcode.experiments.data_files import check_split
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.experiments.loop import epoch_order
 from predcode.learning.rules import (
     BackProp,
@@ -254,6 +255,7 @@ class RuleRun:
         n = self.steps_per_epoch
         for i in range(n):
             loss = self.train_batch(i)
+            stop_if_interrupted()  # Ctrl-C: here, between steps (predcode.experiments.interrupt)
             if on_batch is not None and (i % 50 == 0 or i == n - 1):
                 on_batch(i + 1, n, float(loss))
         return self.finish_epoch()

@@ -18,7 +18,8 @@ from predcode.experiments.analyze import load_run
 from predcode.experiments.atomic import write_json
 from predcode.experiments.config import FitConfig, with_overrides
 from predcode.experiments.density import extract_latents, fit_prior, sample_images
-from predcode.experiments.fit import fit, load_fit_data
+from predcode.experiments.fit import fit, fit_session, load_fit_data, prepare_run_folder
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.experiments.plots import curves_title, image_grid
 from predcode.experiments.train import EpochRecord, evaluate
 from predcode.learning.step import make_trainer
@@ -54,6 +55,7 @@ def demo_config(
     )
 
 
+@fit_session  # Ctrl-C stops at a safe point; the run folder stays locked for the whole demo
 @lapack_threads()  # jaxlib's CPU Cholesky on one OpenBLAS thread for this call only
 def run_demo(
     out: Path,
@@ -82,7 +84,9 @@ def run_demo(
         if on_epoch:
             on_epoch(record)
 
+    prepare_run_folder(out, resume=False, force=True)  # locked now, for the fit and the samples after it
     fitted = fit(cfg, out, force=True, on_batch=on_batch, on_epoch=on_fit_epoch)
+    stop_if_interrupted()
     run = load_run(out)  # the best model, read back as analyze reads it
     model, params = run.model, run.params
     test_x, _ = load_binarized(cfg.data.dataset, "test")
@@ -90,7 +94,9 @@ def run_demo(
 
     x_tr, _ = load_fit_data(cfg)
     seed = cfg.train.seed
+    stop_if_interrupted()
     prior = fit_prior(extract_latents(model, params, x_tr[:2000]), n_components=n_components, seed=seed)
+    stop_if_interrupted()
     samples = sample_images(model, params, prior, 100, seed=seed)
     title = f"{curves_title(cfg, kind)}\nsamples from a {n_components}-component GMM prior"
     image_grid(samples, out / "samples.png", title=title)

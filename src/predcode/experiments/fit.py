@@ -15,8 +15,14 @@ BCE and ToD).
 from __future__ import annotations
 
 import csv
+import filecmp
+import functools
 import io
 import json
+import os
+import socket
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from predcode.data import load_binarized, train_val_split
+from predcode.experiments import runlock
 from predcode.experiments.atomic import atomic_path, write_json, write_text
 from predcode.experiments.checkpoint import (
     CheckpointError,
@@ -38,11 +45,20 @@ from predcode.experiments.checkpoint import (
     tree_from_arrays,
     upgrade_arrays,
 )
-from predcode.experiments.config import ConfigError, FitConfig, dump_toml
+from predcode.experiments.config import (
+    ConfigError,
+    FitConfig,
+    config_to_dict,
+    dump_toml,
+    family_specs,
+    load_config,
+)
 from predcode.experiments.data_files import check_split, read_data_file
+from predcode.experiments.interrupt import deferred_interrupts
 from predcode.experiments.loop import TrialGroup, run_epochs
 from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
+from predcode.experiments.runlock import lock_scope
 from predcode.experiments.tensorboard import epoch_scalars
 from predcode.experiments.tracking import LOGGERS, check_loggers, open_trackers
 from predcode.experiments.train import EpochRecord, MuseumTrials, TrainState
@@ -152,33 +168,189 @@ def _load_state(folder: Path, model: GNCN, trainer, trial: int) -> TrainState:
 
 
 _RUN_FILES = ("config.toml", "summary.json", "metrics.csv", "best*.json", "state*.json", "Lx*.npy")
+RESUMES = "resumes.jsonl"  # one line a --resume: its time, the keys it changed and the epoch they took effect
 
 
-def prepare_run_folder(out: Path, resume: bool, force: bool) -> None:
-    """Check ``out`` for a fit of any family (``resume`` needs a run there, ``force`` overwrites one); create it."""
+class RunFolderBusy(RunFolderError):
+    """Another process (or thread) is training in the run folder (``predcode fit`` exits 2)."""
+
+
+def fit_session(fn: Callable) -> Callable:
+    """Decorate a family's fit: Ctrl-C stops it at a safe point (:mod:`~predcode.experiments.interrupt`)
+    and the run folder it prepares stays locked until it returns (:mod:`~predcode.experiments.runlock`)."""
+
+    @functools.wraps(fn)
+    def session(*args: Any, **kwargs: Any) -> Any:
+        with deferred_interrupts(), lock_scope():
+            return fn(*args, **kwargs)
+
+    return session
+
+
+def prepare_run_folder(out: Path, resume: bool, force: bool, cfg: Any = None) -> None:
+    """Check ``out`` for a fit of any family (``resume`` needs a run there, ``force`` overwrites one),
+    create it and lock it for this process; with ``cfg``, write its ``config.toml`` or, on resume,
+    check the config against the run's (:func:`resume_changes`) and record the change.
+
+    The lock (``out/.predcode.lock``, see :mod:`predcode.experiments.runlock`) is held until the
+    :func:`fit_session` around the caller ends (without one, until this function returns); another
+    process, or another thread, gets :class:`RunFolderBusy`.
+    """
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out: expected a folder for the run, got the existing file {out}; choose another --out")
-    has_run = (out / "config.toml").exists()
-    if not has_run and not force and out.is_dir():
-        found = sorted(p.name for pattern in _RUN_FILES for p in out.glob(pattern))
-        if found:
-            raise RunFolderError(
-                f"--out: {out} holds files of an earlier run ({', '.join(found[:4])}) but "
-                "no config.toml to resume it from; pass --force to overwrite them or "
-                "choose another --out"
-            )
-    if resume and not has_run:
+    if resume and not (out / "config.toml").exists():
         raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
-    if has_run and not resume and not force:
-        raise RunFolderError(
-            f"--out: {out} already holds a run; pass --resume to continue it or --force to overwrite it"
-        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunFolderError(
             f"--out: cannot create the folder {out} ({err.strerror or err}); choose another --out"
         ) from None
+    try:
+        lock = runlock.acquire(out)
+    except runlock.FolderLocked as err:
+        h = err.holder
+        who = f"process {h['pid']}" if "pid" in h else "another process"
+        if h.get("host") and h["host"] != socket.gethostname():
+            who += f" on {h['host']}"
+        since = f", since {h['started']}" if h.get("started") else ""
+        command = f": {h['command']}" if h.get("command") else ""
+        raise RunFolderBusy(
+            f"--out: {out} is in use by {who}{since}{command}; wait for it to end or stop it, "
+            "or choose another --out (the lock goes with the process, however it ends)"
+        ) from None
+    except OSError as err:
+        raise RunFolderError(
+            f"--out: cannot lock the folder {out} ({err.strerror or err}); choose another --out"
+        ) from None
+    try:  # the checks under the lock: no other process can be writing the folder now
+        has_run = (out / "config.toml").exists()
+        if not has_run and not force:
+            found = sorted(p.name for pattern in _RUN_FILES for p in out.glob(pattern))
+            if found:
+                raise RunFolderError(
+                    f"--out: {out} holds files of an earlier run ({', '.join(found[:4])}) but "
+                    "no config.toml to resume it from; pass --force to overwrite them or "
+                    "choose another --out"
+                )
+        if resume and not has_run:
+            raise RunFolderError(f"--resume: {out} holds no run to resume (no config.toml); drop --resume")
+        if has_run and not resume and not force:
+            raise RunFolderError(
+                f"--out: {out} already holds a run; pass --resume to continue it or --force to overwrite it"
+            )
+        if cfg is not None and not resume:
+            write_text(out / "config.toml", dump_toml(cfg))
+        elif cfg is not None:
+            record_resume(out, cfg)
+    finally:
+        if not runlock.scoped():  # in a fit_session the lock is held until the session ends
+            lock.release()
+
+
+def _same_value(spec: Any, old: Any, new: Any) -> tuple[bool, str]:
+    """Whether a key's old and new values are the same; a path names the same file if its content is equal."""
+    if old == new:
+        return True, ""
+    if spec.kind == "path" and old is not None and new is not None:
+        a, b = Path(old), Path(new)
+        if not a.exists():
+            return True, f"the old file {a} is gone; the new one's content was not compared"
+        try:
+            if b.exists() and (os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)):
+                return True, ""
+        except OSError:
+            pass
+    return False, ""
+
+
+def _flat(doc: dict[str, Any]) -> dict[str, Any]:
+    """``{"train": {"epochs": 2}, "out_dir": None}`` -> ``{"train.epochs": 2, "out_dir": None}``."""
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            out.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            out[name] = value
+    return out
+
+
+def resume_changes(out: Path, cfg: Any) -> tuple[dict[str, dict], list[str]]:
+    """The keys ``cfg`` changes against the run's ``config.toml``: ``(accepted, refused)``.
+
+    ``accepted`` maps each safe change (``train.epochs``, ``train.patience``, ...; the key's
+    ``resume`` class in :mod:`predcode.schema`) to ``{"old": ..., "new": ...}``; ``refused`` lists
+    ``"key: old -> new"`` for every change that would make the epochs already trained meaningless.
+    """
+    path = out / "config.toml"
+    try:
+        old = load_config(path)
+    except ConfigError as err:
+        raise RunFolderError(
+            f"--resume: cannot read the run's config ({err}); repair {path} or start a new run in another --out"
+        ) from None
+    if type(old) is not type(cfg):
+        raise RunFolderError(
+            f"--resume: the run in {out} was trained from {old.title} and the config is {cfg.title}; "
+            f"resume with the run's own config ({path}) or start a new run in another --out"
+        )
+    specs = family_specs(type(cfg))
+    before, after = _flat(config_to_dict(old)), _flat(config_to_dict(cfg))
+    cosine = getattr(old.optimizer, "schedule", "constant") == "cosine"
+    accepted: dict[str, dict] = {}
+    refused: list[str] = []
+    for key, spec in specs.items():
+        same, note = _same_value(spec, before.get(key), after.get(key))
+        if same and not note:
+            continue
+        change = {"old": before.get(key), "new": after.get(key), **({"note": note} if note else {})}
+        if same or spec.resume == "safe" or (spec.resume == "schedule" and not cosine):
+            accepted[key] = change
+        elif spec.resume == "schedule":
+            refused.append(
+                f"{key}: {change['old']!r} -> {change['new']!r} (optimizer.schedule = 'cosine' "
+                f"decays the learning rate over {key}, so the remaining steps would change)"
+            )
+        else:
+            refused.append(f"{key}: {change['old']!r} -> {change['new']!r}")
+    return accepted, refused
+
+
+def record_resume(out: Path, cfg: Any) -> dict:
+    """Check ``cfg`` against the run in ``out`` (:func:`resume_changes`; a refused change is a
+    :class:`RunFolderError` naming each key), then write the accepted changes into ``config.toml``
+    and append the resume (time, changes, the epoch they take effect per trial) to ``resumes.jsonl``."""
+    accepted, refused = resume_changes(out, cfg)
+    if refused:
+        cosine = getattr(cfg.optimizer, "schedule", "constant") == "cosine"
+        specs = family_specs(type(cfg)).items()
+        safe = sorted(k for k, s in specs if s.resume == "safe" or (s.resume == "schedule" and not cosine))
+        raise RunFolderError(
+            f"--resume: the config changes what the run in {out} was trained with: {'; '.join(refused)}. "
+            f"These would make its history meaningless; resume with the run's own config "
+            f"(--config {out / 'config.toml'}) or start a new run in another --out "
+            f"(keys a resume may change: {', '.join(safe)})"
+        )
+    trials = sorted(int(p.name[5:-5]) for p in out.glob("state*.json") if p.name[5:-5].isdigit())
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "changed": accepted,
+        "from_epoch": {str(t): resume_epoch(out, t) + 1 for t in trials},
+        "command": " ".join(sys.argv),
+    }
+    if accepted:
+        write_text(out / "config.toml", dump_toml(cfg))
+    previous = (out / RESUMES).read_text() if (out / RESUMES).exists() else ""
+    write_text(out / RESUMES, previous + json.dumps(entry, sort_keys=True) + "\n")
+    return entry
+
+
+def read_resumes(out: Path) -> list[dict]:
+    """The run's resumes, oldest first (``resumes.jsonl``; empty for a run never resumed)."""
+    path = Path(out) / RESUMES
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class FitGroup(TrialGroup, Protocol):
@@ -237,6 +409,7 @@ def _epoch(record: Any) -> int:
     return int(record["epoch"] if isinstance(record, dict) else record.epoch)
 
 
+@fit_session  # Ctrl-C stops at a safe point; the run folder stays locked until the fit returns
 def run_fit(
     family: Family,
     cfg: Any,
@@ -252,8 +425,11 @@ def run_fit(
 ) -> dict:
     """Train ``n_trials`` trials (seeds ``train.seed + t``) of ``cfg`` into the run folder ``out``: every family's fit.
 
-    The data are read and checked first; then the run folder is prepared (``resume`` continues
-    the run there, ``force`` overwrites it) and the resolved config written to ``config.toml``.
+    The data are read and checked first; then the run folder is prepared and locked for the
+    whole fit (``resume`` continues the run there, refusing config changes that would make its
+    history meaningless and recording the safe ones; ``force`` overwrites it) and the resolved
+    config written to ``config.toml``. Ctrl-C stops the fit at a safe point (between steps, after
+    an epoch's saves; :mod:`predcode.experiments.interrupt`).
     The family's trial groups train through :func:`~predcode.experiments.loop.run_epochs`
     (``train.epochs``, early stopping after ``train.patience`` epochs without improvement); after
     every epoch of every trial its checkpoints and ``metrics.csv`` are written, the trackers
@@ -267,9 +443,7 @@ def run_fit(
     family.check(cfg, data, data_parallel=data_parallel)
     writes = jax.process_index() == 0  # in a multi-process run the others compute the same and write nothing
     if writes:
-        prepare_run_folder(out, resume, force)
-        if not resume:
-            write_text(out / "config.toml", dump_toml(cfg))
+        prepare_run_folder(out, resume, force, cfg)  # writes config.toml, or checks a resume's changes
     trackers = open_trackers(log, out, cfg, n_trials=n_trials, resume=resume, writes=writes)
     rows: dict[int, list[dict]] = {}
     results: dict[int, dict] = {}
@@ -483,13 +657,19 @@ __all__ = [
     "Family",
     "FitGroup",
     "MuseumFamily",
+    "RESUMES",
+    "RunFolderBusy",
     "RunFolderError",
     "check_fit_options",
     "check_split_batches",
     "fit",
+    "fit_session",
     "load_fit_data",
     "load_run_tree",
     "prepare_run_folder",
+    "read_resumes",
+    "record_resume",
+    "resume_changes",
     "resume_epoch",
     "run_fit",
     "write_metrics_csv",

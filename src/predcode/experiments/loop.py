@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from predcode.experiments.interrupt import stop_if_interrupted
 from predcode.limits import MAX_EPOCHS
 
 __all__ = ["TrialGroup", "TrialProgress", "epoch_order", "run_epochs"]
@@ -97,6 +98,7 @@ def run_epochs(
     for i, record in group.start():
         if on_epoch is not None:
             on_epoch(i, record)
+    stop_if_interrupted()  # after the untrained models' evaluation and saves
 
     def wants_more(s: TrialProgress) -> bool:
         return s.epoch < epochs and not (patience is not None and s.epoch - s.best_epoch >= patience)
@@ -111,8 +113,10 @@ def run_epochs(
         n_batches = group.n_batches
         for b in range(n_batches):
             progress = group.train_batch(b)
+            stop_if_interrupted()  # Ctrl-C: here, between steps (predcode.experiments.interrupt)
             if on_batch is not None and progress is not None:
                 on_batch(b + 1, n_batches, *progress)
         for i, record in group.end_epoch(epoch):
             if on_epoch is not None:
                 on_epoch(i, record)
+        stop_if_interrupted()  # and after the epoch's saves

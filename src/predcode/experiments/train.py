@@ -14,7 +14,9 @@ import optax
 
 from predcode.experiments.loop import TrialGroup, epoch_order, run_epochs
 from predcode.learning.step import GNCNTrainer, make_trainer, pad_batch
+from predcode.limits import MAX_BATCH, MAX_EPOCHS
 from predcode.models.gncn import GNCN, Params
+from predcode.schema import check_int
 
 
 @dataclass
@@ -109,9 +111,8 @@ def train(
     ``trainer`` (default ``make_trainer(model, optimizer)``) may be another trainer of ``model``,
     e.g. a data-parallel one (``predcode.learning.parallel``).
     """
-    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    check_int("epochs", epochs, 1, MAX_EPOCHS)
+    check_int("batch_size", batch_size, 1, MAX_BATCH)
     if patience is not None and (
         not isinstance(patience, (int, np.integer)) or isinstance(patience, bool) or patience < 1
     ):

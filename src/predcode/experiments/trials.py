@@ -27,7 +27,9 @@ from predcode.experiments.loop import run_epochs
 from predcode.experiments.train import EpochRecord, MuseumTrials, TrainState, _take, describe_nonfinite
 from predcode.learning.step import GNCNTrainer, all_finite, gncn_metrics, make_trainer, pad_batch
 from predcode.learning.trainer import Hebbian, training_step
+from predcode.limits import MAX_BATCH, MAX_EPOCHS
 from predcode.models.gncn import GNCN, Params
+from predcode.schema import check_int
 
 __all__ = ["parallel_trials", "stack_trials", "train_trials", "trial_bytes", "vmapped_steps"]
 
@@ -164,9 +166,8 @@ def train_trials(
     n = len(seeds)
     if n < 1:
         raise ValueError(f"seeds: expected at least one seed, got {list(seeds)!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+    check_int("epochs", epochs, 1, MAX_EPOCHS)
+    check_int("batch_size", batch_size, 1, MAX_BATCH)
     if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
         raise ValueError(f"patience: expected an integer >= 1 or None, got {patience!r}")
     slots: list[TrainState | None] = list(states) if states is not None else [None] * n

@@ -125,6 +125,7 @@ def _switch() -> Any:
         optional=True,
         none_means="the kind's own",
         help="an ablation of the museum model's structure (docs/config.md)",
+        resume="history",
     )
 
 
@@ -138,21 +139,34 @@ class GNCNConfig:
 
     SECTION: ClassVar[str] = "model"
 
-    kind: str = setting("gncn_pdh", "str", choices=tuple(MUSEUM), help="which museum model (GNCN.md)")
-    x_dim: int = setting(784, "int", low=1, high=MAX_DIM, help="pixels per image: 784 for 28 x 28 images")
+    kind: str = setting("gncn_pdh", "str", choices=tuple(MUSEUM), help="which museum model (GNCN.md)", resume="history")
+    x_dim: int = setting(
+        784, "int", low=1, high=MAX_DIM, help="pixels per image: 784 for 28 x 28 images", resume="history"
+    )
     z_dims: tuple[int, ...] = setting(
         (360, 360, 360),
         "ints",
         high=MAX_DIM,
         help="latent layer sizes from z1 (bottom) to the top, e.g. [360, 360, 360]",
+        resume="history",
     )
-    K: int = setting(50, "int", low=1, high=MAX_STEPS, help="settling steps per batch; the museum uses 50")
+    K: int = setting(
+        50, "int", low=1, high=MAX_STEPS, help="settling steps per batch; the museum uses 50", resume="history"
+    )
     beta: float = setting(
-        0.1, "float", low=0, open_low=True, help="the Euler step of the settling; the museum uses 0.1"
+        0.1, "float", low=0, open_low=True, help="the Euler step of the settling; the museum uses 0.1", resume="history"
     )
-    leak: float = setting(0.001, "float", low=0, help="the leak -leak z in the drive; the museum uses 0.001")
+    leak: float = setting(
+        0.001, "float", low=0, help="the leak -leak z in the drive; the museum uses 0.001", resume="history"
+    )
     lmbda: float | None = setting(
-        None, "float", low=0, optional=True, none_means="the model's default", help="the Laplace prior's strength"
+        None,
+        "float",
+        low=0,
+        optional=True,
+        none_means="the model's default",
+        help="the Laplace prior's strength",
+        resume="history",
     )
     phi: str | None = setting(
         None,
@@ -161,6 +175,7 @@ class GNCNConfig:
         optional=True,
         none_means="the kind's own",
         help="the latent activation (legacy act_fx)",
+        resume="history",
     )
     g_hidden: str | None = setting(
         None,
@@ -169,36 +184,54 @@ class GNCNConfig:
         optional=True,
         none_means="the kind's own",
         help="the activation of the latent predictions",
+        resume="history",
     )
-    g_out: str = setting("sigmoid", "str", choices=_ACTS, help="the activation of the image prediction (legacy out_fx)")
+    g_out: str = setting(
+        "sigmoid", "str", choices=_ACTS, help="the activation of the image prediction (legacy out_fx)", resume="history"
+    )
     n_group: int = setting(
-        12, "int", low=1, high=MAX_DIM, help="units per lateral competition group of the lower latent layers"
+        12,
+        "int",
+        low=1,
+        high=MAX_DIM,
+        help="units per lateral competition group of the lower latent layers",
+        resume="history",
     )
     n_top_group: int = setting(
-        18, "int", low=1, high=MAX_DIM, help="units per lateral competition group of the top latent layer"
+        18,
+        "int",
+        low=1,
+        high=MAX_DIM,
+        help="units per lateral competition group of the top latent layer",
+        resume="history",
     )
     alpha_scale: float = setting(
-        0.15, "float", help="self-excitation of each unit; a negative value makes it self-inhibition"
+        0.15, "float", help="self-excitation of each unit; a negative value makes it self-inhibition", resume="history"
     )
-    beta_scale: float = setting(0.1, "float", low=0, help="cross-inhibition within a lateral group")
-    wght_sd: float = setting(0.05, "float", low=0, open_low=True, help="the initial weights' standard deviation")
+    beta_scale: float = setting(0.1, "float", low=0, help="cross-inhibition within a lateral group", resume="history")
+    wght_sd: float = setting(
+        0.05, "float", low=0, open_low=True, help="the initial weights' standard deviation", resume="history"
+    )
     sigma_rule: str = setting(
         "legacy",
         "str",
         choices=SIGMA_RULES,
         help="the learned covariance's update: legacy's or the Gaussian NLL gradient",
+        resume="history",
     )
     legacy_frozen_precision: bool = setting(
         False,
         "bool",
         help="true reproduces legacy ngc-learn >= 0.2, whose settling "
         "kept the first precision (GNCN.md); the default uses the current one",
+        resume="history",
     )
     e_init: str = setting(
         "random",
         "str",
         choices=E_INITS,
         help='the learned feedback E: "random" (legacy, drawn apart from W) or "transpose" (W^T)',
+        resume="history",
     )
     lateral_form: str = setting(
         "matrix",
@@ -206,9 +239,14 @@ class GNCNConfig:
         choices=LATERAL_FORMS,
         help='how phi(z) V is computed: "matrix" (a matmul, the default) or "grouped" (group sums of the '
         "fixed V, fewer FLOPs, the same values)",
+        resume="safe",
     )
     solver: str = setting(
-        "euler", "str", choices=SOLVERS, help='the settling solver; the museum uses "euler" (docs/config.md)'
+        "euler",
+        "str",
+        choices=SOLVERS,
+        help='the settling solver; the museum uses "euler" (docs/config.md)',
+        resume="history",
     )
     momentum: float = setting(
         0.5,
@@ -217,6 +255,7 @@ class GNCNConfig:
         high=1,
         open_high=True,
         help='state momentum of the "momentum" and "nesterov" solvers',
+        resume="history",
     )
     settle_tol: float | None = setting(
         None,
@@ -225,9 +264,14 @@ class GNCNConfig:
         open_low=True,
         optional=True,
         help="stop settling once a step moves the states by at most this fraction",
+        resume="history",
     )
-    rtol: float = setting(1e-3, "float", low=0, open_low=True, help='relative tolerance of the "adaptive_heun" solver')
-    atol: float = setting(1e-3, "float", low=0, open_low=True, help='absolute tolerance of the "adaptive_heun" solver')
+    rtol: float = setting(
+        1e-3, "float", low=0, open_low=True, help='relative tolerance of the "adaptive_heun" solver', resume="history"
+    )
+    atol: float = setting(
+        1e-3, "float", low=0, open_low=True, help='absolute tolerance of the "adaptive_heun" solver', resume="history"
+    )
     # Ablations: override one of the kind's structural switches (MUSEUM); None keeps the kind's.
     tied_feedback: bool | None = _switch()  # error feedback W^T (True) or a learned E (False)
     use_dfx: bool | None = _switch()  # phi'(z) on the bottom-up term of the drive
@@ -240,12 +284,14 @@ class GNCNConfig:
         "str",
         choices=CELLS,
         help="the error cell of the image layer x (the legacy museum: gaussian)",
+        resume="history",
     )
     x_signal: str = setting(
         "mu",
         "str",
         choices=X_SIGNALS,
         help="the image error sent up: the cell's dmu (\"mu\", the museum's) or dmu g_out'(a)",
+        resume="history",
     )
     flags: MuseumSpec = field(default=None, compare=False, hash=False, repr=False)  # type: ignore[assignment]
 

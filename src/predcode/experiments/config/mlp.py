@@ -40,6 +40,7 @@ class MLPModelConfig:
         "str",
         choices=("mlp",),
         help="only mlp: a museum model's [model] has no family key, a PC network is a [network] table",
+        resume="history",
     )
     sizes: tuple[int, ...] = setting(
         (784, 256, 256, 10),
@@ -47,18 +48,28 @@ class MLPModelConfig:
         min_len=2,
         high=MAX_DIM,
         help="layer widths from the input (784 pixels) to the output (10 classes)",
+        resume="history",
     )
-    activation: str = setting("relu", "str", choices=tuple(ACTIVATIONS), help="the hidden nonlinearity")
+    activation: str = setting(
+        "relu", "str", choices=tuple(ACTIVATIONS), help="the hidden nonlinearity", resume="history"
+    )
     loss: str = setting(
         "cross_entropy",
         "str",
         choices=LOSSES[:1],
         help="softmax cross-entropy on the integer labels (the credit study's)",
+        resume="history",
     )
-    rule: str = setting("backprop", "str", choices=RULES, help="backprop, feedback alignment, direct FA or PC")
-    pc_steps: int = setting(20, "int", low=1, high=MAX_STEPS, help="inference steps T of the pc rule")
-    pc_rate: float = setting(0.1, "float", low=0, open_low=True, help="inference step size of the pc rule")
-    init_scale: float = setting(1.0, "float", low=0, open_low=True, help="multiplies the initial forward weights")
+    rule: str = setting(
+        "backprop", "str", choices=RULES, help="backprop, feedback alignment, direct FA or PC", resume="history"
+    )
+    pc_steps: int = setting(20, "int", low=1, high=MAX_STEPS, help="inference steps T of the pc rule", resume="history")
+    pc_rate: float = setting(
+        0.1, "float", low=0, open_low=True, help="inference step size of the pc rule", resume="history"
+    )
+    init_scale: float = setting(
+        1.0, "float", low=0, open_low=True, help="multiplies the initial forward weights", resume="history"
+    )
 
     def __post_init__(self) -> None:
         validate(self)

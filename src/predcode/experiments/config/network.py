@@ -70,13 +70,13 @@ _ACTS = tuple(ACTIVATIONS)
 
 
 def _cell_kind(default: str, help: str, *, root: bool = False) -> Any:
-    return setting(default, "str", choices=CELLS + (("none",) if root else ()), help=help)
+    return setting(default, "str", choices=CELLS + (("none",) if root else ()), help=help, resume="history")
 
 
 def _sigma(
     help: str = "the fixed variance of a Gaussian cell, the start of a learned one, or a Laplacian's scale",
 ) -> Any:
-    return setting(1.0, "float", low=0, open_low=True, help=help)
+    return setting(1.0, "float", low=0, open_low=True, help=help, resume="history")
 
 
 @dataclass(frozen=True)
@@ -90,20 +90,32 @@ class NetworkSection:
         "str",
         choices=("supervised", "generative"),
         help="clamp image and label, or infer a code for the image",
+        resume="history",
     )
     dims: tuple[int, ...] = setting(
-        (784, 256, 256, 10), "ints", min_len=2, high=MAX_DIM, help="node sizes from the first to the last"
+        (784, 256, 256, 10),
+        "ints",
+        min_len=2,
+        high=MAX_DIM,
+        help="node sizes from the first to the last",
+        resume="history",
     )
-    names: tuple[str, ...] | None = setting(None, "strs", optional=True, help="one distinct name per node")
-    activation: str = setting("relu", "str", choices=_ACTS, help="the hidden transforms' activation")
-    output_activation: str = setting("identity", "str", choices=_ACTS, help="the last transform's activation")
-    bias: bool = setting(True, "bool", help="Dense transforms with a bias")
+    names: tuple[str, ...] | None = setting(
+        None, "strs", optional=True, help="one distinct name per node", resume="history"
+    )
+    activation: str = setting("relu", "str", choices=_ACTS, help="the hidden transforms' activation", resume="history")
+    output_activation: str = setting(
+        "identity", "str", choices=_ACTS, help="the last transform's activation", resume="history"
+    )
+    bias: bool = setting(True, "bool", help="Dense transforms with a bias", resume="history")
     cell: str = _cell_kind("gaussian", "the hidden nodes' error cell")
-    covariance: str = setting("fixed", "str", choices=COVARIANCE_KINDS, help="a Gaussian cell's covariance")
+    covariance: str = setting(
+        "fixed", "str", choices=COVARIANCE_KINDS, help="a Gaussian cell's covariance", resume="history"
+    )
     sigma: float = _sigma()
     output_cell: str = _cell_kind("gaussian", "the last node's error cell")
     output_covariance: str = setting(
-        "fixed", "str", choices=COVARIANCE_KINDS, help="the last node's Gaussian covariance"
+        "fixed", "str", choices=COVARIANCE_KINDS, help="the last node's Gaussian covariance", resume="history"
     )
     output_sigma: float = _sigma()
     root_cell: str = _cell_kind("none", "the first node's prior; none: no prior", root=True)
@@ -113,6 +125,7 @@ class NetworkSection:
         "str",
         choices=("nodes", "transform"),
         help='"nodes": inferred value nodes; "transform": the hidden layers are one transform',
+        resume="history",
     )
     conv_channels: tuple[int, ...] | None = setting(
         None,
@@ -121,22 +134,33 @@ class NetworkSection:
         high=MAX_DIM,
         none_means="no convolutional blocks",
         help="the channels of each convolutional block between the image and dims[1]",
+        resume="history",
     )
-    conv_kernel: int = setting(3, "int", low=1, high=MAX_DIM, help="the blocks' square kernel size")
-    conv_padding: str = setting("same", "str", choices=("same", "valid"), help="the blocks' convolution padding")
-    pool: str = setting("max", "str", choices=("max", "avg", "none"), help="the pooling after each block's activation")
-    pool_size: int = setting(2, "int", low=1, high=MAX_DIM, help="the pooling window and stride")
+    conv_kernel: int = setting(3, "int", low=1, high=MAX_DIM, help="the blocks' square kernel size", resume="history")
+    conv_padding: str = setting(
+        "same", "str", choices=("same", "valid"), help="the blocks' convolution padding", resume="history"
+    )
+    pool: str = setting(
+        "max", "str", choices=("max", "avg", "none"), help="the pooling after each block's activation", resume="history"
+    )
+    pool_size: int = setting(2, "int", low=1, high=MAX_DIM, help="the pooling window and stride", resume="history")
     image_shape: tuple[int, ...] = setting(
-        (28, 28, 1), "ints", min_len=3, high=MAX_DIM, help="the image as (height, width, channels) for the blocks"
+        (28, 28, 1),
+        "ints",
+        min_len=3,
+        high=MAX_DIM,
+        help="the image as (height, width, channels) for the blocks",
+        resume="history",
     )
     residual: bool = setting(
-        False, "bool", help="identity skips around the hidden-to-hidden transforms (a residual MLP)"
+        False, "bool", help="identity skips around the hidden-to-hidden transforms (a residual MLP)", resume="history"
     )
     param: str = setting(
         "standard",
         "str",
         choices=PARAMETERISATIONS,
         help='"mupc": muPC\'s width- and depth-dependent multipliers and N(0, 1) weights (residual_mlp)',
+        resume="history",
     )
 
     def __post_init__(self) -> None:
@@ -225,22 +249,44 @@ class InferenceSection:
     SECTION: ClassVar[str] = "inference"
 
     T: int = setting(
-        20, "int", low=0, high=MAX_STEPS, help="inference steps per batch (adaptive_heun: the most solver steps)"
+        20,
+        "int",
+        low=0,
+        high=MAX_STEPS,
+        help="inference steps per batch (adaptive_heun: the most solver steps)",
+        resume="history",
     )
     optimizer: str = setting(
         "sgd",
         "str",
         choices=("sgd", "momentum", "adam", "adaptive_heun"),
         help="the state optimizer, or adaptive_heun: diffrax's Heun with a PID step controller and a steady-state stop",
+        resume="history",
     )
     learning_rate: float = setting(
-        0.1, "float", low=0, open_low=True, help="the state optimizer's step (adaptive_heun: the first step)"
+        0.1,
+        "float",
+        low=0,
+        open_low=True,
+        help="the state optimizer's step (adaptive_heun: the first step)",
+        resume="history",
     )
     T_eval: int | None = setting(
-        None, "int", low=0, high=MAX_STEPS, optional=True, none_means="T", help="inference steps to infer codes"
+        None,
+        "int",
+        low=0,
+        high=MAX_STEPS,
+        optional=True,
+        none_means="T",
+        help="inference steps to infer codes",
+        resume="history",
     )
-    rtol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's relative tolerance")
-    atol: float = setting(1e-3, "float", low=0, open_low=True, help="adaptive_heun's absolute tolerance")
+    rtol: float = setting(
+        1e-3, "float", low=0, open_low=True, help="adaptive_heun's relative tolerance", resume="history"
+    )
+    atol: float = setting(
+        1e-3, "float", low=0, open_low=True, help="adaptive_heun's absolute tolerance", resume="history"
+    )
 
     def __post_init__(self) -> None:
         validate(self)

@@ -50,7 +50,9 @@ class DataConfig:
 
     SECTION: ClassVar[str] = "data"
 
-    dataset: str = setting("mnist", "str", expected="a dataset name", help="one of " + ", ".join(map(repr, NAMES)))
+    dataset: str = setting(
+        "mnist", "str", expected="a dataset name", help="one of " + ", ".join(map(repr, NAMES)), resume="history"
+    )
     n_train: int | None = setting(
         None,
         "int",
@@ -59,15 +61,28 @@ class DataConfig:
         optional=True,
         none_words=("all", "none"),
         help="training images; all: every one left",
+        resume="history",
     )
-    n_val: int = setting(2000, "int", low=1, high=MAX_ROWS, help="validation images split from the training set")
+    n_val: int = setting(
+        2000, "int", low=1, high=MAX_ROWS, help="validation images split from the training set", resume="history"
+    )
     train_file: str | None = setting(
-        None, "path", optional=True, expected="a path to a .npy file", help="a (n, 784) design matrix in [0, 1]"
+        None,
+        "path",
+        optional=True,
+        expected="a path to a .npy file",
+        help="a (n, 784) design matrix in [0, 1]",
+        resume="history",
     )
     val_file: str | None = setting(
-        None, "path", optional=True, expected="a path to a .npy file", help="validation rows beside data.train_file"
+        None,
+        "path",
+        optional=True,
+        expected="a path to a .npy file",
+        help="validation rows beside data.train_file",
+        resume="history",
     )
-    binarize: bool = setting(True, "bool", help="pixels / 255 >= 0.5")
+    binarize: bool = setting(True, "bool", help="pixels / 255 >= 0.5", resume="history")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -88,10 +103,15 @@ class TrainConfig:
     SECTION: ClassVar[str] = "train"
 
     batch_size: int = setting(
-        512, "int", low=1, high=MAX_BATCH, help="images per update; the walkthrough uses 512, the paper 200"
+        512,
+        "int",
+        low=1,
+        high=MAX_BATCH,
+        help="images per update; the walkthrough uses 512, the paper 200",
+        resume="history",
     )
-    eval_batch_size: int = setting(512, "int", low=1, high=MAX_BATCH, help="images per evaluation batch")
-    epochs: int = setting(100, "int", low=1, high=MAX_EPOCHS, help="passes over the training set")
+    eval_batch_size: int = setting(512, "int", low=1, high=MAX_BATCH, help="images per evaluation batch", resume="safe")
+    epochs: int = setting(100, "int", low=1, high=MAX_EPOCHS, help="passes over the training set", resume="schedule")
     patience: int | None = setting(
         10,
         "int",
@@ -102,8 +122,11 @@ class TrainConfig:
             "epochs without a better validation score (museum: BCE; PC network: accuracy, or energy "
             'if generative; MLP: accuracy) before stopping; "none" never stops early'
         ),
+        resume="safe",
     )
-    seed: int = setting(69, "int", low=0, high=SEED_MAX, help="seeds the data split, the initial weights and shuffles")
+    seed: int = setting(
+        69, "int", low=0, high=SEED_MAX, help="seeds the data split, the initial weights and shuffles", resume="history"
+    )
     parallel_trials: int | None = setting(
         None,
         "int",
@@ -112,6 +135,7 @@ class TrainConfig:
         optional=True,
         none_words=("auto", "none"),
         help="trials vmapped together in one step; auto: all that fit in memory",
+        resume="safe",
     )
 
     def __post_init__(self) -> None:
@@ -129,15 +153,21 @@ class OptimizerConfig:
         "str",
         choices=("keras_adam", "adam", "adamw", "sgd"),
         help="the weight optimizer",
+        resume="history",
     )
-    learning_rate: float = setting(1e-3, "float", low=0, open_low=True, help="the walkthrough uses 0.001")
-    eps: float = setting(1e-7, "float", low=0, open_low=True, help="Keras' and legacy ngc-learn's Adam use 1e-7")
-    weight_decay: float = setting(0.0, "float", low=0, help="adamw's decoupled weight decay")
+    learning_rate: float = setting(
+        1e-3, "float", low=0, open_low=True, help="the walkthrough uses 0.001", resume="history"
+    )
+    eps: float = setting(
+        1e-7, "float", low=0, open_low=True, help="Keras' and legacy ngc-learn's Adam use 1e-7", resume="history"
+    )
+    weight_decay: float = setting(0.0, "float", low=0, help="adamw's decoupled weight decay", resume="history")
     schedule: str = setting(
         "constant",
         "str",
         choices=("constant", "cosine"),
         help="a constant learning rate, or a cosine decay to 0 over the whole training",
+        resume="history",
     )
 
     def __post_init__(self) -> None:
@@ -200,6 +230,7 @@ def run_folder() -> Any:
         optional=True,
         expected="a path to a folder",
         help="the run folder (relative: to the config file's folder)",
+        resume="safe",
     )
 
 
