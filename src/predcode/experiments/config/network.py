@@ -122,6 +122,9 @@ class InferenceSection:
     T: int = setting(20, "int", low=0, help="inference steps per batch")
     optimizer: str = setting("sgd", "str", choices=("sgd", "momentum", "adam"), help="the state optimizer")
     learning_rate: float = setting(0.1, "float", low=0, open_low=True, help="the state optimizer's step")
+    momentum: float = setting(
+        0.9, "float", low=0, high=1, open_high=True, help='the momentum of optimizer = "momentum"'
+    )
     T_eval: int | None = setting(
         None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
     )
@@ -134,7 +137,7 @@ class InferenceSection:
         if self.optimizer == "sgd":
             return optax.sgd(self.learning_rate)
         if self.optimizer == "momentum":
-            return optax.sgd(self.learning_rate, momentum=0.9)
+            return optax.sgd(self.learning_rate, momentum=self.momentum)
         return optax.adam(self.learning_rate)
 
 
