@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from predcode.cells import BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+    from predcode.cells import BernoulliErrorCell, CategoricalErrorCell, GaussianErrorCell, LaplacianErrorCell
     from predcode.core import CellOutput, ErrorCell, Rule, SettlingModel, Solver, Term
     from predcode.dynamics import AbstractSolver, Euler, Heun, SettleResult, StateOptimizer, settle, settle_model
     from predcode.learning.optim import keras_adam
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "lapack_threads": "predcode.threads",
     "BernoulliErrorCell": "predcode.cells",
+    "CategoricalErrorCell": "predcode.cells",
     "GaussianErrorCell": "predcode.cells",
     "LaplacianErrorCell": "predcode.cells",
     "CellOutput": "predcode.core",
@@ -73,6 +74,7 @@ __all__ = [
     "AbstractSolver",
     "BackProp",
     "BernoulliErrorCell",
+    "CategoricalErrorCell",
     "CellOutput",
     "Dense",
     "DirectFeedbackAlignment",

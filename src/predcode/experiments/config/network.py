@@ -7,7 +7,8 @@ Keys (docs/config.md)::
                  bias, cell, covariance, sigma, output_cell, output_covariance, output_sigma,
                  root_cell, root_sigma, hidden ("nodes": inferred value nodes; "transform": the
                  hidden layers are one transform from the first node to the last)
-    [inference]  T, optimizer ("sgd" | "momentum" | "adam"), learning_rate, T_eval
+    [inference]  T, optimizer ("sgd" | "momentum" | "adam"), learning_rate, momentum, T_eval,
+                 algorithm ("pc" | "ipc"), nudge ("none" | "positive" | "negative" | "centred"), beta
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
     [data]       dataset, n_train, n_val, binarize
     [train]      batch_size, eval_batch_size, epochs, seed
@@ -16,7 +17,8 @@ Keys (docs/config.md)::
 (Whittington & Bogacz 2017); ``task = "generative"`` clamps the image at the last node and infers
 the first (the code). Cells are ``"gaussian"`` (``covariance`` fixed, scalar, diagonal or full;
 ``sigma`` the fixed variance or the learnable one's start), ``"laplacian"`` (``sigma`` is the
-scale b) or ``"bernoulli"``; ``root_cell`` ``"none"`` leaves the code without a prior. The shipped
+scale b), ``"bernoulli"`` or ``"categorical"`` (softmax cross-entropy on logits, PCX's PC-CE);
+``root_cell`` ``"none"`` leaves the code without a prior. The shipped
 examples are ``configs/pc/mnist_supervised.toml`` and ``configs/pc/mnist_generative.toml``.
 """
 
@@ -30,7 +32,13 @@ from typing import Any, ClassVar
 import optax
 
 from predcode.activations import ACTIVATIONS
-from predcode.cells import COVARIANCE_KINDS, BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+from predcode.cells import (
+    COVARIANCE_KINDS,
+    BernoulliErrorCell,
+    CategoricalErrorCell,
+    GaussianErrorCell,
+    LaplacianErrorCell,
+)
 from predcode.experiments.config.sections import (
     DataConfig,
     OptimizerConfig,
@@ -44,7 +52,7 @@ from predcode.schema import ConfigError, bad, setting, validate
 
 __all__ = ["InferenceSection", "NetworkSection", "PCFitConfig", "build_network"]
 
-CELLS = ("gaussian", "laplacian", "bernoulli")
+CELLS = ("gaussian", "laplacian", "bernoulli", "categorical")
 _ACTS = tuple(ACTIVATIONS)
 
 
@@ -128,9 +136,36 @@ class InferenceSection:
     T_eval: int | None = setting(
         None, "int", low=0, optional=True, none_means="T", help="inference steps to infer codes"
     )
+    algorithm: str = setting(
+        "pc",
+        "str",
+        choices=("pc", "ipc"),
+        help='"pc": T state steps, then one weight step; "ipc": a weight step at every state step',
+    )
+    nudge: str = setting(
+        "none",
+        "str",
+        choices=("none", "positive", "negative", "centred"),
+        help="none: the label clamped; else the output energy weighted by +beta, -beta or both",
+    )
+    beta: float = setting(1.0, "float", low=0, open_low=True, help="the nudging strength (with nudge)")
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.algorithm == "ipc" and self.nudge != "none":
+            raise bad("inference.nudge", '"none" with algorithm = "ipc" (iPC clamps the label)', self.nudge)
+
+    def rule(self) -> Any:
+        """The learning rule: :class:`EnergyGradient`, :class:`Nudged` or :class:`Incremental`."""
+        from predcode.learning.incremental import Incremental
+        from predcode.learning.nudging import Nudged
+        from predcode.learning.trainer import EnergyGradient
+
+        if self.algorithm == "ipc":
+            return Incremental(self.T, self.build())
+        if self.nudge != "none":
+            return Nudged(self.T, self.build(), beta=self.beta, mode=self.nudge)
+        return EnergyGradient(self.T, self.build())
 
     def build(self) -> optax.GradientTransformation:
         """The optax state optimizer (``optimizer_x``)."""
@@ -182,6 +217,14 @@ class PCFitConfig:
             )
         if net.task == "supervised" and net.dims[-1] != 10:
             raise bad("network.dims", "the last size to be 10 (the one-hot label)", net.dims[-1])
+        if self.inference.nudge != "none" and net.task != "supervised":
+            raise bad("inference.nudge", '"none" for task = "generative" (nudging pulls a label)', self.inference.nudge)
+        if self.inference.nudge != "none" and net.output_cell == "gaussian" and net.output_covariance != "fixed":
+            raise bad(
+                "inference.nudge",
+                '"none" with a learnable output covariance (nudging scales the output energy)',
+                self.inference.nudge,
+            )
 
 
 def _cell(kind: str, covariance: str, sigma: float):
@@ -189,6 +232,8 @@ def _cell(kind: str, covariance: str, sigma: float):
         return GaussianErrorCell(covariance, sigma=sigma if covariance == "fixed" else 1.0)
     if kind == "laplacian":
         return LaplacianErrorCell(scale=sigma)
+    if kind == "categorical":
+        return CategoricalErrorCell()
     return BernoulliErrorCell()
 
 
