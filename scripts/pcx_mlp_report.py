@@ -20,6 +20,25 @@ TARGETS = {"mnist_se": 0.9842, "fashion_mnist_se": 0.8988}
 RUNS = [f"{d}_{m}" for d in ("mnist", "fashion_mnist") for m in ("se", "ce", "ipc")]
 
 
+def last_epoch_test_accuracies(run: Path, n_trials: int) -> list[float]:
+    """Test accuracy (forward pass) of every trial's last-epoch weights (its resume state)."""
+    import jax
+
+    from predcode.experiments.config import build_network, load_config
+    from predcode.experiments.fit import load_run_tree
+    from predcode.experiments.pc_fit import load_pc_data, make_pc_trainer, predict_labels
+
+    cfg = load_config(run / "config.toml")
+    net, data = build_network(cfg), load_pc_data(cfg)
+    params = net.init(jax.random.key(0))
+    like = {"params": params, "opt_state": make_pc_trainer(cfg, net, n_train=len(data.x_train)).init(params)}
+    out = []
+    for t in range(n_trials):
+        tree, _ = load_run_tree(run / f"state{t}", like)
+        out.append(float(np.mean(predict_labels(net, tree["params"], data.x_test) == data.y_test)))
+    return out
+
+
 def collect(root: Path) -> dict:
     rows = {}
     for name in RUNS:
@@ -38,6 +57,7 @@ def collect(root: Path) -> dict:
             "test_accuracy_max": float(accs.max()),
             "test_accuracy_trials": accs.tolist(),
             "best_val_epochs": best_val_epochs,
+            "last_epoch_test_accuracy_trials": last_epoch_test_accuracies(root / name, len(accs)),
             "seeds": [t["seed"] for t in s["trials"]],
             "n_train": s["n_train"],
             "n_val": s["n_val"],
