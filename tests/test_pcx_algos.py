@@ -182,3 +182,18 @@ def test_pcx_benchmark_configs_have_pcx_architecture_and_epochs(name, dataset):
     assert (cfg.train.epochs, cfg.train.batch_size) == (25, 128)
     assert cfg.network.output_cell == ("categorical" if name == "ce" else "gaussian")
     assert cfg.inference.algorithm == ("ipc" if name == "ipc" else "pc")
+
+
+def test_warmup_cosine_schedule_is_pcx_s():
+    from predcode.experiments.config.sections import OptimizerConfig
+
+    sgd = OptimizerConfig(name="sgd", learning_rate=2.0, schedule="warmup_cosine").build(100)
+    state, params, rates = sgd.init(jnp.zeros(())), jnp.zeros(()), []
+    for _ in range(101):
+        updates, state = sgd.update(jnp.ones(()), state, params)
+        rates.append(-float(updates))
+    # up from lr to 1.1 lr over the first 10 % of the steps, then a cosine decay to 0.1 lr
+    k = np.arange(101)
+    warm = 2.0 + 0.2 * k / 10
+    decay = 0.2 + (2.2 - 0.2) * 0.5 * (1 + np.cos(np.pi * (k - 10) / 90))
+    np.testing.assert_allclose(rates, np.where(k < 10, warm, decay), rtol=1e-5)
