@@ -80,7 +80,8 @@ def test_activation_values_closed_form(x64):
         "tanh": np.tanh(z),
         "sigmoid": 1 / (1 + np.exp(-z)),
         "softplus": np.log1p(np.exp(z)),
-        "gelu": 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3))),
+        "gelu": 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3))),  # the tanh approximation
+        "leaky_relu": np.where(z >= 0, z, 0.01 * z),
     }
     assert set(ref) == set(ACTIVATIONS)
     for name, want in ref.items():

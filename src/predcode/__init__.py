@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from predcode.cells import BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+    from predcode.cells import BernoulliErrorCell, CategoricalErrorCell, GaussianErrorCell, LaplacianErrorCell
     from predcode.core import CellOutput, ErrorCell, Rule, SettlingModel, Solver, Term
     from predcode.dynamics import (
         AbstractSolver,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "lapack_threads": "predcode.threads",
     "BernoulliErrorCell": "predcode.cells",
+    "CategoricalErrorCell": "predcode.cells",
     "GaussianErrorCell": "predcode.cells",
     "LaplacianErrorCell": "predcode.cells",
     "CellOutput": "predcode.core",
@@ -85,6 +86,7 @@ __all__ = [
     "AdaptiveHeun",
     "BackProp",
     "BernoulliErrorCell",
+    "CategoricalErrorCell",
     "CellOutput",
     "Dense",
     "DirectFeedbackAlignment",

@@ -39,14 +39,20 @@ def _gelu_deriv(z: Array) -> Array:
     return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z * z)
 
 
+def _leaky_relu_deriv(z: Array) -> Array:
+    # jax.nn.leaky_relu's default negative slope, 0.01.
+    return jnp.where(z >= 0, 1.0, 0.01).astype(z.dtype)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation("identity", lambda z: z, jnp.ones_like),
     "relu": Activation("relu", jax.nn.relu, _relu_deriv),
     "tanh": Activation("tanh", jnp.tanh, lambda z: 1 - jnp.tanh(z) ** 2),
     "sigmoid": Activation("sigmoid", jax.nn.sigmoid, _sigmoid_deriv),
     "softplus": Activation("softplus", jax.nn.softplus, jax.nn.sigmoid),
-    # GELU in its tanh form (jax.nn.gelu's default; the activation of PCX's VGG benchmarks).
+    # GELU in its tanh form (jax.nn.gelu's default; the activation of PCX's VGG and MLP benchmarks).
     "gelu": Activation("gelu", jax.nn.gelu, _gelu_deriv),
+    "leaky_relu": Activation("leaky_relu", jax.nn.leaky_relu, _leaky_relu_deriv),
 }
 
 

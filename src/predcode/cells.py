@@ -29,15 +29,17 @@ from predcode.core import CellOutput
 Array = jax.Array
 
 COVARIANCE_KINDS = ("fixed", "scalar", "diagonal", "full")
-CELLS = ("gaussian", "bernoulli", "laplacian")
+CELLS = ("gaussian", "bernoulli", "laplacian")  # the image cells a museum model takes
 
 __all__ = [
     "BernoulliErrorCell",
     "CELLS",
+    "CategoricalErrorCell",
     "COVARIANCE_KINDS",
     "CellOutput",
     "GaussianErrorCell",
     "LaplacianErrorCell",
+    "ScaledCell",
     "make_cell",
     "whiten",
 ]
@@ -157,6 +159,43 @@ class BernoulliErrorCell:
         e, dmu = _mask_and_modulate(target - mu, target / p - (1 - target) / (1 - p), mask, modulator)
         _, dtarget = _mask_and_modulate(e, jnp.log(p) - jnp.log1p(-p), mask, modulator)
         return CellOutput(e, dmu, dtarget, jnp.sum(unit, axis=-1))
+
+
+@dataclass(frozen=True)
+class CategoricalErrorCell:
+    """Categorical (softmax cross-entropy) cell on logits ``mu``: PCX's PC-CE output energy.
+
+    The energy is the cross-entropy ``-sum_k target_k log softmax(mu)_k`` of a one-hot label (or any
+    distribution) ``target``; ``e = target - softmax(mu)``; ``dmu = target - softmax(mu) sum_k target_k``
+    (the log-likelihood's gradient in the logits, ``target - p`` for a distribution) and
+    ``dtarget = log softmax(mu)``. A ``mask`` hides classes from the sum (the softmax is over all of
+    them); ``modulator`` scales ``dmu`` and ``dtarget``.
+    """
+
+    def __call__(self, target: Array, mu: Array, *, mask=None, modulator=None) -> CellOutput:
+        logp = jax.nn.log_softmax(mu, axis=-1)
+        t = target if mask is None else target * mask
+        p = jnp.exp(logp)
+        e = target - p if mask is None else (target - p) * mask
+        dmu = t - p * jnp.sum(t, axis=-1, keepdims=True)
+        dtarget = logp if mask is None else logp * mask
+        if modulator is not None:
+            dmu, dtarget = dmu * modulator, dtarget * modulator
+        return CellOutput(e, dmu, dtarget, -jnp.sum(t * logp, axis=-1))
+
+
+@dataclass(frozen=True)
+class ScaledCell:
+    """A cell whose energy (and error signals) are multiplied by ``scale``: the nudged output of
+    :class:`predcode.learning.nudging.Nudged` (``scale = beta``). The raw mismatch ``e`` is unchanged."""
+
+    cell: object
+    scale: float
+
+    def __call__(self, target: Array, mu: Array, *, mask=None, modulator=None) -> CellOutput:
+        out = self.cell(target, mu, mask=mask, modulator=modulator)  # type: ignore[operator]
+        s = self.scale
+        return CellOutput(out.e, s * out.dmu, s * out.dtarget, s * out.energy)
 
 
 def make_cell(name: str, *, parameter: str = "cell") -> GaussianErrorCell | BernoulliErrorCell | LaplacianErrorCell:

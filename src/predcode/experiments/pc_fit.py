@@ -96,14 +96,12 @@ def clamps_for(cfg: PCFitConfig, network: PCNetwork, x: np.ndarray, y: np.ndarra
 
 
 def make_pc_trainer(cfg: PCFitConfig, network: PCNetwork | None = None, *, n_train: int | None = None) -> PCTrainer:
-    """The :class:`PCTrainer` of a config (``n_train`` sets the length of a cosine learning-rate schedule)."""
+    """The :class:`PCTrainer` of a config, its rule from ``[inference]`` (``n_train`` sets the length of a
+    learning-rate schedule: the number of weight steps, ``T`` per batch for iPC)."""
     total = cfg.train.epochs * max(1, (n_train or 0) // cfg.train.batch_size)
-    return PCTrainer(
-        network or build_network(cfg),
-        optimizer_x=cfg.inference.build(),
-        optimizer_p=cfg.optimizer.build(total),
-        T=cfg.inference.T,
-    )
+    if cfg.inference.algorithm == "ipc":  # iPC takes a weight step at every inference step
+        total *= max(1, cfg.inference.T)
+    return PCTrainer(network or build_network(cfg), optimizer_p=cfg.optimizer.build(total), rule=cfg.inference.rule())
 
 
 def predict_labels(network: PCNetwork, params, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:

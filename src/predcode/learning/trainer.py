@@ -65,8 +65,15 @@ def training_step(
     ``constrain`` is False (a caller that compiles the constraints as a program of their own).
     """
     constraints = getattr(model, "apply_constraints", None) if constrain else None
+    # A rule with ``interleaved(model, params, state, opt_state, optimizer, *batch) -> (params, state,
+    # opt_state, info)`` applies the optimizer within its own update (incremental PC steps the weights
+    # at every inference step); every other rule returns one gradient the step applies here.
+    interleaved = getattr(rule, "interleaved", None)
 
     def step(params, rule_state, opt_state, *batch):
+        if interleaved is not None:
+            params, rule_state, opt_state, info = interleaved(model, params, rule_state, opt_state, optimizer, *batch)
+            return (constraints(params) if constraints is not None else params), rule_state, opt_state, info
         grads, rule_state, info = update_with_info(rule, model, params, rule_state, *batch)
         if isinstance(params, Mapping) and isinstance(grads, Mapping) and set(grads) != set(params):
             sub = {k: params[k] for k in grads}

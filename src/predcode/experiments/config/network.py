@@ -10,8 +10,9 @@ Keys (docs/config.md)::
                  conv_channels, conv_kernel, conv_padding, pool, pool_size, image_shape
                  (convolutional blocks between the image and dims[1], task = "supervised"),
                  residual, param ("standard" | "mupc": residual_mlp's muPC multipliers)
-    [inference]  T, optimizer ("sgd" | "momentum" | "adam" | "adaptive_heun"), learning_rate, T_eval,
-                 rtol, atol (of adaptive_heun)
+    [inference]  T, optimizer ("sgd" | "momentum" | "adam" | "adaptive_heun"), learning_rate, momentum,
+                 T_eval, rtol, atol (of adaptive_heun), algorithm ("pc" | "ipc"),
+                 nudge ("none" | "positive" | "negative" | "centred"), beta
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
     [data]       dataset, n_train, n_val, binarize
     [train]      batch_size, eval_batch_size, epochs, seed
@@ -20,7 +21,8 @@ Keys (docs/config.md)::
 (Whittington & Bogacz 2017); ``task = "generative"`` clamps the image at the last node and infers
 the first (the code). Cells are ``"gaussian"`` (``covariance`` fixed, scalar, diagonal or full;
 ``sigma`` the fixed variance or the learnable one's start), ``"laplacian"`` (``sigma`` is the
-scale b) or ``"bernoulli"``; ``root_cell`` ``"none"`` leaves the code without a prior. The shipped
+scale b), ``"bernoulli"`` or ``"categorical"`` (softmax cross-entropy on logits, PCX's PC-CE);
+``root_cell`` ``"none"`` leaves the code without a prior. The shipped
 examples are ``configs/pc/mnist_supervised.toml`` and ``configs/pc/mnist_generative.toml``.
 
 ``conv_channels = [32, 64]`` (supervised only) puts convolutional blocks between the image, clamped
@@ -41,7 +43,13 @@ from typing import Any, ClassVar
 import optax
 
 from predcode.activations import ACTIVATIONS
-from predcode.cells import COVARIANCE_KINDS, BernoulliErrorCell, GaussianErrorCell, LaplacianErrorCell
+from predcode.cells import (
+    COVARIANCE_KINDS,
+    BernoulliErrorCell,
+    CategoricalErrorCell,
+    GaussianErrorCell,
+    LaplacianErrorCell,
+)
 from predcode.dynamics.adaptive import AdaptiveHeun
 from predcode.experiments.config.sections import (
     DataConfig,
@@ -65,7 +73,7 @@ from predcode.schema import MAX_DIM, MAX_STEPS, ConfigError, bad, setting, valid
 
 __all__ = ["InferenceSection", "NetworkSection", "PCFitConfig", "build_network"]
 
-CELLS = ("gaussian", "laplacian", "bernoulli")
+CELLS = ("gaussian", "laplacian", "bernoulli", "categorical")
 _ACTS = tuple(ACTIVATIONS)
 
 
@@ -271,6 +279,9 @@ class InferenceSection:
         help="the state optimizer's step (adaptive_heun: the first step)",
         resume="history",
     )
+    momentum: float = setting(
+        0.9, "float", low=0, high=1, open_high=True, help='the momentum of optimizer = "momentum"', resume="history"
+    )
     T_eval: int | None = setting(
         None,
         "int",
@@ -287,9 +298,40 @@ class InferenceSection:
     atol: float = setting(
         1e-3, "float", low=0, open_low=True, help="adaptive_heun's absolute tolerance", resume="history"
     )
+    algorithm: str = setting(
+        "pc",
+        "str",
+        choices=("pc", "ipc"),
+        help='"pc": T state steps, then one weight step; "ipc": a weight step at every state step',
+        resume="history",
+    )
+    nudge: str = setting(
+        "none",
+        "str",
+        choices=("none", "positive", "negative", "centred"),
+        help="none: the label clamped; else the output energy weighted by +beta, -beta or both",
+        resume="history",
+    )
+    beta: float = setting(
+        1.0, "float", low=0, open_low=True, help="the nudging strength (with nudge)", resume="history"
+    )
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.algorithm == "ipc" and self.nudge != "none":
+            raise bad("inference.nudge", '"none" with algorithm = "ipc" (iPC clamps the label)', self.nudge)
+
+    def rule(self) -> Any:
+        """The learning rule: :class:`EnergyGradient`, :class:`Nudged` or :class:`Incremental`."""
+        from predcode.learning.incremental import Incremental
+        from predcode.learning.nudging import Nudged
+        from predcode.learning.trainer import EnergyGradient
+
+        if self.algorithm == "ipc":
+            return Incremental(self.T, self.build())
+        if self.nudge != "none":
+            return Nudged(self.T, self.build(), beta=self.beta, mode=self.nudge)
+        return EnergyGradient(self.T, self.build())
 
     def build(self) -> Any:
         """The state solver (``optimizer_x``): an optax optimizer, or an :class:`AdaptiveHeun`."""
@@ -298,7 +340,7 @@ class InferenceSection:
         if self.optimizer == "sgd":
             return optax.sgd(self.learning_rate)
         if self.optimizer == "momentum":
-            return optax.sgd(self.learning_rate, momentum=0.9)
+            return optax.sgd(self.learning_rate, momentum=self.momentum)
         return optax.adam(self.learning_rate)
 
 
@@ -344,6 +386,14 @@ class PCFitConfig:
             )
         if net.task == "supervised" and net.dims[-1] != 10:
             raise bad("network.dims", "the last size to be 10 (the one-hot label)", net.dims[-1])
+        if self.inference.nudge != "none" and net.task != "supervised":
+            raise bad("inference.nudge", '"none" for task = "generative" (nudging pulls a label)', self.inference.nudge)
+        if self.inference.nudge != "none" and net.output_cell == "gaussian" and net.output_covariance != "fixed":
+            raise bad(
+                "inference.nudge",
+                '"none" with a learnable output covariance (nudging scales the output energy)',
+                self.inference.nudge,
+            )
 
 
 def _cell(kind: str, covariance: str, sigma: float):
@@ -351,6 +401,8 @@ def _cell(kind: str, covariance: str, sigma: float):
         return GaussianErrorCell(covariance, sigma=sigma if covariance == "fixed" else 1.0)
     if kind == "laplacian":
         return LaplacianErrorCell(scale=sigma)
+    if kind == "categorical":
+        return CategoricalErrorCell()
     return BernoulliErrorCell()
 
 

@@ -165,8 +165,8 @@ class OptimizerConfig:
     schedule: str = setting(
         "constant",
         "str",
-        choices=("constant", "cosine"),
-        help="a constant learning rate, or a cosine decay to 0 over the whole training",
+        choices=("constant", "cosine", "warmup_cosine"),
+        help="a constant learning rate, a cosine decay to 0 over the whole training, or PCX's warmup-cosine",
         resume="history",
     )
 
@@ -175,11 +175,19 @@ class OptimizerConfig:
 
     def build(self, total_steps: int = 1) -> optax.GradientTransformation:
         """The optax transformation; a cosine schedule decays over ``total_steps`` updates."""
-        lr: Any = (
-            optax.cosine_decay_schedule(self.learning_rate, max(1, total_steps))
-            if self.schedule == "cosine"
-            else self.learning_rate
-        )
+        lr: Any = self.learning_rate
+        if self.schedule == "cosine":
+            lr = optax.cosine_decay_schedule(self.learning_rate, max(1, total_steps))
+        elif self.schedule == "warmup_cosine":
+            # PCX's benchmark schedule: from lr up to 1.1 lr over the first 10 % of the updates, then a
+            # cosine decay to 0.1 lr at the end of training.
+            lr = optax.warmup_cosine_decay_schedule(
+                self.learning_rate,
+                1.1 * self.learning_rate,
+                max(1, total_steps // 10),
+                max(2, total_steps),
+                0.1 * self.learning_rate,
+            )
         if self.name == "keras_adam":
             return keras_adam(lr, eps=self.eps)
         if self.name == "adam":
