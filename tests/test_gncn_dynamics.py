@@ -235,7 +235,7 @@ ABLATIONS = [
 ]
 
 
-@pytest.mark.parametrize("kind, switch, oracle_kind, fill", ABLATIONS, ids=lambda v: str(v))
+@pytest.mark.parametrize("kind, switch, oracle_kind, fill", ABLATIONS, ids=lambda v: getattr(v, "__name__", str(v)))
 def test_ablation_switch_matches_the_float64_reference_of_the_equivalent_model(kind, switch, oracle_kind, fill):
     model = GNCN(GNCNConfig(kind=kind, x_dim=100, z_dims=DIMS, **switch))
     params = model.init(jax.random.key(4))
