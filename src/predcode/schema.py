@@ -301,7 +301,8 @@ def check_int(
     a subclass) with the message a config setting gives: ``name: expected an integer in [low,
     high], got value (hint)``.
     """
-    spec = Spec("int", help=hint, low=low, high=high, optional=optional)
+    # an API argument, not a run's setting: its resume class is never read
+    spec = Spec("int", help=hint, low=low, high=high, optional=optional, resume="safe")
     try:
         return coerce(name, spec, value, words=False)
     except ConfigError as err:
