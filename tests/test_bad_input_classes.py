@@ -175,8 +175,8 @@ def test_the_config_docs_give_every_integer_bound():
     [
         (lambda t: ["fit", "--config", _write(t, "a.toml", "[trian]\nepochs = 1\n")], ["[trian]", "[train]"]),
         (
-            lambda t: ["fit", "--config", _write(t, "b.toml", "[network]\n[train]\npatience = 3\n")],
-            ["[train] takes batch_size"],
+            lambda t: ["fit", "--config", _write(t, "b.toml", "[model]\nfamily = 'mlp'\n[data]\nbinarize = true\n")],
+            ["[data] takes dataset"],
         ),
         (lambda t: ["fit", "--config", t / "[bold]x[/bold].toml"], ["[bold]x[/bold].toml"]),
         (lambda t: ["analyze", "--run", t / "[red]run"], ["[red]run"]),

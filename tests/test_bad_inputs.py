@@ -665,7 +665,7 @@ def _(tmp, small):
     train(model, _x(20), x_val, epochs=1, batch_size=8)
 
 
-@case("array/train-batch-size-below-1", ValueError, "batch_size", "an integer >= 1", "got 0", "batch_size")
+@case("array/train-batch-size-below-1", ValueError, "batch_size", "an integer in [1, 1048576]", "got 0", "batch_size")
 def _(tmp, small):
     model, _ = small
     train(model, _x(20), _x(4), epochs=1, batch_size=0)

@@ -80,7 +80,7 @@ def _cases():
                 else:
                     yield f"{name}:{flag}-missing", [*path, *rest, flag, MISSING], 2, named
         if any(o.opts[0] == "--set" for o in _options(command)):
-            config = {"fit": "mnist/gncn_pdh", "credit mnist": "credit/mnist_fa"}.get(name)
+            config = {"fit": "mnist/gncn_pdh", "credit mnist": "credit/mnist_fa", "sweep": "mnist/gncn_pdh"}.get(name)
             for value, fragment in (
                 ("nokey=1", "nokey"),
                 ("model.K=abc", "model.K"),

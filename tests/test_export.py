@@ -111,7 +111,9 @@ def _write_run(folder: Path, name: str, text: str) -> Path:
         model = GNCN(cfg.model)
         save_checkpoint(run / "best0", {"params": model.init(key)}, {"model": cfg.model.kind, **cfg.model.to_dict()})
     elif name == "pc":
-        save_checkpoint(run / "best0", {"params": build_network(cfg).init(key)}, {"model": "pc_network"})
+        from predcode.experiments.pc_fit import _metadata  # the metadata the network's fit writes
+
+        save_checkpoint(run / "best0", {"params": build_network(cfg).init(key)}, _metadata(cfg))
     else:
         mlp, rule = MLP(tuple(cfg.model.sizes), activation=cfg.model.activation), make_rule(cfg.model.rule)
         params = mlp.init(key)

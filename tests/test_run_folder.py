@@ -58,7 +58,7 @@ def test_every_key_of_every_family_is_classified_for_resume():
     with pytest.raises(TypeError, match="resume"):
         setting(1, "int", low=1, help="a key declared without its resume class")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="Spec.resume: expected one of 'safe', 'history', 'schedule', got 'maybe'"):
-        setting(1, "int", resume="maybe")
+        setting(1, "int", high=10, resume="maybe")
 
 
 def _run(tmp_path: Path, family: str, **changes):

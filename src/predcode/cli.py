@@ -39,7 +39,11 @@ def say(*parts: Any) -> None:
     as rich markup or highlighted, so a config key such as ``[model]``, a path with brackets or a
     value in a message reaches the terminal unchanged.
     """
-    console.print(Text.assemble(*((str(p[0]), p[1]) if isinstance(p, tuple) else str(p) for p in parts)))
+    if len(parts) == 1 and hasattr(parts[0], "__rich_console__"):  # a rich Table of Text cells
+        text: Any = parts[0]
+    else:
+        text = Text.assemble(*((str(p[0]), p[1]) if isinstance(p, tuple) else str(p) for p in parts))
+    console.print(text)
 
 
 def fail(message: Any, code: int) -> NoReturn:
@@ -477,7 +481,7 @@ def sweep(
         value = row[result.metric]
         cells = [row["point"], *(str(row[k]) for k in result.keys), "-" if value is None else f"{value:.6g}"]
         table.add_row(*(Text(c) for c in [*cells, row["status"]]), style="bold green" if row["best"] else None)
-    console.print(table)  # the cells are Text: shown as they are, not read as markup
+    say(table)  # the cells are Text: shown as they are, not read as markup
     if result.best is not None:
         say(f"best: {result.best['point']} ({result.metric} = {result.best[result.metric]:.6g})")
     say(f"wrote {', '.join(result.files)} to ", (folder.resolve(), "bold"))
@@ -651,7 +655,7 @@ def export(
     run: Path = typer.Option(..., "--run", help="Run folder of `predcode fit` or `predcode demo` (any family)."),
     out: Path = typer.Option(..., "--out", help="File to write, e.g. model.safetensors."),
     format: str = typer.Option("safetensors", "--format", help="File format: safetensors."),
-    trial: int = typer.Option(0, "--trial", help="Which trial's best model (best{trial})."),
+    trial: int = typer.Option(0, "--trial", callback=_TRIAL, help="Which trial's best model (best{trial})."),
     force: bool = typer.Option(False, "--force/--no-force", metavar=_FLAG, help="Replace an existing --out file."),
 ) -> None:
     """Write a run's best model as a safetensors file (PyTorch, JAX, NumPy read it).

@@ -7,23 +7,23 @@ and verified by its sha256 before it is opened. Its batches (``cifar-10-batches-
 array ``data: (10000, 3072)`` (each row the 1024 red, then green, then blue pixels of a 32 x 32
 image, row-major), ``labels`` (a list of ints), ``batch_label`` and ``filenames``. predcode's own
 formats are pickle-free, and unpickling can run arbitrary code, so the batches are read by
-:class:`SafeUnpickler`: it resolves no global at all except the three a NumPy array pickle
-names (``_reconstruct``, ``ndarray``, ``dtype``), and those to inert stand-ins that only record
-the shape, dtype and raw bytes; the array is then built by :func:`numpy.frombuffer` for a
-``uint8`` dtype alone (``_codecs.encode``, with which Python 3 writes bytes at protocol 2, is
-allowed for a str in latin-1 and nothing else). Anything else (``os.system``, ``builtins.eval``,
-an object dtype) is refused with a :class:`~predcode.data.DatasetError` naming it.
+:class:`SafeUnpickler`, which interprets the pickle's opcodes itself (read with the stdlib's
+disassembler :mod:`pickletools`, never the ``pickle`` module): it resolves no global at all
+except the three a NumPy array pickle names (``_reconstruct``, ``ndarray``, ``dtype``), and those
+to inert stand-ins that only record the shape, dtype and raw bytes; the array is then built by
+:func:`numpy.frombuffer` for a ``uint8`` dtype alone (``_codecs.encode``, with which Python 3
+writes bytes at protocol 2, is allowed for a str in latin-1 and nothing else). Anything else
+(``os.system``, ``builtins.eval``, an object dtype) is refused with a
+:class:`~predcode.data.DatasetError` naming it.
 
 >>> x, y = load_cifar10("train")        # x: (50000, 32, 32, 3) uint8 (NHWC), y: (50000,) uint8
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def _reconstruct(cls: Any, shape: Any = None, dtype: Any = None) -> _Array:
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
     """``_codecs.encode`` as Python 3 pickles bytes at protocol 2: a str and "latin1", nothing else."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("refused _codecs.encode of anything but a str as latin1")
+        raise DatasetError("refused _codecs.encode of anything but a str as latin1")
     return text.encode("latin-1")
 
 
@@ -95,24 +95,112 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that builds only dicts, lists, tuples, strings, bytes and numbers, plus uint8
-    NumPy arrays through inert stand-ins (:func:`safe_loads` turns those into arrays). Every other
-    global is refused: nothing named in the pickle is imported or called."""
+class SafeUnpickler:
+    """Reads a pickle's opcodes (:func:`pickletools.genops`, a disassembler) and builds only dicts,
+    lists, tuples, strings, bytes and numbers, plus uint8 NumPy arrays through inert stand-ins
+    (:func:`safe_loads` turns those into arrays). Nothing of the pickle machinery runs: every global
+    but the allowed stand-ins, and every opcode outside this plain-data subset, is refused, so
+    nothing named in the file is imported or called."""
+
+    _STRINGS = ("SHORT_BINSTRING", "BINSTRING", "STRING")  # Python 2 str: read as bytes
+    _PUSH = (
+        "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINBYTES", "BINBYTES",
+        "BINBYTES8", "BININT", "BININT1", "BININT2", "INT", "LONG", "LONG1", "LONG4", "BINFLOAT", "FLOAT",
+    )  # fmt: skip
+    _CONSTANTS: ClassVar[dict[str, Any]] = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
+
+    def __init__(self, data: bytes):
+        self.data = data
 
     def find_class(self, module: str, name: str) -> Any:
         """The inert stand-in of an allowed global; any other global is refused."""
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise DatasetError(
                 f"refused global {module}.{name}: only dicts, lists, strings, bytes, numbers and uint8 "
                 "NumPy arrays are read"
             ) from None
 
-    def persistent_load(self, pid: Any) -> Any:
-        """Refuse every persistent id (the CIFAR-10 batches have none)."""
-        raise pickle.UnpicklingError("refused a persistent id: not part of the CIFAR-10 format")
+    def load(self) -> Any:
+        """The pickled value, built opcode by opcode."""
+        import pickletools
+
+        stack: list[Any] = []
+        marks: list[list[Any]] = []
+        memo: dict[int, Any] = {}
+
+        def since_mark() -> list[Any]:
+            nonlocal stack
+            items, stack = stack, marks.pop()
+            return items
+
+        arg: Any
+        for op, arg, _ in pickletools.genops(self.data):
+            name = op.name
+            if name in ("PROTO", "FRAME"):
+                continue
+            if name == "STOP":
+                return stack.pop()
+            if name in self._STRINGS:
+                stack.append(arg.encode("latin-1") if isinstance(arg, str) else bytes(arg))
+            elif name in self._PUSH:
+                stack.append(arg)
+            elif name in self._CONSTANTS:
+                stack.append(self._CONSTANTS[name])
+            elif name == "MARK":
+                marks.append(stack)
+                stack = []
+            elif name in ("EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE"):
+                stack.append({"EMPTY_DICT": {}, "EMPTY_LIST": [], "EMPTY_TUPLE": ()}[name])
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                n = int(name[-1])
+                items = stack[-n:]
+                del stack[-n:]
+                stack.append(tuple(items))
+            elif name in ("TUPLE", "LIST"):
+                items = since_mark()
+                stack.append(tuple(items) if name == "TUPLE" else items)
+            elif name == "DICT":
+                items = since_mark()
+                stack.append(dict(zip(items[::2], items[1::2], strict=True)))
+            elif name == "APPEND":
+                value = stack.pop()
+                stack[-1].append(value)
+            elif name == "APPENDS":
+                items = since_mark()
+                stack[-1].extend(items)
+            elif name == "SETITEM":
+                value, key = stack.pop(), stack.pop()
+                stack[-1][key] = value
+            elif name == "SETITEMS":
+                items = since_mark()
+                stack[-1].update(zip(items[::2], items[1::2], strict=True))
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = stack[-1]
+            elif name == "MEMOIZE":
+                memo[len(memo)] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo[int(arg)])
+            elif name == "GLOBAL":
+                module, _, attr = str(arg).partition(" ")
+                stack.append(self.find_class(module, attr))
+            elif name == "STACK_GLOBAL":
+                attr, module = stack.pop(), stack.pop()
+                stack.append(self.find_class(module, attr))
+            elif name == "REDUCE":  # only an allowed stand-in can be on the stack to be called
+                args, fn = stack.pop(), stack.pop()
+                if not any(fn is allowed for allowed in _ALLOWED.values()) or not callable(fn):
+                    raise DatasetError("refused a call of something that is not an allowed stand-in")
+                stack.append(fn(*args))
+            elif name == "BUILD":
+                state = stack.pop()
+                if not isinstance(stack[-1], (_Array, _Dtype)):
+                    raise DatasetError(f"refused setting the state of a {type(stack[-1]).__name__}")
+                stack[-1].__setstate__(state)
+            else:
+                raise DatasetError(f"refused the pickle opcode {name}: not part of the CIFAR-10 format")
+        raise DatasetError("the pickle ends without STOP")
 
 
 def _arrays(value: Any) -> Any:
@@ -131,11 +219,11 @@ def _arrays(value: Any) -> Any:
 def safe_loads(data: bytes, what: str = "pickle") -> Any:
     """Unpickle ``data`` with :class:`SafeUnpickler` (Python 2 strings as bytes); ``what`` names it in errors."""
     try:
-        value = SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+        value = SafeUnpickler(data).load()
         return _arrays(value)
     except DatasetError as err:
         raise DatasetError(f"{what}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise DatasetError(f"{what}: not a CIFAR-10 batch that can be read safely: {err}") from None
 
 

@@ -119,6 +119,7 @@ def export_run(
     """
     if format not in EXPORT_FORMATS:
         raise ExportError(f"--format: expected one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    arrays, header = run_arrays(run, trial)  # the run and trial first: the options in the order given
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"--out: {out} is a folder; pass a file name such as {out / 'model.safetensors'}")
@@ -132,7 +133,6 @@ def export_run(
         raise ExportError(
             '--format safetensors needs the safetensors package: pip install "predcode[export]"'
         ) from None
-    arrays, header = run_arrays(run, trial)
 
     from predcode.experiments.atomic import atomic_path
 

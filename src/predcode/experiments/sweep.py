@@ -210,6 +210,10 @@ def plan_sweep(
     is a :class:`SweepError` naming the point. ``fixed`` are the ``--set`` overrides of every point.
     """
     fixed = dict(fixed or {})
+    try:  # the options in the order given: --set's values first
+        base = with_overrides(base, **fixed) if fixed else base
+    except ConfigError as err:
+        raise SweepError(f"--set: {err}") from None
     if not grid and not points:
         raise SweepError("--grid/--list: expected at least one, got neither (e.g. --grid model.K=20,50)")
     swept = {k for k, _ in grid} | {k for p in points for k in p}
@@ -219,10 +223,6 @@ def plan_sweep(
     listed = [k for k, _ in grid if any(k in p for p in points)]
     if listed:
         raise SweepError(f"--grid: expected keys that --list does not set, got {listed[0]} in both")
-    try:
-        base = with_overrides(base, **fixed) if fixed else base
-    except ConfigError as err:
-        raise SweepError(f"--set: {err}") from None
     out: list[SweepPoint] = []
     names: dict[str, dict[str, Any]] = {}
     for listed_point in points or [{}]:
