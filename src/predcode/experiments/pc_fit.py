@@ -33,6 +33,7 @@ from predcode.experiments.fit import (
     run_fit,
     write_metrics_csv,
 )
+from predcode.experiments.loop import epoch_order
 from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
@@ -319,7 +320,7 @@ class _TrialGroup:
 
     def begin_epoch(self, epoch: int, active: np.ndarray) -> None:
         self.epoch, self.active = epoch, np.asarray(active, bool)
-        self.perms = [np.random.default_rng([seed, epoch]).permutation(len(self.data.x_train)) for seed in self.seeds]
+        self.perms = [epoch_order(len(self.data.x_train), seed, epoch) for seed in self.seeds]
         self.started = time.perf_counter()
 
     def train_batch(self, b: int) -> tuple[float] | None:
