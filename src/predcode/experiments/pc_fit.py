@@ -38,9 +38,11 @@ from predcode.experiments.plots import curves_for, training_curves
 from predcode.experiments.provenance import provenance
 from predcode.learning.pc import PCTrainer
 from predcode.models.network import PCNetwork
+from predcode.schema import ConfigError
 from predcode.threads import lapack_threads
 
 __all__ = [
+    "input_scaling",
     "NetworkFamily",
     "PCData",
     "PCEpochRecord",
@@ -54,7 +56,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PCData:
-    """Images ``(n, 784)`` in [0, 1] and integer labels for the train, validation and test splits."""
+    """Images ``(n, 784)`` and integer labels for the train, validation and test splits.
+
+    Pixels are in [0, 1] (``data.normalize = "none"``) or ``(pixel - shift) / scale`` for every
+    split, with ``shift`` and ``scale`` from :func:`input_scaling` of the training rows.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -62,10 +68,33 @@ class PCData:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    shift: float = 0.0
+    scale: float = 1.0
+
+
+def input_scaling(normalize: str, x_train: np.ndarray) -> tuple[float, float]:
+    """``(shift, scale)`` with ``x -> (x - shift) / scale``: ``"none"`` (0, 1); ``"symmetric"``
+    (0.5, 0.5), [0, 1] onto [-1, 1] as PCX's ``Normalize((0.5,), (0.5,))``; ``"standardize"`` the
+    training rows' mean pixel and pixel standard deviation (MNIST's 0.1307 and 0.3081, JPC's
+    constants), so the training pixels have mean 0 and variance 1."""
+    if normalize == "symmetric":
+        return 0.5, 0.5
+    if normalize == "standardize":
+        shift = float(np.mean(x_train, dtype=np.float64))
+        scale = float(np.std(x_train, dtype=np.float64))
+        if not scale > 0:
+            raise ConfigError(
+                f'data.normalize: expected training pixels that are not all equal for "standardize", '
+                f"got a standard deviation of {scale}",
+                key="data.normalize",
+            )
+        return shift, scale
+    return 0.0, 1.0
 
 
 def load_pc_data(cfg: PCFitConfig) -> PCData:
-    """The config's dataset as float32 rows (binarized at 0.5 if asked), validation split seeded."""
+    """The config's dataset as float32 rows (binarized at 0.5 if asked, then scaled as
+    ``data.normalize`` says), validation split seeded."""
 
     def prepare(images):
         x = to_float(images).reshape(len(images), -1)
@@ -79,7 +108,11 @@ def load_pc_data(cfg: PCFitConfig) -> PCData:
     )
     if cfg.data.n_train is not None:
         x_tr, y_tr = x_tr[: cfg.data.n_train], y_tr[: cfg.data.n_train]
-    return PCData(x_tr, y_tr, x_val, y_val, prepare(test_images), test_labels.astype(np.int32))
+    x_test = prepare(test_images)
+    shift, scale = input_scaling(cfg.data.normalize, x_tr)
+    if (shift, scale) != (0.0, 1.0):
+        x_tr, x_val, x_test = (((x - shift) / scale).astype(np.float32) for x in (x_tr, x_val, x_test))
+    return PCData(x_tr, y_tr, x_val, y_val, x_test, test_labels.astype(np.int32), shift, scale)
 
 
 def clamps_for(cfg: PCFitConfig, network: PCNetwork, x: np.ndarray, y: np.ndarray | None = None) -> dict:
@@ -414,6 +447,7 @@ def _write_summary(
         "n_trials": len(trials),
         "n_train": len(data.x_train),
         "n_val": len(data.x_val),
+        "input_scaling": {"normalize": cfg.data.normalize, "shift": data.shift, "scale": data.scale},
         "train_seconds_total": float(sum(t["train_seconds"] for t in trials)),
         "trials": [{k: v for k, v in t.items() if k != "history"} for t in trials],
     }

@@ -50,7 +50,7 @@ import numpy as np
 from jax import lax
 
 from predcode.activations import get_activation
-from predcode.models.network import NetworkError, describe_shape, shape_of
+from predcode.models.network import NetworkError, check_weight_init, describe_shape, initial_weights, shape_of
 
 Array = jax.Array
 
@@ -118,6 +118,20 @@ def _check_out(owner: str, in_dim: Any, out: tuple[int, ...]) -> tuple[int, ...]
     return out
 
 
+def _kernel_weights(t: Any, key: Array, fan_in: float) -> dict[str, Array]:
+    """A (transposed) convolution's ``{"w": (kh, kw, C_in, C_out)}`` plus ``{"b": (C_out,)}``."""
+    kh, kw = t.kernel_size
+    return initial_weights(
+        key,
+        (kh, kw, t.in_dim[2], t.out_channels),
+        fan_in,
+        weight_init=t.weight_init,
+        gain=math.sqrt(2.0) if t.activation == "relu" else 1.0,
+        init_scale=t.init_scale,
+        bias=t.out_channels if t.bias else None,
+    )
+
+
 @dataclass(frozen=True)
 class Conv2d:
     """``act(conv(in_act(x), w) + b)``: a 2-D convolution (cross-correlation, as in every deep-learning
@@ -135,6 +149,9 @@ class Conv2d:
         bias: a per-channel bias ``b: (C_out,)``.
         init_scale: the weights' standard deviation; default ``gain / sqrt(kh * kw * C_in)``
             (``gain = sqrt(2)`` for ReLU, else 1).
+        weight_init: ``"normal"`` (the above, bias 0) or ``"uniform"`` (weights and bias uniform in
+            ``+-1 / sqrt(kh * kw * C_in)``, PyTorch's and equinox's default;
+            :func:`predcode.models.network.initial_weights`).
     """
 
     in_dim: Any
@@ -146,6 +163,7 @@ class Conv2d:
     bias: bool = True
     init_scale: float | None = None
     input_activation: str = "identity"
+    weight_init: str = "normal"
     out_dim: tuple[int, int, int] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +177,7 @@ class Conv2d:
         _check_activations("Conv2d", self.activation, self.input_activation)
         if self.init_scale is not None and not self.init_scale > 0:
             raise NetworkError(f"Conv2d.init_scale: expected a number > 0 or None, got {self.init_scale!r}")
+        check_weight_init(self.weight_init, "Conv2d.weight_init")
         object.__setattr__(self, "out_dim", _check_out("Conv2d", self.in_dim, _out_shape(self, self._shapes())))
 
     def _shapes(self) -> dict[str, Any]:
@@ -171,12 +190,7 @@ class Conv2d:
     def init(self, key: Array) -> dict[str, Array]:
         """``{"w": (kh, kw, C_in, C_out)}`` plus ``{"b": (C_out,)}`` with a bias (zeros)."""
         kh, kw = self.kernel_size
-        gain = math.sqrt(2.0) if self.activation == "relu" else 1.0
-        scale = self.init_scale if self.init_scale is not None else gain / math.sqrt(kh * kw * self.in_dim[2])
-        params = {"w": scale * jax.random.normal(key, (kh, kw, self.in_dim[2], self.out_channels))}
-        if self.bias:
-            params["b"] = jnp.zeros((self.out_channels,))
-        return params
+        return _kernel_weights(self, key, kh * kw * self.in_dim[2])
 
     def __call__(self, params: Mapping[str, Array], x: Array) -> Array:
         if self.input_activation != "identity":
@@ -208,6 +222,7 @@ class ConvTranspose2d:
     bias: bool = True
     init_scale: float | None = None
     input_activation: str = "identity"
+    weight_init: str = "normal"
     out_dim: tuple[int, int, int] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -221,6 +236,7 @@ class ConvTranspose2d:
         _check_activations("ConvTranspose2d", self.activation, self.input_activation)
         if self.init_scale is not None and not self.init_scale > 0:
             raise NetworkError(f"ConvTranspose2d.init_scale: expected a number > 0 or None, got {self.init_scale!r}")
+        check_weight_init(self.weight_init, "ConvTranspose2d.weight_init")
         object.__setattr__(self, "out_dim", _out_shape(self, self._shapes()))
 
     def _shapes(self) -> dict[str, Any]:
@@ -233,13 +249,7 @@ class ConvTranspose2d:
     def init(self, key: Array) -> dict[str, Array]:
         """``{"w": (kh, kw, C_in, C_out)}`` plus ``{"b": (C_out,)}`` with a bias (zeros)."""
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        gain = math.sqrt(2.0) if self.activation == "relu" else 1.0
-        fan_in = max(1.0, kh * kw * self.in_dim[2] / (sh * sw))
-        scale = self.init_scale if self.init_scale is not None else gain / math.sqrt(fan_in)
-        params = {"w": scale * jax.random.normal(key, (kh, kw, self.in_dim[2], self.out_channels))}
-        if self.bias:
-            params["b"] = jnp.zeros((self.out_channels,))
-        return params
+        return _kernel_weights(self, key, max(1.0, kh * kw * self.in_dim[2] / (sh * sw)))
 
     def __call__(self, params: Mapping[str, Array], x: Array) -> Array:
         if self.input_activation != "identity":

@@ -151,6 +151,44 @@ def _aligned_bwd(res, g):
 
 aligned_matmul.defvjp(_aligned_fwd, _aligned_bwd)
 
+WEIGHT_INITS = ("normal", "uniform")
+
+
+def initial_weights(
+    key: Array,
+    shape: tuple[int, ...],
+    fan_in: float,
+    *,
+    weight_init: str,
+    gain: float,
+    init_scale: float | None,
+    bias: int | None,
+) -> dict[str, Array]:
+    """The starting ``{"w": shape}`` (plus ``{"b": (bias,)}``) of a Dense or convolutional transform.
+
+    ``"normal"``: ``w ~ N(0, s^2)`` with ``s = init_scale`` or ``gain / sqrt(fan_in)``, the bias 0.
+    ``"uniform"``: ``w`` and ``b`` uniform in ``(-s, s)`` with ``s = init_scale`` or ``1 / sqrt(fan_in)``,
+    the default of PyTorch's and equinox's ``Linear`` and ``Conv`` (PCX's layers), whatever the activation.
+    """
+    if weight_init == "uniform":
+        s = init_scale if init_scale is not None else 1.0 / math.sqrt(fan_in)
+        kw, kb = jax.random.split(key)
+        params = {"w": jax.random.uniform(kw, shape, minval=-s, maxval=s)}
+        if bias is not None:
+            params["b"] = jax.random.uniform(kb, (bias,), minval=-s, maxval=s)
+        return params
+    s = init_scale if init_scale is not None else gain / math.sqrt(fan_in)
+    params = {"w": s * jax.random.normal(key, shape)}
+    if bias is not None:
+        params["b"] = jnp.zeros((bias,))
+    return params
+
+
+def check_weight_init(value: Any, parameter: str) -> None:
+    """Refuse a ``weight_init`` other than ``"normal"`` or ``"uniform"``, naming ``parameter``."""
+    if value not in WEIGHT_INITS:
+        raise NetworkError(f"{parameter}: expected one of 'normal', 'uniform', got {value!r}")
+
 
 @dataclass(frozen=True)
 class Dense:
@@ -160,7 +198,9 @@ class Dense:
     Whittington & Bogacz's ``mu = W f(x)``; e.g. ``"relu"`` on a code makes it a rectified code.
 
     Weights start at ``N(0, (gain / sqrt(in_dim))^2)`` with ``gain = sqrt(2)`` for ReLU and 1
-    otherwise (``init_scale`` replaces ``gain / sqrt(in_dim)``); the bias starts at 0.
+    otherwise (``init_scale`` replaces ``gain / sqrt(in_dim)``); the bias starts at 0. With
+    ``weight_init = "uniform"`` weights and bias start uniform in ``+-1 / sqrt(in_dim)`` (PyTorch's and
+    equinox's ``Linear``; :func:`initial_weights`).
 
     ``scale`` (default 1) multiplies the product before the bias: ``act(scale * (in_act(x) @ w) + b)``.
     It is a fixed multiplier, not a parameter: muPC (:func:`residual_mlp`) draws ``w`` from
@@ -175,9 +215,11 @@ class Dense:
     init_scale: float | None = None
     input_activation: str = "identity"
     scale: float = 1.0
+    weight_init: str = "normal"
 
     def __post_init__(self) -> None:
         get_activation(self.input_activation, parameter="Dense.input_activation")
+        check_weight_init(self.weight_init, "Dense.weight_init")
         _positive_int(self.in_dim, "Dense.in_dim")
         _positive_int(self.out_dim, "Dense.out_dim")
         get_activation(self.activation, parameter="Dense.activation")
@@ -188,12 +230,15 @@ class Dense:
 
     def init(self, key: Array) -> dict[str, Array]:
         """``{"w": (in_dim, out_dim)}`` plus ``{"b": (out_dim,)}`` with a bias."""
-        gain = math.sqrt(2.0) if self.activation == "relu" else 1.0
-        scale = self.init_scale if self.init_scale is not None else gain / math.sqrt(self.in_dim)
-        params = {"w": scale * jax.random.normal(key, (self.in_dim, self.out_dim))}
-        if self.bias:
-            params["b"] = jnp.zeros((self.out_dim,))
-        return params
+        return initial_weights(
+            key,
+            (self.in_dim, self.out_dim),
+            self.in_dim,
+            weight_init=self.weight_init,
+            gain=math.sqrt(2.0) if self.activation == "relu" else 1.0,
+            init_scale=self.init_scale,
+            bias=self.out_dim if self.bias else None,
+        )
 
     def __call__(self, params: Mapping[str, Array], x: Array) -> Array:
         if self.input_activation != "identity":
@@ -574,6 +619,7 @@ class PCNetwork:
         output_cell: Cell | None = None,
         root_cell: Cell | None = None,
         output_sigma_init: Any = None,
+        weight_init: str = "normal",
     ) -> PCNetwork:
         """A stack ``dims[0] -> dims[1] -> ... -> dims[-1]`` of :class:`Dense` transforms.
 
@@ -581,6 +627,7 @@ class PCNetwork:
         ``output_cell`` (default: ``cell``); the root gets ``root_cell`` (default none: no prior).
         Names default to ``x0, x1, ...``. For supervised PC the root is the image and the last node
         the label; for generative PC the root is the code and the last node the image.
+        ``weight_init`` is every Dense's (``"normal"`` or ``"uniform"``, :func:`initial_weights`).
         """
         dims = list(dims)
         if len(dims) < 2:
@@ -597,7 +644,7 @@ class PCNetwork:
                 Node(
                     names[i],
                     dims[i],
-                    {names[i - 1]: Dense(dims[i - 1], dims[i], act, bias)},
+                    {names[i - 1]: Dense(dims[i - 1], dims[i], act, bias, weight_init=weight_init)},
                     cell=node_cell,
                     sigma_init=output_sigma_init if last else None,
                 )

@@ -30,7 +30,7 @@ class FitConfig:
     title: ClassVar[str] = "a museum model's config"
 
     model: GNCNConfig = table(GNCNConfig)
-    data: DataConfig = table(DataConfig)
+    data: DataConfig = table(DataConfig, keys=("dataset", "n_train", "n_val", "train_file", "val_file", "binarize"))
     train: TrainConfig = table(TrainConfig)
     optimizer: OptimizerConfig = table(
         OptimizerConfig, keys=("name", "learning_rate", "eps"), choices={"name": ("keras_adam", "adam", "sgd")}

@@ -4,7 +4,8 @@ Keys (docs/config.md)::
 
     out_dir = "runs/pc_supervised"
     [network]    task ("supervised" | "generative"), dims, names, activation, output_activation,
-                 bias, cell, covariance, sigma, output_cell, output_covariance, output_sigma,
+                 bias, weight_init ("normal" | "uniform"), cell, covariance, sigma, output_cell,
+                 output_covariance, output_sigma,
                  root_cell, root_sigma, hidden ("nodes": inferred value nodes; "transform": the
                  hidden layers are one transform from the first node to the last),
                  conv_channels, conv_kernel, conv_padding, pool, pool_size, image_shape
@@ -14,7 +15,7 @@ Keys (docs/config.md)::
                  T_eval, rtol, atol (of adaptive_heun), algorithm ("pc" | "ipc"),
                  nudge ("none" | "positive" | "negative" | "centred"), beta
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
-    [data]       dataset, n_train, n_val, binarize
+    [data]       dataset, n_train, n_val, binarize, normalize ("none" | "symmetric" | "standardize")
     [train]      batch_size, eval_batch_size, epochs, seed
 
 ``task = "supervised"`` clamps the image at the first node and the one-hot label at the last
@@ -62,6 +63,7 @@ from predcode.experiments.config.sections import (
 from predcode.models.conv import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from predcode.models.network import (
     PARAMETERISATIONS,
+    WEIGHT_INITS,
     Dense,
     NetworkError,
     Node,
@@ -116,6 +118,14 @@ class NetworkSection:
         "identity", "str", choices=_ACTS, help="the last transform's activation", resume="history"
     )
     bias: bool = setting(True, "bool", help="Dense transforms with a bias", resume="history")
+    weight_init: str = setting(
+        "normal",
+        "str",
+        choices=WEIGHT_INITS,
+        help='"normal": N(0, gain^2 / fan_in), bias 0; "uniform": weights and bias in +-1/sqrt(fan_in) '
+        "(PyTorch's and equinox's default, PCX's layers)",
+        resume="history",
+    )
     cell: str = _cell_kind("gaussian", "the hidden nodes' error cell")
     covariance: str = setting(
         "fixed", "str", choices=COVARIANCE_KINDS, help="a Gaussian cell's covariance", resume="history"
@@ -201,6 +211,12 @@ class NetworkSection:
                 )
             if self.hidden != "nodes":
                 raise bad("network.hidden", '"nodes" for a residual or muPC network', self.hidden)
+            if self.weight_init != "normal":
+                raise bad(
+                    "network.weight_init",
+                    '"normal" for a residual or muPC network (residual_mlp draws its own weights)',
+                    self.weight_init,
+                )
             if len(self.dims) < 3 or len(set(self.dims[1:-1])) != 1:
                 raise bad(
                     "network.dims",
@@ -240,7 +256,16 @@ class NetworkSection:
         blocks: list[Any] = []
         shape: Any = tuple(self.image_shape)
         for ch in self.conv_channels or ():
-            conv = Conv2d(shape, ch, self.conv_kernel, 1, self.conv_padding.upper(), self.activation, self.bias)
+            conv = Conv2d(
+                shape,
+                ch,
+                self.conv_kernel,
+                1,
+                self.conv_padding.upper(),
+                self.activation,
+                self.bias,
+                weight_init=self.weight_init,
+            )
             block: Any = conv
             if self.pool != "none":
                 pool_cls = MaxPool2d if self.pool == "max" else AvgPool2d
@@ -360,7 +385,9 @@ class PCFitConfig:
         name="adam",
         eps=1e-8,
     )
-    data: DataConfig = table(DataConfig, keys=("dataset", "n_train", "n_val", "binarize"), n_val=5000, binarize=False)
+    data: DataConfig = table(
+        DataConfig, keys=("dataset", "n_train", "n_val", "binarize", "normalize"), n_val=5000, binarize=False
+    )
     train: TrainConfig = table(
         TrainConfig,
         keys=("batch_size", "eval_batch_size", "epochs", "patience", "seed", "parallel_trials"),
@@ -419,7 +446,10 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
     root_cell = None if n.root_cell == "none" else _cell(n.root_cell, "fixed", n.root_sigma)
     if n.hidden == "transform":
         acts = [n.activation] * (len(n.dims) - 2) + [n.output_activation]
-        layers = tuple(Dense(a, b, act, n.bias) for a, b, act in zip(n.dims[:-1], n.dims[1:], acts, strict=True))
+        layers = tuple(
+            Dense(a, b, act, n.bias, weight_init=n.weight_init)
+            for a, b, act in zip(n.dims[:-1], n.dims[1:], acts, strict=True)
+        )
         first, last = n.node_names
         try:
             return PCNetwork(
@@ -466,6 +496,7 @@ def build_network(cfg: PCFitConfig) -> PCNetwork:
             output_cell=_cell(n.output_cell, n.output_covariance, n.output_sigma),
             root_cell=root_cell,
             output_sigma_init=learn(n.output_cell, n.output_covariance, n.output_sigma),
+            weight_init=n.weight_init,
         )
     except NetworkError as err:
         raise ConfigError(f"network: {err}", key="network") from None
@@ -485,7 +516,8 @@ def _conv_network(n: NetworkSection) -> PCNetwork:
     flat = Flatten(last)
     acts = [n.activation] * (len(n.dims) - 2) + [n.output_activation]
     dense = [
-        Dense(a, b, act, n.bias) for a, b, act in zip((flat.out_dim, *n.dims[1:-1]), n.dims[1:], acts, strict=True)
+        Dense(a, b, act, n.bias, weight_init=n.weight_init)
+        for a, b, act in zip((flat.out_dim, *n.dims[1:-1]), n.dims[1:], acts, strict=True)
     ]
     hidden_cell = _cell(n.cell, n.covariance, n.sigma)
     out_cell = _cell(n.output_cell, n.output_covariance, n.output_sigma)

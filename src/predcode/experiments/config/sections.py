@@ -31,7 +31,10 @@ from predcode.schema import (
     validate,
 )
 
+NORMALIZATIONS = ("none", "symmetric", "standardize")
+
 __all__ = [
+    "NORMALIZATIONS",
     "DataConfig",
     "OptimizerConfig",
     "Table",
@@ -83,6 +86,14 @@ class DataConfig:
         resume="history",
     )
     binarize: bool = setting(True, "bool", help="pixels / 255 >= 0.5", resume="history")
+    normalize: str = setting(
+        "none",
+        "str",
+        choices=NORMALIZATIONS,
+        help='pixel scaling: "none" keeps [0, 1]; "symmetric" maps to [-1, 1] (PCX); "standardize" '
+        "subtracts the training rows' mean pixel and divides by their pixel standard deviation (JPC)",
+        resume="history",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
