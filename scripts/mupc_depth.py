@@ -31,18 +31,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default: the config's 0.1)")
     ap.add_argument("--n-train", type=int, default=None, help="training images (default: all 55,000)")
+    ap.add_argument(
+        "--normalize",
+        choices=("none", "symmetric", "standardize"),
+        default="none",
+        help="data.normalize: standardize gives JPC's unit-variance pixels",
+    )
     ap.add_argument("--out", default=None, help="run folder (default /tmp/mupc_<param>_<depth>)")
     ap.add_argument("--json", required=True, help="results file; the run is appended to its list")
     args = ap.parse_args()
 
     dims = [784] + [args.width] * (args.depth - 1) + [10]
-    out = args.out or f"/tmp/mupc_{args.param}_{args.depth}_{args.lr}_{args.n_train}"
+    out = args.out or f"/tmp/mupc_{args.param}_{args.depth}_w{args.width}_{args.lr}_{args.n_train}_{args.normalize}"
     sets = {
         "network.dims": json.dumps(dims).replace(" ", ""),
         "network.param": args.param,
         "inference.T": str(args.T),
         "train.epochs": str(args.epochs),
         "train.seed": str(args.seed),
+        "data.normalize": args.normalize,
         "out_dir": out,
     }
     if args.lr is not None:
@@ -56,7 +63,7 @@ def main() -> None:
     proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.time() - start
     record: dict = dict(depth=args.depth, width=args.width, param=args.param, epochs=args.epochs, T=args.T)
-    record.update(lr=0.1 if args.lr is None else args.lr, n_train=args.n_train or 55000)
+    record.update(lr=0.1 if args.lr is None else args.lr, n_train=args.n_train or 55000, normalize=args.normalize)
     record["command"] = "predcode fit --config configs/pc/mnist_mupc.toml"
     record["command"] += " " + " ".join(f"--set {k}={v}" for k, v in sets.items() if k != "out_dir")
     record["wall_seconds"] = seconds

@@ -10,7 +10,15 @@ from typer.testing import CliRunner
 
 from predcode.cli import app
 from predcode.experiments.checkpoint import load_checkpoint
-from predcode.experiments.config import ConfigError, PCFitConfig, build_network, dump_toml, load_config, parse_toml
+from predcode.experiments.config import (
+    ConfigError,
+    PCFitConfig,
+    build_network,
+    dump_toml,
+    load_config,
+    parse_toml,
+    with_overrides,
+)
 
 SMALL = """
 [network]
@@ -235,3 +243,39 @@ def test_pc_fit_data_parallel_on_two_devices_trains_like_one_device(tmp_path):
         capture_output=True,
     )
     assert bad.returncode == 2 and b"train.batch_size: expected a multiple of the 2 devices" in bad.stdout + bad.stderr
+
+
+def test_test_every_epoch_records_pcx_protocol_beside_the_best_validation_model(tmp_path):
+    """Each epoch's test accuracy is that epoch's weights on the test set: the best-validation
+    model's test accuracy (computed from its saved weights) is the one in its epoch's row, and the
+    summary's maximum is the maximum of the column (PCX's protocol)."""
+    import csv
+
+    from predcode.experiments.pc_fit import pc_fit
+
+    cfg = with_overrides(load_config(_write(tmp_path, epochs=3)), **{"train.test_every_epoch": True})
+    summary = pc_fit(cfg, tmp_path / "run", n_trials=2)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert len(rows) == 6 and all(0.0 < float(r["test_accuracy"]) <= 1.0 for r in rows)
+    for t, trial in enumerate(summary["trials"]):
+        column = {int(r["epoch"]): float(r["test_accuracy"]) for r in rows if int(r["trial"]) == t}
+        assert trial["test_accuracy_forward"] == pytest.approx(column[trial["best_epoch"]], abs=1e-12)
+        assert trial["test_accuracy_max_over_epochs"] == max(column.values())
+        assert column[trial["test_accuracy_max_epoch"]] == max(column.values())
+    tops = [t["test_accuracy_max_over_epochs"] for t in summary["trials"]]
+    assert summary["test_accuracy_max_over_epochs_mean"] == pytest.approx(np.mean(tops))
+    # without the option: no column, no maximum
+    plain = pc_fit(load_config(_write(tmp_path, epochs=1)), tmp_path / "plain")
+    assert "test_accuracy_max_over_epochs" not in plain["trials"][0]
+    assert "test_accuracy_max_over_epochs_mean" not in plain
+    # changing it on resume is refused (it changes what the history holds)
+    config, folder = str(_write(tmp_path, epochs=2)), str(tmp_path / "plain")
+    args = ["fit", "--config", config, "--out", folder, "--resume", "--quiet", "--set", "train.test_every_epoch=true"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "train.test_every_epoch" in result.output, result.output
+
+
+def test_the_museum_and_the_mlp_do_not_take_test_every_epoch():
+    for path in ("configs/mnist/gncn_pdh.toml", "configs/credit/mnist_fa.toml"):
+        with pytest.raises(ConfigError, match="train.test_every_epoch"):
+            with_overrides(load_config(path), **{"train.test_every_epoch": True})

@@ -351,6 +351,8 @@ def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: bool 
         score = (
             f"val accuracy {100 * r.val_accuracy:6.2f}%" if r.val_accuracy is not None else f"val MSE {r.val_mse:7.3f}"
         )
+        if r.test_accuracy is not None:
+            score += f"  test accuracy {100 * r.test_accuracy:6.2f}%"
         text = (
             f"trial {trial} epoch {r.epoch:3d}  train energy {r.train_energy:.4f}  "
             f"| val energy {r.val_energy:.4f}  {score}  ({r.seconds:.1f} s)"
@@ -372,6 +374,11 @@ def _fit_pc(cfg, folder: Path, *, quiet: bool, data_parallel: bool, catch: bool 
         say(
             f"test accuracy {100 * summary['test_accuracy_forward_mean']:.2f}% (forward pass) "
             f"over {common['n_trials']} trial(s)"
+        )
+    if "test_accuracy_max_over_epochs_mean" in summary:
+        say(
+            f"best test accuracy over epochs {100 * summary['test_accuracy_max_over_epochs_mean']:.2f}% "
+            "(PCX's protocol: selected on the test set)"
         )
     say(f"trained in {summary['train_seconds_total']:.0f} s; wrote the run to ", (folder.resolve(), "bold"))
     return summary

@@ -169,6 +169,16 @@ class PCEpochRecord:
     val_accuracy: float | None
     val_mse: float | None
     seconds: float
+    test_accuracy: float | None = None  # with train.test_every_epoch only
+
+
+def _stored(record: PCEpochRecord) -> dict[str, Any]:
+    """An epoch's row as a checkpoint stores it: without ``test_accuracy`` unless it was measured, so a
+    run folder's history reads the same as one written before ``train.test_every_epoch`` existed."""
+    row = asdict(record)
+    if row["test_accuracy"] is None:
+        del row["test_accuracy"]
+    return row
 
 
 def _evaluate(cfg: PCFitConfig, trainer: PCTrainer, params, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -238,7 +248,7 @@ class NetworkFamily(Family):
         s = group.states[i]
         t = s.trial
         if s.best_epoch == record.epoch:
-            save_checkpoint(out / f"best{t}", {"params": s.params}, _metadata(cfg, trial=t, **asdict(record)))
+            save_checkpoint(out / f"best{t}", {"params": s.params}, _metadata(cfg, trial=t, **_stored(record)))
         save_checkpoint(
             out / f"state{t}",
             {"params": s.params, "opt_state": s.opt},
@@ -248,7 +258,7 @@ class NetworkFamily(Family):
                 epoch=record.epoch,
                 best_score=s.best_score,
                 best_epoch=s.best_epoch,
-                history=[asdict(r) for r in s.history],
+                history=[_stored(r) for r in s.history],
             ),
         )
 
@@ -261,6 +271,8 @@ class NetworkFamily(Family):
             scalars["val/accuracy"] = record.val_accuracy
         if record.val_mse is not None:
             scalars["val/mse"] = record.val_mse
+        if record.test_accuracy is not None:
+            scalars["test/accuracy"] = record.test_accuracy
         return {**scalars, "time/seconds_per_epoch": record.seconds}
 
     def epoch_args(self, group: _TrialGroup, i: int, record: PCEpochRecord) -> tuple:
@@ -388,6 +400,10 @@ class _TrialGroup:
         cfg, s = self.cfg, self._states[i]
         ev = _evaluate(cfg, self.trainer, s.params, self.data.x_val, self.data.y_val)
         record = PCEpochRecord(epoch, train_energy, ev["val_energy"], ev["val_accuracy"], ev["val_mse"], seconds)
+        if cfg.train.test_every_epoch and cfg.network.task == "supervised":
+            net, bs = self.trainer.network, cfg.train.eval_batch_size
+            predicted = predict_labels(net, s.params, self.data.x_test, batch_size=bs)
+            record.test_accuracy = float(np.mean(predicted == self.data.y_test))
         s.history.append(record)
         if _better(cfg, record, s.best_score):
             s.best_score, s.best_epoch, s.best_params = _score(cfg, record), epoch, s.params
@@ -417,6 +433,11 @@ class _TrialGroup:
             best = self._best(i, t)
             result["test_accuracy_forward"] = float(np.mean(predict_labels(net, best, data.x_test) == data.y_test))
             result["test_accuracy_inference"] = _inference_accuracy(cfg, self.trainer, best, data.x_test, data.y_test)
+            tested = [r for r in history if r.test_accuracy is not None]
+            if tested:  # PCX's "best accuracy": the maximum over epochs, selected on the test set itself
+                top = max(tested, key=lambda r: r.test_accuracy or 0.0)
+                result["test_accuracy_max_over_epochs"] = top.test_accuracy
+                result["test_accuracy_max_epoch"] = top.epoch
         return result
 
 
@@ -454,6 +475,12 @@ def _write_summary(
     if cfg.network.task == "supervised":
         accs = np.array([t["test_accuracy_forward"] for t in trials])
         summary.update(test_accuracy_forward_mean=float(accs.mean()), test_accuracy_forward_std=float(accs.std()))
+        if all("test_accuracy_max_over_epochs" in t for t in trials):
+            tops = np.array([t["test_accuracy_max_over_epochs"] for t in trials])
+            summary.update(
+                test_accuracy_max_over_epochs_mean=float(tops.mean()),
+                test_accuracy_max_over_epochs_std=float(tops.std()),
+            )
     if write:
         write_json(out / "summary.json", summary)
     return summary

@@ -31,7 +31,9 @@ class FitConfig:
 
     model: GNCNConfig = table(GNCNConfig)
     data: DataConfig = table(DataConfig, keys=("dataset", "n_train", "n_val", "train_file", "val_file", "binarize"))
-    train: TrainConfig = table(TrainConfig)
+    train: TrainConfig = table(
+        TrainConfig, keys=("batch_size", "eval_batch_size", "epochs", "patience", "seed", "parallel_trials")
+    )
     optimizer: OptimizerConfig = table(
         OptimizerConfig, keys=("name", "learning_rate", "eps"), choices={"name": ("keras_adam", "adam", "sgd")}
     )

@@ -16,7 +16,7 @@ Keys (docs/config.md)::
                  nudge ("none" | "positive" | "negative" | "centred"), beta
     [optimizer]  name ("adam" | "adamw" | "sgd"), learning_rate, eps, weight_decay, schedule
     [data]       dataset, n_train, n_val, binarize, normalize ("none" | "symmetric" | "standardize")
-    [train]      batch_size, eval_batch_size, epochs, seed
+    [train]      batch_size, eval_batch_size, epochs, seed, test_every_epoch (PCX's protocol, reported beside)
 
 ``task = "supervised"`` clamps the image at the first node and the one-hot label at the last
 (Whittington & Bogacz 2017); ``task = "generative"`` clamps the image at the last node and infers
@@ -390,7 +390,7 @@ class PCFitConfig:
     )
     train: TrainConfig = table(
         TrainConfig,
-        keys=("batch_size", "eval_batch_size", "epochs", "patience", "seed", "parallel_trials"),
+        keys=("batch_size", "eval_batch_size", "epochs", "patience", "seed", "parallel_trials", "test_every_epoch"),
         batch_size=64,
         eval_batch_size=1000,
         epochs=10,

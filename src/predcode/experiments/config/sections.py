@@ -138,6 +138,15 @@ class TrainConfig:
     seed: int = setting(
         69, "int", low=0, high=SEED_MAX, help="seeds the data split, the initial weights and shuffles", resume="history"
     )
+    test_every_epoch: bool = setting(
+        False,
+        "bool",
+        help=(
+            "also the test accuracy after every epoch (metrics.csv, summary.json's maximum over epochs: "
+            "PCX's benchmark protocol, which selects on the test set; the best-validation model stays the report)"
+        ),
+        resume="history",
+    )
     parallel_trials: int | None = setting(
         None,
         "int",
