@@ -17,6 +17,9 @@ batch 128, float32.
 * ``predcode``: a :class:`~predcode.models.network.PCNetwork` of
   :mod:`predcode.models.conv` transforms (NHWC), trained by :class:`~predcode.learning.pc.PCTrainer`,
   in the main ``.venv``;
+* ``predcode-unrolled``: ``predcode`` with ``PCTrainer(unroll=T)``: the settling loop compiled
+  with all ``T`` state steps in one iteration (lax.scan's ``unroll``; config key
+  ``inference.unroll``) instead of a rolled loop, the same arithmetic;
 * ``predcode@pcx``: the same predcode code under PCX's JAX (``.venv-pcx``), so the library and the
   JAX release can be told apart.
 
@@ -26,6 +29,7 @@ of the worker. Workers run one after another, ``--rounds`` times in rotation.
 
     .venv/bin/python benchmarks/peers/vgg5.py --json results/vgg5_peers.json --md results/vgg5_peers.md
     .venv/bin/python benchmarks/peers/vgg5.py --width 0.25 --calls 2        # a quicker, narrower run
+    .venv/bin/python benchmarks/peers/vgg5.py --only pcx predcode predcode-unrolled   # without jax 0.4.38's predcode
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ CHANNELS = (128, 256, 512, 512)
 IMPLS = {  # label -> interpreter ($PEERS_PYTHON_MAIN / _PCX override, as for run.py)
     "pcx": os.environ.get("PEERS_PYTHON_PCX") or os.path.join(HERE, ".venv-pcx", "bin", "python"),
     "predcode": os.environ.get("PEERS_PYTHON_MAIN") or sys.executable,  # the runner's own (main) venv
+    "predcode-unrolled": os.environ.get("PEERS_PYTHON_MAIN") or sys.executable,
     "predcode@pcx": os.environ.get("PEERS_PYTHON_PCX") or os.path.join(HERE, ".venv-pcx", "bin", "python"),
 }
 
@@ -60,7 +65,7 @@ def _channels(width: float) -> tuple[int, ...]:
 
 
 # ----- the implementations (imported only inside a worker) --------------------------------------
-def build_predcode(batch: int, width: float):
+def build_predcode(batch: int, width: float, unroll: int = 1):
     import jax
     import optax
 
@@ -82,6 +87,7 @@ def build_predcode(batch: int, width: float):
         optimizer_x=optax.sgd(LR_X, momentum=MOMENTUM_X),
         optimizer_p=optax.adamw(LR_W, weight_decay=WD_W),
         T=T,
+        unroll=unroll,
     )
     params = net.init(jax.random.key(0))
     opt = trainer.init(params)
@@ -96,7 +102,7 @@ def build_predcode(batch: int, width: float):
         jax.block_until_ready(state["params"])
         return float(m.energy)
 
-    return step, f"predcode on jax {jax.__version__}"
+    return step, f"predcode on jax {jax.__version__}" + (f", unroll={unroll}" if unroll != 1 else "")
 
 
 def build_pcx(batch: int, width: float):
@@ -178,9 +184,11 @@ def build_pcx(batch: int, width: float):
 
 
 def worker(label: str, batch: int, width: float, calls: int) -> dict:
-    builder = build_pcx if label == "pcx" else build_predcode
     t0 = time.perf_counter()
-    step, library = builder(batch, width)
+    if label == "pcx":
+        step, library = build_pcx(batch, width)
+    else:
+        step, library = build_predcode(batch, width, unroll=T if label == "predcode-unrolled" else 1)
     built = time.perf_counter() - t0
     times, energies = [], []
     for _ in range(2 + calls):
@@ -262,6 +270,9 @@ def main() -> None:
     ratio = None
     if "pcx" in summary and "predcode" in summary:
         ratio = summary["predcode"]["samples_per_s"] / summary["pcx"]["samples_per_s"]
+    ratio_unrolled = None
+    if "pcx" in summary and "predcode-unrolled" in summary:
+        ratio_unrolled = summary["predcode-unrolled"]["samples_per_s"] / summary["pcx"]["samples_per_s"]
     doc = {
         "benchmark": "PCX VGG-5 PC network (VGG5_PCN_SE.yaml), CIFAR-shaped random input",
         "command": " ".join(
@@ -281,6 +292,7 @@ def main() -> None:
         },
         "results": summary,
         "predcode_over_pcx": ratio,
+        "predcode_unrolled_over_pcx": ratio_unrolled,
     }
     if args.json:
         with open(args.json, "w") as f:
@@ -297,6 +309,8 @@ def main() -> None:
             f.write("\n".join(lines) + "\n")
     if ratio is not None:
         print(f"predcode / pcx samples/s: {ratio:.2f}x")
+    if ratio_unrolled is not None:
+        print(f"predcode-unrolled / pcx samples/s: {ratio_unrolled:.2f}x")
 
 
 if __name__ == "__main__":

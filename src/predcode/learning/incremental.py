@@ -37,10 +37,12 @@ class Incremental:
 
     T: int = 20
     solver: Any = None
+    unroll: int = 1
 
     def __post_init__(self) -> None:
-        inner = EnergyGradient(self.T, self.solver)  # checks T, makes the solver
+        inner = EnergyGradient(self.T, self.solver, self.unroll)  # checks T and unroll, makes the solver
         object.__setattr__(self, "solver", inner.solver)
+        object.__setattr__(self, "unroll", inner.unroll)
 
     def init(self, model: Any, params: Any) -> tuple:
         """No state."""
@@ -48,7 +50,7 @@ class Incremental:
 
     def infer(self, model: Any, params: Any, clamps: Any, masks: Any = None, init: Any = None, *, T: int | None = None):
         """Inference alone (weights fixed), as evaluation uses it."""
-        return EnergyGradient(self.T, self.solver).infer(model, params, clamps, masks, init, T=T)
+        return EnergyGradient(self.T, self.solver, self.unroll).infer(model, params, clamps, masks, init, T=T)
 
     def interleaved(
         self,
@@ -79,7 +81,11 @@ class Incremental:
             return (optax.apply_updates(p, updates), z, aux, opt), energy
 
         (params, free, _, opt_state), trace = jax.lax.scan(
-            body, (params, free, solver.init(free), opt_state), None, length=self.T
+            body,
+            (params, free, solver.init(free), opt_state),
+            None,
+            length=self.T,
+            unroll=min(self.unroll, max(self.T, 1)),
         )
         last = total(params, free)
         trace = jnp.append(trace, last)

@@ -68,10 +68,12 @@ class Nudged:
     beta: float = 1.0
     mode: str = "positive"
     output: str | None = None
+    unroll: int = 1
 
     def __post_init__(self) -> None:
-        inner = EnergyGradient(self.T, self.solver)  # checks T, makes the solver
+        inner = EnergyGradient(self.T, self.solver, self.unroll)  # checks T and unroll, makes the solver
         object.__setattr__(self, "solver", inner.solver)
+        object.__setattr__(self, "unroll", inner.unroll)
         traced = isinstance(self.beta, jax.Array) and self.beta.shape == ()  # e.g. a beta swept under jit
         if not traced and (isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0):
             raise ValueError(
@@ -96,11 +98,11 @@ class Nudged:
 
     def infer(self, model: Any, params: Any, clamps: Any, masks: Any = None, init: Any = None, *, T: int | None = None):
         """Inference with the label clamped and not nudged (``beta = 1``), as evaluation uses it."""
-        return EnergyGradient(self.T, self.solver).infer(model, params, clamps, masks, init, T=T)
+        return EnergyGradient(self.T, self.solver, self.unroll).infer(model, params, clamps, masks, init, T=T)
 
     def _at(self, model: PCNetwork, output: str, beta: float, params, clamps, masks, init):
         net = nudged_network(model, output, beta)
-        result = EnergyGradient(self.T, self.solver).infer(net, params, clamps, masks, init)
+        result = EnergyGradient(self.T, self.solver, self.unroll).infer(net, params, clamps, masks, init)
         energy, grads = weight_gradient(net, params, result.states, masks)
         return grads, (result.energy, energy, result.status)
 
