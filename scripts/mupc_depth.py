@@ -1,10 +1,11 @@
 """Depth: test accuracy of residual PC MLPs on MNIST with and without muPC (results/mupc.md).
 
-Trains ``configs/pc/mnist_mupc.toml`` (width 128, ReLU, no biases, T = 8 state steps of gradient
-descent, Adam lr 0.1: JPC's muPC MNIST example) at each depth, once with ``network.param = "mupc"``
-and once with ``"standard"`` (the same residual network, Dense default init, no multipliers), by
-``predcode fit``, and appends each run's test accuracy (forward pass), best validation accuracy,
-time and provenance to ``--json``. One run per call keeps each under the 20-minute budget:
+Trains ``configs/pc/mnist_mupc.toml`` (width 512, ReLU, no biases, standardized pixels, T = 8 state
+steps of gradient descent, Adam lr 0.1: the defaults of JPC's muPC paper script) at each depth,
+once with ``network.param = "mupc"`` and once with ``"standard"`` (the same residual network, Dense
+default init, no multipliers), by ``predcode fit``, and appends each run's test accuracy (forward
+pass), best validation accuracy, time and provenance to ``--json``. One run per call keeps each
+under the 20-minute budget:
 
     nice -n 10 .venv/bin/python scripts/mupc_depth.py --depth 8 --param mupc --epochs 1 --json results/mupc.json
 """
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--depth", type=int, required=True, help="weight layers (depth - 1 hidden nodes)")
-    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--param", choices=("mupc", "standard"), required=True)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--T", type=int, default=8, help="inference steps per batch")
@@ -34,15 +35,16 @@ def main() -> None:
     ap.add_argument(
         "--normalize",
         choices=("none", "symmetric", "standardize"),
-        default="none",
-        help="data.normalize: standardize gives JPC's unit-variance pixels",
+        default="standardize",
+        help="data.normalize (default standardize: JPC's unit-variance pixels, the config's)",
     )
     ap.add_argument("--out", default=None, help="run folder (default /tmp/mupc_<param>_<depth>)")
     ap.add_argument("--json", required=True, help="results file; the run is appended to its list")
     args = ap.parse_args()
 
     dims = [784] + [args.width] * (args.depth - 1) + [10]
-    out = args.out or f"/tmp/mupc_{args.param}_{args.depth}_w{args.width}_{args.lr}_{args.n_train}_{args.normalize}"
+    tag = f"{args.param}_{args.depth}_w{args.width}_{args.lr}_{args.n_train}_{args.normalize}_e{args.epochs}"
+    out = args.out or f"/tmp/mupc_{tag}"
     sets = {
         "network.dims": json.dumps(dims).replace(" ", ""),
         "network.param": args.param,
