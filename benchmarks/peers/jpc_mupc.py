@@ -9,8 +9,8 @@ batch-mean energy from the feedforward sweep, 1 epoch, test accuracy of the feed
 ``jpc.update_pc_params``, ``jpc.test_discriminative_pc``) in float32, so that a predcode row of
 ``results/mupc.md`` and JPC's row come from the same network, data and steps on one machine.
 
-JPC is not on PyPI: it runs in a venv of its own, ``python3.11 -m venv .venv-jpc &&
-.venv-jpc/bin/pip install -r benchmarks/peers/requirements-jpc.txt`` (jax 0.4.38, the newest its
+JPC is not on PyPI: it runs in a venv of its own, ``python3.11 -m venv benchmarks/peers/.venv-jpc`` then
+``benchmarks/peers/.venv-jpc/bin/pip install -r benchmarks/peers/requirements-jpc.txt`` (jax 0.4.38, the newest its
 pyproject allows, and JPC from its repository at the pinned commit; offline, ``pip install
 --no-deps`` of a checkout at that commit beside the other pins). The MNIST files are
 read from ``$PREDCODE_DATA/mnist`` (the original idx.gz files); pixels are normalised with JPC's
@@ -18,7 +18,8 @@ constants (mean 0.1307, std 0.3081), all 60,000 training images are used as JPC 
 validation split), the test set in batches of 64 with the last partial batch dropped, as JPC's
 loader does.
 
-    JPC_COMMIT=7d6cc05 .venv-jpc/bin/python benchmarks/peers/jpc_mupc.py --depth 8 --json results/mupc_jpc.json
+    JPC_COMMIT=7d6cc05 benchmarks/peers/.venv-jpc/bin/python benchmarks/peers/jpc_mupc.py --depth 8 \
+        --json results/mupc_jpc.json
 """
 
 from __future__ import annotations
