@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=8, help="inference steps per batch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default: the config's 0.1)")
+    ap.add_argument(
+        "--schedule", default=None, help="the weights' learning-rate schedule (default: the config's constant)"
+    )
     ap.add_argument("--n-train", type=int, default=None, help="training images (default: all 55,000)")
     ap.add_argument(
         "--normalize",
@@ -44,6 +47,7 @@ def main() -> None:
 
     dims = [784] + [args.width] * (args.depth - 1) + [10]
     tag = f"{args.param}_{args.depth}_w{args.width}_{args.lr}_{args.n_train}_{args.normalize}_e{args.epochs}"
+    tag += f"_{args.schedule}" if args.schedule else ""
     out = args.out or f"/tmp/mupc_{tag}"
     sets = {
         "network.dims": json.dumps(dims).replace(" ", ""),
@@ -56,6 +60,8 @@ def main() -> None:
     }
     if args.lr is not None:
         sets["optimizer.learning_rate"] = str(args.lr)
+    if args.schedule is not None:
+        sets["optimizer.schedule"] = args.schedule
     if args.n_train is not None:
         sets["data.n_train"] = str(args.n_train)
     cli = [sys.executable, "-c", "from predcode.cli import app; app()"]
@@ -66,6 +72,7 @@ def main() -> None:
     seconds = time.time() - start
     record: dict = dict(depth=args.depth, width=args.width, param=args.param, epochs=args.epochs, T=args.T)
     record.update(lr=0.1 if args.lr is None else args.lr, n_train=args.n_train or 55000, normalize=args.normalize)
+    record["schedule"] = args.schedule or "constant"
     record["command"] = "predcode fit --config configs/pc/mnist_mupc.toml"
     record["command"] += " " + " ".join(f"--set {k}={v}" for k, v in sets.items() if k != "out_dir")
     record["wall_seconds"] = seconds
