@@ -18,11 +18,7 @@ architecture's or the learning rule's.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from predcode.experiments.atomic import write_text
 from predcode.experiments.config import build_network, load_config
 from predcode.experiments.pc_fit import load_pc_data, predict_labels
-
-ROOT = Path(__file__).resolve().parents[1]
+from predcode.experiments.provenance import provenance
 
 
 def main() -> None:
@@ -92,12 +88,6 @@ def main() -> None:
         history.append(row)
         print(json.dumps(row), flush=True)
     best = max(history, key=lambda r: r["val_accuracy"])
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     record = {
         "config": args.config,
         "rule": "backprop (squared error of the forward pass)",
@@ -110,10 +100,7 @@ def main() -> None:
         "test_accuracy_last_epoch": history[-1]["test_accuracy"],
         "history": history,
         "train_seconds": round(time.perf_counter() - t0, 1),
-        "commit": commit,
-        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "jax_version": jax.__version__,
+        **provenance(),
         "command": f"scripts/bp_reference.py --config {args.config} --epochs {epochs} --seed {seed}",
     }
     print(json.dumps({k: v for k, v in record.items() if k != "history"}), flush=True)
@@ -121,9 +108,7 @@ def main() -> None:
         path = Path(args.json)
         rows = json.loads(path.read_text()) if path.is_file() else []
         rows.append(record)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(rows, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

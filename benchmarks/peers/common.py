@@ -316,3 +316,60 @@ def serve(build: Callable[[str, Spec, dict, np.ndarray], Impl]) -> None:
                 reply({"ok": False, "error": f"unknown command {cmd!r}"})
         except Exception as exc:  # report, keep serving
             reply({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy runs of a peer's own code (pcx_mlp.py, jpc_mupc.py): data, provenance, results file
+# ---------------------------------------------------------------------------------------------
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _read_idx(path: str) -> np.ndarray:
+    import gzip
+
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_idx(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (n, 784) uint8, labels (n,) uint8)`` of ``split`` ("train" or "test") from the original
+    idx.gz files in ``$PREDCODE_DATA/<dataset>`` (default ``../shared/data`` beside the checkout)."""
+    root = os.path.join(os.environ.get("PREDCODE_DATA", os.path.join(ROOT, "..", "shared", "data")), dataset)
+    prefix = "train" if split == "train" else "t10k"
+    images = _read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"))
+    return images.reshape(len(images), -1), _read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"))
+
+
+def run_provenance() -> dict[str, str]:
+    """Commit of the checkout (short hash, ``""`` outside git), UTC date and machine, for a result record."""
+    import datetime
+    import platform
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = ""
+    return {
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
+def append_record(path: str, record: dict) -> None:
+    """Append ``record`` to the JSON list in ``path`` (created if missing), replaced in one rename."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = json.load(f)
+    rows.append(record)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rows, f, indent=1)
+    os.replace(tmp, path)

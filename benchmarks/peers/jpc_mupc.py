@@ -25,32 +25,17 @@ loader does.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import gzip
 import json
 import os
-import platform
-import subprocess
 import time
 
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from common import append_record, load_idx, run_provenance
 
 
-def load_mnist(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    prefix = "train" if split == "train" else "t10k"
-    x = _idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz")).reshape(-1, 784).astype(np.float32)
-    x = (x / 255.0 - 0.1307) / 0.3081
-    labels = _idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int64)
+def load_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = load_idx("mnist", split)
+    x = (images.astype(np.float32) / 255.0 - 0.1307) / 0.3081
     return x, np.eye(10, dtype=np.float32)[labels]
 
 
@@ -75,9 +60,8 @@ def main() -> None:
     import jpc
     import optax
 
-    data = os.path.join(os.environ.get("PREDCODE_DATA", os.path.join(ROOT, "..", "shared", "data")), "mnist")
-    x_train, y_train = load_mnist(data, "train")
-    x_test, y_test = load_mnist(data, "test")
+    x_train, y_train = load_mnist("train")
+    x_test, y_test = load_mnist("test")
 
     keys = jr.split(jr.PRNGKey(args.seed), 4)
     model = jpc.make_mlp(keys[0], 784, args.width, args.depth, 10, "relu", use_bias=False, param_type=args.param)
@@ -147,16 +131,9 @@ def main() -> None:
                 acc = evaluate(model, skip_model)
                 tests.append({"step": step, "epoch": epoch, "test_accuracy": acc})
                 print(f"step {step} epoch {epoch}: test accuracy {acc:.2f}%", flush=True)
-    jpc_commit = os.environ.get("JPC_COMMIT", "")
-    try:
-        commit = subprocess.run(
-            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = ""
     record = {
         "impl": "jpc",
-        "jpc_commit": jpc_commit,
+        "jpc_commit": os.environ.get("JPC_COMMIT", ""),
         "jax": jax.__version__,
         "depth": args.depth,
         "width": args.width,
@@ -172,23 +149,13 @@ def main() -> None:
         "tests": tests,
         "train_s": round(train_s, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
-        "commit": commit,
-        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        **run_provenance(),
         "command": "benchmarks/peers/jpc_mupc.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "json"),
     }
     print(json.dumps({k: v for k, v in record.items() if k != "tests"}), flush=True)
     if args.json:
-        rows = []
-        if os.path.exists(args.json):
-            with open(args.json) as f:
-                rows = json.load(f)
-        rows.append(record)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
+        append_record(args.json, record)
 
 
 if __name__ == "__main__":

@@ -26,17 +26,11 @@ the shuffling is NumPy's, seeded by the seed, in place of torch's.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import gzip
 import json
-import os
-import platform
-import subprocess
 import time
 
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import append_record, load_idx, run_provenance
 
 # L_PC_SE_mnist.yaml and L_PC_SE_fmnist.yaml (the same numbers as configs/pc/pcx_mlp_*_se.toml)
 HP = {
@@ -58,19 +52,9 @@ HP = {
 EPOCHS, BATCH = 25, 128
 
 
-def _idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def load(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    root = os.path.join(os.environ.get("PREDCODE_DATA", os.path.join(ROOT, "..", "shared", "data")), dataset)
-    prefix = "train" if split == "train" else "t10k"
-    x = _idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz")).reshape(-1, 784).astype(np.float32)
-    return (x / 255.0 - 0.5) / 0.5, _idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz")).astype(np.int32)
+    images, labels = load_idx(dataset, split)
+    return (images.astype(np.float32) / 255.0 - 0.5) / 0.5, labels.astype(np.int32)
 
 
 def run_seed(dataset: str, seed: int, epochs: int) -> dict:
@@ -198,12 +182,6 @@ def main() -> None:
     runs = [run_seed(args.dataset, s, args.epochs) for s in args.seeds]
     best = np.array([r["max_test_accuracy"] for r in runs])
     seeds = " ".join(map(str, args.seeds))
-    try:
-        commit = subprocess.run(
-            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = ""
     record = {
         "impl": "pcx",
         "method": "PC-SE",
@@ -213,22 +191,12 @@ def main() -> None:
         "mean_max_test_accuracy": float(best.mean()),
         "std_max_test_accuracy": float(best.std()),
         "runs": runs,
-        "commit": commit,
-        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        **run_provenance(),
         "command": f"benchmarks/peers/pcx_mlp.py --dataset {args.dataset} --seeds {seeds} --epochs {args.epochs}",
     }
     print(json.dumps({k: v for k, v in record.items() if k != "runs"}), flush=True)
     if args.json:
-        rows = []
-        if os.path.exists(args.json):
-            with open(args.json) as f:
-                rows = json.load(f)
-        rows.append(record)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
+        append_record(args.json, record)
 
 
 if __name__ == "__main__":
